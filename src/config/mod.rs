@@ -1,0 +1,283 @@
+//! Configuration: YAML file + environment overrides → `validate()` → typed [`Config`].
+//!
+//! Loading happens in three steps, and nothing starts until all three pass:
+//! 1. parse the YAML into [`schema::RawConfig`], collecting every unknown key with its path;
+//! 2. apply the environment overrides the ECS task definition uses ([`EnvOverrides`]);
+//! 3. [`validate::validate`] the values and [`validate::check_paths`] the files they name.
+//!
+//! Every problem found is reported as `path: message`, e.g.
+//! `cameras[2].roi[0]: polygon needs >= 3 points, got 2`.
+
+pub mod schema;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use schema::*;
+
+/// The embedded default: one camera on a local MKV, CPU, local sinks.
+pub const DEFAULT_CONFIG_FILE: &str = "config/local.yaml";
+
+/// A camera's id: metric label, KDS partition key, folder name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct CameraId(pub String);
+
+/// A model's id, the key under `models:`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct ModelId(pub String);
+
+impl fmt::Display for CameraId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for ModelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A valid configuration. Only [`load_file`] / [`load_str`] make one.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub logging: LoggingConfig,
+    pub health: HealthConfig,
+    pub runtime: RuntimeConfig,
+    pub aws: AwsConfig,
+    pub models: BTreeMap<ModelId, ModelSpec>,
+    pub cameras: Vec<CameraSpec>,
+    pub sinks: SinksConfig,
+    pub outbox: OutboxConfig,
+}
+
+/// A validated model.
+#[derive(Debug, Clone)]
+pub enum ModelSpec {
+    Yolo(YoloSpec),
+    Ocr(OcrSpec),
+}
+
+#[derive(Debug, Clone)]
+pub struct YoloSpec {
+    pub path: PathBuf,
+    /// `None`: take `imgsz` from the model's metadata.
+    pub input_size: Option<u32>,
+    pub confidence: f32,
+    pub iou: f32,
+    pub classes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OcrSpec {
+    pub det: OcrDetConfig,
+    pub cls: Option<OcrClsConfig>,
+    pub rec: OcrRecConfig,
+}
+
+/// A validated camera.
+#[derive(Debug, Clone)]
+pub struct CameraSpec {
+    pub id: CameraId,
+    pub source: SourceSpec,
+    pub target_fps: f64,
+    pub keyframes_only: bool,
+    pub detect: Vec<ModelId>,
+    pub ocr: Option<CameraOcr>,
+    pub roi: Vec<Zone>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    File { path: PathBuf, loop_file: bool, realtime: bool },
+    Kvs { stream: StreamRef, start: StartSelector, checkpoint_table: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamRef {
+    Name(String),
+    Arn(String),
+}
+
+impl Config {
+    /// Whether the configuration demands a GPU (startup fails without one).
+    pub fn requires_gpu(&self) -> bool {
+        self.runtime.execution_provider == ExecutionProviderKind::Cuda
+    }
+}
+
+/// One problem in a configuration, with the path of the offending key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// The config layer's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// YAML syntax, or a value of the wrong type; names the key path and the line.
+    #[error("{origin}: {}", parse_message(source))]
+    Parse {
+        origin: String,
+        #[source]
+        source: serde_path_to_error::Error<serde_yaml_ng::Error>,
+    },
+    #[error("{origin}: {} problem(s):\n{}", violations.len(), list(violations))]
+    Invalid { origin: String, violations: Vec<Violation> },
+}
+
+/// `path: message`, without the path twice when the YAML error already starts with it.
+fn parse_message(e: &serde_path_to_error::Error<serde_yaml_ng::Error>) -> String {
+    let path = e.path().to_string();
+    let inner = e.inner().to_string();
+    // serde_yaml_ng prefixes its own (sometimes shorter) path; keep ours, the more precise one.
+    let inner = match inner.split_once(": ") {
+        Some((head, rest)) if path.starts_with(head) => rest,
+        _ => inner.as_str(),
+    };
+    if path == "." { inner.to_owned() } else { format!("{path}: {inner}") }
+}
+
+fn list(violations: &[Violation]) -> String {
+    violations.iter().map(|v| format!("  {v}")).collect::<Vec<_>>().join("\n")
+}
+
+impl ConfigError {
+    /// Every problem as `path: message` lines (one for a parse error).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid { violations, .. } => violations.iter().map(ToString::to_string).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// Environment variables the ECS task definition sets. Read once in `main`; tests build them.
+#[derive(Debug, Clone, Default)]
+pub struct EnvOverrides {
+    /// `HTTP_PORT` → `server.port`.
+    pub http_port: Option<String>,
+    /// `LOG_LEVEL` → `logging.level`.
+    pub log_level: Option<String>,
+    /// `LOG_FORMAT` → `logging.format` (`text` or `json`).
+    pub log_format: Option<String>,
+    /// `AWS_REGION` → `aws.region`.
+    pub aws_region: Option<String>,
+}
+
+impl EnvOverrides {
+    /// Reads the process environment. Empty values count as unset.
+    pub fn from_process_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            http_port: var("HTTP_PORT"),
+            log_level: var("LOG_LEVEL"),
+            log_format: var("LOG_FORMAT"),
+            aws_region: var("AWS_REGION"),
+        }
+    }
+
+    fn apply(&self, raw: &mut RawConfig, violations: &mut Vec<Violation>) {
+        if let Some(port) = &self.http_port {
+            match port.parse::<u16>() {
+                Ok(p) => raw.server.port = p,
+                Err(_) => violations.push(Violation {
+                    path: "HTTP_PORT".into(),
+                    message: format!("must be a port number 0-65535, got {port:?}"),
+                }),
+            }
+        }
+        if let Some(level) = &self.log_level {
+            raw.logging.level.clone_from(level);
+        }
+        if let Some(format) = &self.log_format {
+            match format.as_str() {
+                "json" => raw.logging.format = LogFormat::Json,
+                "text" => raw.logging.format = LogFormat::Text,
+                _ => violations.push(Violation {
+                    path: "LOG_FORMAT".into(),
+                    message: format!("must be text or json, got {format:?}"),
+                }),
+            }
+        }
+        if let Some(region) = &self.aws_region {
+            raw.aws.region = Some(region.clone());
+        }
+    }
+}
+
+/// Parses and validates YAML text. Does not look at the file system.
+pub fn load_str(yaml: &str, origin: &str, env: &EnvOverrides) -> Result<Config, ConfigError> {
+    let (mut raw, mut violations) = parse(yaml, origin)?;
+    env.apply(&mut raw, &mut violations);
+    match validate::validate(raw) {
+        Ok(config) if violations.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigError::Invalid { origin: origin.to_owned(), violations }),
+        Err(more) => {
+            violations.extend(more);
+            Err(ConfigError::Invalid { origin: origin.to_owned(), violations })
+        }
+    }
+}
+
+/// Reads, parses and validates a file, and checks that every file it names exists.
+pub fn load_file(path: &Path, env: &EnvOverrides) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let origin = path.display().to_string();
+    let config = load_str(&text, &origin, env)?;
+    let missing = validate::check_paths(&config);
+    if missing.is_empty() { Ok(config) } else { Err(ConfigError::Invalid { origin, violations: missing }) }
+}
+
+/// YAML → [`RawConfig`], with every unknown key reported as a violation.
+fn parse(yaml: &str, origin: &str) -> Result<(RawConfig, Vec<Violation>), ConfigError> {
+    // An empty file is an empty mapping, so validation can say what is missing.
+    let yaml = if yaml.trim().is_empty() { "{}" } else { yaml };
+    let mut unknown = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let result = {
+        let de = serde_yaml_ng::Deserializer::from_str(yaml);
+        let mut on_unknown = |path: serde_ignored::Path<'_>| {
+            unknown.push(Violation { path: dotted(&path), message: "unknown key".into() });
+        };
+        let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
+        RawConfig::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
+    };
+    let raw = result.map_err(|e| ConfigError::Parse {
+        origin: origin.to_owned(),
+        source: serde_path_to_error::Error::new(track.path(), e),
+    })?;
+    Ok((raw, unknown))
+}
+
+/// `cameras.2.roi.0.foo` → `cameras[2].roi[0].foo`.
+fn dotted(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", dotted(parent)),
+        P::Map { parent, key } => {
+            let head = dotted(parent);
+            if head.is_empty() { key.clone() } else { format!("{head}.{key}") }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => dotted(parent),
+    }
+}

@@ -1,0 +1,481 @@
+//! The YAML schema as written by users: plain serde structs with defaults.
+//!
+//! These types accept anything that parses; [`super::validate`] turns them into the typed
+//! [`super::Config`] and reports every problem with its path. Unknown keys are not rejected by
+//! serde here (that would stop at the first one): the loader collects them all with
+//! `serde_ignored` and reports them together with the semantic errors.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawConfig {
+    pub server: ServerConfig,
+    pub logging: LoggingConfig,
+    pub health: HealthConfig,
+    pub runtime: RuntimeConfig,
+    pub aws: AwsConfig,
+    /// Models by id. Cameras refer to them by this id.
+    pub models: BTreeMap<String, RawModel>,
+    pub cameras: Vec<RawCamera>,
+    pub sinks: SinksConfig,
+    pub outbox: OutboxConfig,
+}
+
+/// HTTP server for health, metrics and `/v1/infer`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Address to bind. `0.0.0.0` in a container.
+    pub host: String,
+    /// TCP port. `HTTP_PORT` overrides it. 0 picks a free port (tests).
+    pub port: u16,
+    /// Largest request body accepted by `/v1/infer`, in bytes.
+    pub max_request_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { host: "0.0.0.0".to_owned(), port: 8080, max_request_bytes: 8 * 1024 * 1024 }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LoggingConfig {
+    /// A `tracing` filter: `info`, `debug`, `kvs_infer=debug,ort=warn`. `LOG_LEVEL` overrides it.
+    pub level: String,
+    /// `text` for people, `json` for CloudWatch. `LOG_FORMAT` overrides it.
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { level: "info".to_owned(), format: LogFormat::Text }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Liveness and shutdown timings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct HealthConfig {
+    /// `/livez` fails when the inference worker completed no batch for this long while work was queued.
+    #[serde(with = "humantime_serde")]
+    pub stall_after: Duration,
+    /// On SIGTERM, everything in flight must be flushed within this time (under ECS's 30 s stopTimeout).
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// How often the GPU probe samples NVML.
+    #[serde(with = "humantime_serde")]
+    pub gpu_poll_interval: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            stall_after: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(25),
+            gpu_poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// ONNX Runtime and the inference worker.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RuntimeConfig {
+    /// `cuda` (the GPU is required), `cpu`, or `auto` (CUDA when it registers, else CPU with a warning).
+    pub execution_provider: ExecutionProviderKind,
+    /// CUDA device ordinal.
+    pub device_id: u32,
+    /// Threads ONNX Runtime uses inside one operator on the CPU provider. 0 = ONNX Runtime's default.
+    pub intra_op_threads: usize,
+    pub graph_optimization: GraphOptimization,
+    pub cuda: CudaOptions,
+    /// Most requests the worker puts into one batch.
+    pub max_batch: usize,
+    /// Longest a request waits for others to fill a batch.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// Requests waiting for the worker before new ones are rejected.
+    pub queue_capacity: usize,
+    /// Forward passes per model before the service reports `warmed_up`.
+    pub warmup_runs: u32,
+    /// Path of `libonnxruntime.so`. When unset: `ORT_DYLIB_PATH`, then `runtime/`, then beside the executable.
+    pub library: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            execution_provider: ExecutionProviderKind::Cpu,
+            device_id: 0,
+            intra_op_threads: 0,
+            graph_optimization: GraphOptimization::All,
+            cuda: CudaOptions::default(),
+            max_batch: 8,
+            max_delay: Duration::from_millis(5),
+            queue_capacity: 64,
+            warmup_runs: 2,
+            library: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionProviderKind {
+    Cpu,
+    Cuda,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphOptimization {
+    Disable,
+    Basic,
+    Extended,
+    All,
+}
+
+/// Options passed to ONNX Runtime's CUDA execution provider.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CudaOptions {
+    pub arena_extend_strategy: ArenaExtendStrategy,
+    pub cudnn_conv_algo_search: ConvAlgoSearch,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArenaExtendStrategy {
+    #[default]
+    NextPowerOfTwo,
+    SameAsRequested,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvAlgoSearch {
+    #[default]
+    Exhaustive,
+    Heuristic,
+    Default,
+}
+
+/// Where AWS clients go. Credentials only ever come from the SDK's default chain.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AwsConfig {
+    /// Region. `AWS_REGION` overrides it.
+    pub region: Option<String>,
+    /// Send every AWS call here (an emulator, a VPC endpoint). The SDK's `AWS_ENDPOINT_URL` works too.
+    pub endpoint_url: Option<String>,
+}
+
+/// One model entry. Which keys apply depends on `kind`; `validate()` says which do not.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawModel {
+    /// `yolo` (an Ultralytics detect export) or `ocr` (PP-OCR det + rec, optional cls).
+    pub kind: Option<ModelKind>,
+    // --- yolo ---
+    /// ONNX file of a `yolo` model.
+    pub path: Option<PathBuf>,
+    /// Square input size; defaults to the model's `imgsz` metadata.
+    pub input_size: Option<u32>,
+    /// Minimum class score kept before NMS.
+    pub confidence: Option<f32>,
+    /// IoU above which NMS suppresses the lower-scored box of the same class.
+    pub iou: Option<f32>,
+    /// Class names to keep (from the model's `names` metadata). Empty = all.
+    pub classes: Vec<String>,
+    // --- ocr ---
+    pub det: Option<OcrDetConfig>,
+    pub cls: Option<OcrClsConfig>,
+    pub rec: Option<OcrRecConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Yolo,
+    Ocr,
+}
+
+/// PP-OCR text detection (DB).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct OcrDetConfig {
+    pub path: PathBuf,
+    /// The longer image side is resized to at most this (a multiple of 32).
+    pub max_side: u32,
+    /// Probability-map binarisation threshold.
+    pub threshold: f32,
+    /// Minimum mean probability inside a box.
+    pub box_threshold: f32,
+    /// How far a box is grown around the shrunk text kernel.
+    pub unclip_ratio: f32,
+    /// Boxes with a shorter side (pixels) are dropped.
+    pub min_size: f32,
+}
+
+impl Default for OcrDetConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            max_side: 960,
+            threshold: 0.3,
+            box_threshold: 0.5,
+            unclip_ratio: 1.6,
+            min_size: 3.0,
+        }
+    }
+}
+
+/// PP-OCR 0/180-degree text direction classifier.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct OcrClsConfig {
+    pub path: PathBuf,
+    /// A line is rotated when the classifier says "180" with at least this score.
+    pub threshold: f32,
+}
+
+impl Default for OcrClsConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::new(), threshold: 0.9 }
+    }
+}
+
+/// PP-OCR text recognition (CTC).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct OcrRecConfig {
+    pub path: PathBuf,
+    /// Input height; PP-OCRv3+ use 48.
+    pub height: u32,
+    /// Lines read with a lower mean confidence are dropped.
+    pub min_score: f32,
+}
+
+impl Default for OcrRecConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::new(), height: 48, min_score: 0.5 }
+    }
+}
+
+/// One camera as written in the file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawCamera {
+    /// Unique id; used as metric label and KDS partition key.
+    pub id: String,
+    pub source: RawSource,
+    /// Frames per second sent to inference, chosen by frame timestamps.
+    pub target_fps: Option<f64>,
+    /// Only ever sample key frames.
+    pub keyframes_only: bool,
+    /// Ids of `yolo` models run on the whole frame.
+    pub detect: Vec<String>,
+    /// OCR on the whole frame, or inside detections of chosen labels.
+    pub ocr: Option<CameraOcr>,
+    /// Zones of interest, in normalised coordinates (0..1). None = the whole frame.
+    pub roi: Vec<Zone>,
+}
+
+/// OCR stage of a camera.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CameraOcr {
+    /// Id of an `ocr` model.
+    pub model: String,
+    /// Labels of this camera's detections to read text inside (e.g. `[plate]`). Empty = whole frame.
+    pub within: Vec<String>,
+}
+
+/// A named polygon zone.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Zone {
+    pub name: String,
+    /// Vertices `[x, y]` in 0..1, in order.
+    pub points: Vec<[f64; 2]>,
+}
+
+/// Where a camera's video comes from. Which keys apply depends on `kind`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawSource {
+    /// `file` (a local MKV) or `kvs` (Kinesis Video Streams GetMedia).
+    pub kind: Option<SourceKind>,
+    // --- file ---
+    pub path: Option<PathBuf>,
+    /// Start again at the end of the file (a stand-in for a live camera).
+    #[serde(rename = "loop")]
+    pub loop_file: bool,
+    /// Pace frames at their timestamps instead of as fast as possible.
+    pub realtime: bool,
+    // --- kvs ---
+    pub stream_name: Option<String>,
+    pub stream_arn: Option<String>,
+    /// Where a new GetMedia session starts when no checkpoint exists.
+    pub start: Option<StartSelector>,
+    /// Keep a per-stream checkpoint in this DynamoDB table and resume after it.
+    pub checkpoint_table: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    File,
+    Kvs,
+}
+
+/// GetMedia StartSelector: `now`, `earliest`, or a one-key map such as
+/// `{fragment_number: "9134..."}` or `{producer_timestamp: 2026-11-23T10:00:00Z}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", try_from = "StartSelectorRepr")]
+pub enum StartSelector {
+    Now,
+    Earliest,
+    FragmentNumber(String),
+    /// RFC 3339 time.
+    ProducerTimestamp(String),
+    /// RFC 3339 time.
+    ServerTimestamp(String),
+}
+
+/// How a start selector is written in YAML, before it is checked.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StartSelectorRepr {
+    Word(String),
+    Map(BTreeMap<String, serde_yaml_ng::Value>),
+}
+
+impl TryFrom<StartSelectorRepr> for StartSelector {
+    type Error = String;
+
+    fn try_from(repr: StartSelectorRepr) -> Result<Self, String> {
+        const EXPECTED: &str =
+            "expected now, earliest, or one of {fragment_number, producer_timestamp, server_timestamp}: VALUE";
+        match repr {
+            StartSelectorRepr::Word(w) => match w.as_str() {
+                "now" => Ok(StartSelector::Now),
+                "earliest" => Ok(StartSelector::Earliest),
+                other => Err(format!("unknown start selector {other:?}; {EXPECTED}")),
+            },
+            StartSelectorRepr::Map(map) => {
+                let mut entries = map.into_iter();
+                match (entries.next(), entries.next()) {
+                    (Some((key, value)), None) => {
+                        let value = match value {
+                            serde_yaml_ng::Value::String(s) => s,
+                            serde_yaml_ng::Value::Number(n) => n.to_string(),
+                            other => return Err(format!("start selector {key}: expected a string, got {other:?}")),
+                        };
+                        match key.as_str() {
+                            "fragment_number" => Ok(StartSelector::FragmentNumber(value)),
+                            "producer_timestamp" => Ok(StartSelector::ProducerTimestamp(value)),
+                            "server_timestamp" => Ok(StartSelector::ServerTimestamp(value)),
+                            other => Err(format!("unknown start selector {other:?}; {EXPECTED}")),
+                        }
+                    }
+                    _ => Err(format!("a start selector map has exactly one key; {EXPECTED}")),
+                }
+            }
+        }
+    }
+}
+
+/// Where events go. Any number of sinks; at least one.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SinksConfig {
+    pub local: Option<LocalSinkConfig>,
+    pub kinesis: Option<KinesisSinkConfig>,
+    pub s3: Option<S3SinkConfig>,
+    pub dynamodb: Option<DynamoDbSinkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LocalSinkConfig {
+    /// Folder for `events.jsonl` and `snapshots/`.
+    pub dir: PathBuf,
+    /// Write annotated JPEG snapshots for `new` and `end` events.
+    pub snapshots: bool,
+    pub jpeg_quality: u8,
+}
+
+impl Default for LocalSinkConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("out"), snapshots: true, jpeg_quality: 85 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct KinesisSinkConfig {
+    pub stream_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct S3SinkConfig {
+    pub bucket: String,
+    /// Key prefix; keys are `{prefix}/{camera}/{yyyy}/{mm}/{dd}/{event_id}.jpg`.
+    pub prefix: String,
+}
+
+impl Default for S3SinkConfig {
+    fn default() -> Self {
+        Self { bucket: String::new(), prefix: "snapshots".to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DynamoDbSinkConfig {
+    /// One item per camera with its latest state.
+    pub state_table: String,
+    /// One item per event, expiring after `ttl_days`.
+    pub events_table: String,
+    pub ttl_days: u32,
+}
+
+impl Default for DynamoDbSinkConfig {
+    fn default() -> Self {
+        Self { state_table: String::new(), events_table: String::new(), ttl_days: 7 }
+    }
+}
+
+/// The durable queue between events and remote sinks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct OutboxConfig {
+    pub dir: PathBuf,
+    /// When the backlog reaches this size new events are refused (and counted); nothing is dropped.
+    pub max_bytes: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("data/outbox"), max_bytes: 1024 * 1024 * 1024 }
+    }
+}

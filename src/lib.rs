@@ -1,0 +1,27 @@
+//! kvs-infer: an inference service for Kinesis Video Streams.
+//!
+//! It pulls camera video (KVS GetMedia or a local MKV file), runs ONNX detection and OCR through
+//! ONNX Runtime, and publishes what it saw. ECS and the ALB judge it by a staged `/healthz`.
+//!
+//! Module map (see `ARCHITECTURE.md` for the data flow):
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | YAML schema, env overrides, `validate()` into a typed [`config::Config`] |
+//! | [`health`] | the staged startup state machine, liveness and degraded reasons, fed by `watch` |
+//! | [`metrics`] | every metric name, its help text and the Prometheus recorder |
+//! | [`infer`] | ONNX Runtime loading, execution providers, model sessions and warm-up |
+//! | [`server`] | the axum router: `/healthz`, `/livez`, `/readyz`, `/metrics`, `/` |
+//! | [`startup`] | the order `serve` brings the service up in, and graceful shutdown |
+//! | [`healthcheck`] | the container health-check client behind `kvs-infer healthcheck` |
+//! | [`telemetry`] | tracing subscriber setup (human or JSON lines for CloudWatch) |
+#![warn(clippy::unwrap_used)]
+
+pub mod config;
+pub mod health;
+pub mod healthcheck;
+pub mod infer;
+pub mod metrics;
+pub mod server;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,97 @@
+//! Every metric the service exports: names, help texts, buckets and the helpers that record them.
+//!
+//! Labels stay bounded: stage names, route templates, status codes, camera ids. Never a frame id,
+//! a request id or a raw URL. A test checks that the README documents every name in [`CATALOGUE`].
+
+use std::sync::OnceLock;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const BUILD_INFO: &str = "kvs_infer_build_info";
+pub const STARTUP_STAGE_SECONDS: &str = "startup_stage_seconds";
+pub const STARTUP_TIME_TO_READY_SECONDS: &str = "startup_time_to_ready_seconds";
+pub const HEALTH_READY: &str = "health_ready";
+pub const HEALTH_LIVE: &str = "health_live";
+pub const HEALTH_DEGRADED_REASONS: &str = "health_degraded_reasons";
+pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+pub const MODEL_LOAD_SECONDS: &str = "model_load_seconds";
+pub const MODEL_WARMUP_SECONDS: &str = "model_warmup_seconds";
+
+/// Buckets for HTTP handler latency (seconds).
+const HTTP_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// Name, type and help of every metric, for `describe` and for the README table.
+pub const CATALOGUE: &[(&str, &str, &str)] = &[
+    (BUILD_INFO, "gauge", "Always 1; labels: version."),
+    (STARTUP_STAGE_SECONDS, "gauge", "How long each startup stage took; label: stage."),
+    (STARTUP_TIME_TO_READY_SECONDS, "gauge", "Seconds from process start to ready."),
+    (HEALTH_READY, "gauge", "1 while /readyz and /healthz answer 200."),
+    (HEALTH_LIVE, "gauge", "1 while /livez answers 200."),
+    (HEALTH_DEGRADED_REASONS, "gauge", "Outside problems currently reported as degraded (sinks down...)."),
+    (HTTP_REQUESTS_TOTAL, "counter", "HTTP requests answered; labels: route, status."),
+    (HTTP_REQUEST_DURATION_SECONDS, "histogram", "HTTP handler latency; label: route."),
+    (MODEL_LOAD_SECONDS, "gauge", "Time to create each ONNX Runtime session; labels: model, part."),
+    (MODEL_WARMUP_SECONDS, "gauge", "Time spent in warm-up runs; labels: model, part."),
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns its handle (idempotent).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_owned()), HTTP_BUCKETS)
+                .map(PrometheusBuilder::build_recorder)
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            // Fails only when another recorder is installed already (an embedding program's);
+            // ours then records nothing, which the handle's empty output makes visible.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe_all();
+            gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            handle
+        })
+        .clone()
+}
+
+fn describe_all() {
+    for &(name, kind, help) in CATALOGUE {
+        match kind {
+            "counter" => describe_counter!(name, help),
+            "histogram" => describe_histogram!(name, Unit::Seconds, help),
+            _ => describe_gauge!(name, help),
+        }
+    }
+}
+
+pub fn record_stage(stage: &'static str, seconds: f64) {
+    gauge!(STARTUP_STAGE_SECONDS, "stage" => stage).set(seconds);
+}
+
+pub fn record_time_to_ready(seconds: f64) {
+    gauge!(STARTUP_TIME_TO_READY_SECONDS).set(seconds);
+}
+
+pub fn set_health(ready: bool, live: bool, degraded: usize) {
+    gauge!(HEALTH_READY).set(f64::from(u8::from(ready)));
+    gauge!(HEALTH_LIVE).set(f64::from(u8::from(live)));
+    gauge!(HEALTH_DEGRADED_REASONS).set(degraded as f64);
+}
+
+pub fn record_http(route: String, status: u16, seconds: f64) {
+    metrics::counter!(HTTP_REQUESTS_TOTAL, "route" => route.clone(), "status" => status.to_string()).increment(1);
+    histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route).record(seconds);
+}
+
+pub fn record_model_load(model: &str, part: &'static str, seconds: f64) {
+    gauge!(MODEL_LOAD_SECONDS, "model" => model.to_owned(), "part" => part).set(seconds);
+}
+
+pub fn record_model_warmup(model: &str, part: &'static str, seconds: f64) {
+    gauge!(MODEL_WARMUP_SECONDS, "model" => model.to_owned(), "part" => part).set(seconds);
+}

@@ -1,0 +1,77 @@
+//! `kvs-infer healthcheck` against a real server on port 0: 200 → exit 0; 503 or no server → 1.
+
+use std::process::Command;
+use std::time::Duration;
+
+use kvs_infer::health::{Health, Stage};
+use kvs_infer::healthcheck::{self, Probe};
+use kvs_infer::metrics;
+use kvs_infer::server::{AppState, app};
+use tokio::net::TcpListener;
+
+/// Serves the real router on 127.0.0.1:0 and returns the port.
+async fn spawn_server(health: &Health) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let router = app(AppState { health: health.subscribe(), metrics: metrics::install() });
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    port
+}
+
+/// Runs the binary's `healthcheck` the way ECS does: only HTTP_PORT in the environment.
+async fn exit_code(port: u16) -> (i32, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_kvs-infer"))
+            .arg("healthcheck")
+            .env("HTTP_PORT", port.to_string())
+            .output()
+            .expect("run kvs-infer");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_code_follows_healthz() {
+    let health = Health::new();
+    let port = spawn_server(&health).await;
+
+    let (code, stderr) = exit_code(port).await;
+    assert_eq!(code, 1, "503 while starting → exit 1");
+    assert!(stderr.contains("503"), "{stderr}");
+
+    for stage in Stage::ALL {
+        health.complete(stage, None);
+    }
+    let (code, stderr) = exit_code(port).await;
+    assert_eq!(code, 0, "200 at ready → exit 0 ({stderr})");
+
+    health.set_liveness_failure("gpu", "device lost");
+    assert_eq!(exit_code(port).await.0, 1, "not live → exit 1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_server_is_unhealthy() {
+    // Bind and drop to get a port nothing listens on.
+    let port = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr").port();
+    let (code, stderr) = exit_code(port).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("healthcheck"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out() {
+    // Accepts connections but never writes: the probe must give up on its own.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let _holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let probe = healthcheck::probe(&url, Duration::from_millis(300)).await.expect("valid url");
+    assert!(matches!(probe, Probe::Unreachable { ref reason } if reason.contains("no answer")), "{probe:?}");
+}
