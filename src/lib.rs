@@ -10,6 +10,7 @@
 //! | [`config`] | YAML schema, env overrides, `validate()` into a typed [`config::Config`] |
 //! | [`health`] | the staged startup state machine, liveness and degraded reasons, fed by `watch` |
 //! | [`metrics`] | every metric name, its help text and the Prometheus recorder |
+//! | [`media`] | streaming MKV/KVS demuxer, KVS fragment metadata, H.264 decoding, `inspect` |
 //! | [`infer`] | ONNX Runtime loading, execution providers, model sessions and warm-up |
 //! | [`server`] | the axum router: `/healthz`, `/livez`, `/readyz`, `/metrics`, `/` |
 //! | [`startup`] | the order `serve` brings the service up in, and graceful shutdown |
@@ -21,6 +22,7 @@ pub mod config;
 pub mod health;
 pub mod healthcheck;
 pub mod infer;
+pub mod media;
 pub mod metrics;
 pub mod server;
 pub mod startup;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use kvs_infer::config::{self, DEFAULT_CONFIG_FILE, EnvOverrides};
 use kvs_infer::health::Health;
 use kvs_infer::healthcheck::{self, Probe};
+use kvs_infer::media::inspect::{InspectOptions, inspect};
 use kvs_infer::startup::{self, ServeContext};
 use kvs_infer::{metrics, telemetry};
 
@@ -48,6 +49,16 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Print one JSON line per fragment of an MKV/KVS stream (a file, or - for stdin), then a summary.
+    ///
+    /// Damage is reported on stderr and counted; the exit code is 1 only if the input cannot be read.
+    Inspect {
+        /// MKV file, or - for standard input (e.g. a saved GetMedia response).
+        input: String,
+        /// Also decode the H.264 video and count decoded frames.
+        #[arg(long)]
+        decode: bool,
+    },
     /// Process one MKV file through the first camera's pipeline and print its events as JSON lines.
     RunFile {
         /// The MKV (H.264) file.
@@ -64,6 +75,7 @@ fn main() -> ExitCode {
             let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{port}/healthz"));
             run_healthcheck(&url, timeout)
         }
+        Command::Inspect { input, decode } => run_inspect(&input, decode),
         Command::RunFile { file } => {
             eprintln!(
                 "run-file {}: the video pipeline is not built yet (it lands with the pipeline issue)",
@@ -91,6 +103,29 @@ fn check_config(path: PathBuf) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+fn run_inspect(input: &str, decode: bool) -> ExitCode {
+    let opts = InspectOptions { decode, ..InspectOptions::default() };
+    let (stdout, stderr) = (std::io::stdout().lock(), std::io::stderr());
+    let result = if input == "-" {
+        inspect(std::io::stdin().lock(), stdout, stderr, opts)
+    } else {
+        match std::fs::File::open(input) {
+            Ok(file) => inspect(std::io::BufReader::new(file), stdout, stderr, opts),
+            Err(e) => {
+                eprintln!("inspect: cannot open {input}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("inspect: {input}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
