@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::ebml::{self, ElementId, Kind, Vint};
 use super::kvs::{FragmentMeta, Tag};
-use super::{ClusterSummary, Event, Frame, FragmentSummary, MediaError, Track, TrackKind};
+use super::{ClusterSummary, Event, FragmentSummary, Frame, MediaError, Track, TrackKind};
 
 /// The Cluster id's bytes, a resync point.
 const CLUSTER_ID: [u8; 4] = [0x1F, 0x43, 0xB6, 0x75];
@@ -152,6 +152,8 @@ pub struct Demuxer {
     events: VecDeque<Event>,
     finished: bool,
     done: bool,
+    /// A payload scan already reported that the next document cuts the current one short.
+    cut_reported: bool,
 }
 
 impl Default for Demuxer {
@@ -179,6 +181,7 @@ impl Demuxer {
             events: VecDeque::new(),
             finished: false,
             done: false,
+            cut_reported: false,
         }
     }
 
@@ -322,11 +325,19 @@ impl Demuxer {
                     size,
                     cap: self.cfg.max_element_size as u64,
                 }));
-                self.state = State::Payload { id, start: at, data_start, end: data_start + size, keep: false, scanned: data_start };
+                self.state = State::Payload {
+                    id,
+                    start: at,
+                    data_start,
+                    end: data_start + size,
+                    keep: false,
+                    scanned: data_start,
+                };
             }
             (kind, Some(size)) => {
                 let keep = kind == Kind::Leaf;
-                self.state = State::Payload { id, start: at, data_start, end: data_start + size, keep, scanned: data_start };
+                self.state =
+                    State::Payload { id, start: at, data_start, end: data_start + size, keep, scanned: data_start };
             }
         }
         Step::Progress
@@ -349,6 +360,7 @@ impl Demuxer {
                 if let Some(doc) = &mut self.doc {
                     doc.damaged = true;
                 }
+                self.cut_reported = true;
                 self.state = State::Header;
                 return Step::Progress;
             }
@@ -479,13 +491,17 @@ impl Demuxer {
     fn start_document(&mut self, at: u64) {
         // Whatever is still open belongs to the previous document.
         let cut = self.stack.iter().any(|o| o.end.is_some_and(|end| end > at));
-        if cut && let Some(open) = self.stack.last() {
+        if cut
+            && !std::mem::take(&mut self.cut_reported)
+            && let Some(open) = self.stack.last()
+        {
             let (name, element_offset) = (ebml::name(open.id), open.start);
             if let Some(doc) = &mut self.doc {
                 doc.damaged = true;
             }
             self.events.push_back(Event::Error(MediaError::CutByNewDocument { offset: at, name, element_offset }));
         }
+        self.cut_reported = false;
         while !self.stack.is_empty() {
             self.close_top();
         }
@@ -501,7 +517,11 @@ impl Demuxer {
             return;
         };
         if !doc.started {
-            self.events.push_back(Event::FragmentStart { index: doc.index, offset: doc.offset, meta: doc.meta.clone() });
+            self.events.push_back(Event::FragmentStart {
+                index: doc.index,
+                offset: doc.offset,
+                meta: doc.meta.clone(),
+            });
             doc.started = true;
         }
         if let Some(err) = &doc.meta.error {
@@ -566,7 +586,12 @@ impl Demuxer {
                 if let Some(doc) = &mut self.doc {
                     doc.damaged = true;
                 }
-                self.events.push_back(Event::Error(MediaError::Truncated { offset: at, name, element_offset, missing }));
+                self.events.push_back(Event::Error(MediaError::Truncated {
+                    offset: at,
+                    name,
+                    element_offset,
+                    missing,
+                }));
             }
         }
         while !self.stack.is_empty() {
@@ -583,7 +608,9 @@ impl Demuxer {
         let bytes = &self.buf[from..];
         let header = match ebml::read_id(bytes) {
             Vint::Value { len: id_len, .. } => match ebml::read_size(&bytes[id_len..]) {
-                Vint::Value { len: size_len, .. } => bytes.get(id_len + size_len..).and_then(|b| parse_block_header(b).ok()),
+                Vint::Value { len: size_len, .. } => {
+                    bytes.get(id_len + size_len..).and_then(|b| parse_block_header(b).ok())
+                }
                 _ => None,
             },
             _ => None,
@@ -666,7 +693,12 @@ impl Demuxer {
                 if let Some(doc) = &mut self.doc
                     && let Some(t) = doc.tags.pop()
                 {
-                    let tag = Tag { name: t.name, value: t.value, trailing_nuls: t.trailing_nuls, after_cluster: doc.clusters > 0 };
+                    let tag = Tag {
+                        name: t.name,
+                        value: t.value,
+                        trailing_nuls: t.trailing_nuls,
+                        after_cluster: doc.clusters > 0,
+                    };
                     doc.meta.apply(&tag);
                     self.events.push_back(Event::Tag(tag));
                 }
@@ -908,7 +940,7 @@ fn split_laces(data: &[u8], lacing: u8) -> Result<Vec<&[u8]>, &'static str> {
         }
         _ => {
             let body = data.len() - at;
-            if body % count != 0 {
+            if !body.is_multiple_of(count) {
                 return Err("fixed-size lacing does not divide the block evenly");
             }
             sizes.extend(std::iter::repeat_n(body / count, count - 1));

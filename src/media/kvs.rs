@@ -197,7 +197,12 @@ mod tests {
 
     #[test]
     fn error_tags_make_a_typed_error_in_either_order() {
-        let tag = |name: &str, value: &str| Tag { name: name.into(), value: value.into(), trailing_nuls: 0, after_cluster: false };
+        let tag = |name: &str, value: &str| Tag {
+            name: name.into(),
+            value: value.into(),
+            trailing_nuls: 0,
+            after_cluster: false,
+        };
         let mut m = FragmentMeta::default();
         m.apply(&tag(TAG_ERROR_ID, "4242"));
         m.apply(&tag(TAG_ERROR_CODE, "STREAM_NOT_FOUND"));

@@ -150,13 +150,20 @@ pub struct FragmentSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A Matroska document (one KVS fragment) starts at `offset`.
-    DocumentStart { index: u64, offset: u64 },
+    DocumentStart {
+        index: u64,
+        offset: u64,
+    },
     /// The document's tracks, when its Tracks element is complete.
     Tracks(Vec<Track>),
     /// One SimpleTag.
     Tag(Tag),
     /// The document's first Cluster starts: the fragment's metadata from the tags before it.
-    FragmentStart { index: u64, offset: u64, meta: FragmentMeta },
+    FragmentStart {
+        index: u64,
+        offset: u64,
+        meta: FragmentMeta,
+    },
     Frame(Frame),
     ClusterEnd(ClusterSummary),
     /// The document is complete (or cut short: `damaged`).
