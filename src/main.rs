@@ -59,6 +59,15 @@ enum Command {
         #[arg(long)]
         decode: bool,
     },
+    /// Run the first camera's models of the config on still images (PNG/JPEG); one JSON line each.
+    ///
+    /// Lines are `{"image", "detections": [{"label", "score", "box"}], "texts": [{"text", "score",
+    /// "quad"}]}` in pixel coordinates of the input. Exit 1 if any image could not be processed.
+    Infer {
+        /// Images to analyse.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
     /// Process one MKV file through the first camera's pipeline and print its events as JSON lines.
     RunFile {
         /// The MKV (H.264) file.
@@ -76,6 +85,7 @@ fn main() -> ExitCode {
             run_healthcheck(&url, timeout)
         }
         Command::Inspect { input, decode } => run_inspect(&input, decode),
+        Command::Infer { images } => run_infer(&cli.config, &images),
         Command::RunFile { file } => {
             eprintln!(
                 "run-file {}: the video pipeline is not built yet (it lands with the pipeline issue)",
@@ -104,6 +114,77 @@ fn check_config(path: PathBuf) -> ExitCode {
         }
         Err(code) => code,
     }
+}
+
+fn run_infer(config_path: &std::path::Path, images: &[PathBuf]) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    telemetry::init(&config.logging.level, config.logging.format);
+    let Some(camera) = config.cameras.first().cloned() else {
+        eprintln!("infer: the config has no camera");
+        return ExitCode::FAILURE;
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("infer: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let cfg = config.runtime.clone();
+        let models = config.models.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let rt = kvs_infer::infer::runtime::init(&cfg)?;
+            kvs_infer::infer::session::load_models(rt, &cfg, &models)
+        })
+        .await;
+        let engine = match loaded.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| format!("{e}"))) {
+            Ok(models) => match kvs_infer::infer::engine::start_worker(&config.runtime, models) {
+                Ok((engine, _handle)) => engine,
+                Err(e) => {
+                    eprintln!("infer: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            Err(e) => {
+                eprintln!("infer: cannot load the models: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut failed = false;
+        for path in images {
+            let (engine, camera, path) = (engine.clone(), camera.clone(), path.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let img = kvs_infer::infer::image::RgbImage::decode(&bytes)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                engine.analyze(&camera, &img).map_err(|e| format!("{}: {e}", path.display())).map(|a| (path, a))
+            })
+            .await;
+            match result {
+                Ok(Ok((path, analysis))) => {
+                    let line = serde_json::json!({
+                        "image": path.display().to_string(),
+                        "detections": analysis.detections,
+                        "texts": analysis.texts,
+                    });
+                    println!("{line}");
+                }
+                Ok(Err(e)) => {
+                    eprintln!("infer: {e}");
+                    failed = true;
+                }
+                Err(e) => {
+                    eprintln!("infer: {e}");
+                    failed = true;
+                }
+            }
+        }
+        if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    })
 }
 
 fn run_inspect(input: &str, decode: bool) -> ExitCode {

@@ -16,8 +16,9 @@ use tracing::{info, warn};
 use crate::config::{Config, ExecutionProviderKind};
 use crate::health::gpu::{self, GpuProbe};
 use crate::health::{Health, Stage};
+use crate::infer::engine::{self, Engine};
 use crate::infer::runtime::{self, ActiveProvider};
-use crate::infer::session::{self, LoadedModels};
+use crate::infer::session;
 use crate::server::{self, AppState};
 
 /// Exit status when a second signal cuts the drain short (128 + SIGINT, as shells report it).
@@ -47,7 +48,7 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
         () = shutdown.cancelled() => None,
     };
     match started {
-        Some(Ok(_models)) => {
+        Some(Ok(_engine)) => {
             info!(time_to_ready_seconds = health.snapshot().time_to_ready_seconds, "ready");
             shutdown.cancelled().await;
         }
@@ -109,7 +110,7 @@ async fn watch_signals(shutdown: CancellationToken, health: Health) {
 }
 
 /// Stages `gpu` → `models_loaded` → `warmed_up` → `ready`. A failure marks its stage failed.
-async fn bring_up(config: &Config, health: &Health) -> anyhow::Result<LoadedModels> {
+async fn bring_up(config: &Config, health: &Health) -> anyhow::Result<Engine> {
     health.complete(Stage::Starting, None);
 
     health.begin(Stage::Gpu);
@@ -174,10 +175,11 @@ async fn bring_up(config: &Config, health: &Health) -> anyhow::Result<LoadedMode
         health.fail(Stage::WarmedUp, error_chain(&e));
         return Err(e.into());
     }
+    let (engine, _handle) = engine::start_worker(&config.runtime, models)?;
     health.complete(Stage::WarmedUp, Some(format!("{runs} run(s) per session")));
 
     health.complete(Stage::Ready, None);
-    Ok(models)
+    Ok(engine)
 }
 
 /// `error: cause: cause`, for the health body.

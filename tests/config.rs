@@ -137,8 +137,23 @@ fn each_rule_reports_its_path() {
         ),
         (
             "ocr det side",
-            BASE.replace("det: { path: models/det.onnx }", "det: { path: models/det.onnx, max_side: 1000 }"),
-            "models.text.det.max_side",
+            BASE.replace("det: { path: models/det.onnx }", "det: { path: models/det.onnx, limit_side_len: 8 }"),
+            "models.text.det.limit_side_len",
+        ),
+        (
+            "ocr det limit type",
+            BASE.replace("det: { path: models/det.onnx }", "det: { path: models/det.onnx, limit_type: both }"),
+            "models.text.det.limit_type: unknown variant",
+        ),
+        (
+            "ocr rec batch",
+            BASE.replace("rec: { path: models/rec.onnx }", "rec: { path: models/rec.onnx, batch_size: 0 }"),
+            "models.text.rec.batch_size",
+        ),
+        (
+            "ocr cls batch",
+            BASE.replace("kind: ocr", "kind: ocr\n    cls: { path: c.onnx, batch_size: 100 }"),
+            "models.text.cls.batch_size",
         ),
         (
             "ocr det threshold",

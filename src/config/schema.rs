@@ -222,8 +222,10 @@ pub enum ModelKind {
 #[serde(default)]
 pub struct OcrDetConfig {
     pub path: PathBuf,
-    /// The longer image side is resized to at most this (a multiple of 32).
-    pub max_side: u32,
+    /// Side length the image is scaled to: the shorter side up to it (`min`, the PP-OCR
+    /// mobile default) or the longer side down to it (`max`); then rounded to multiples of 32.
+    pub limit_side_len: u32,
+    pub limit_type: DetLimitType,
     /// Probability-map binarisation threshold.
     pub threshold: f32,
     /// Minimum mean probability inside a box.
@@ -238,7 +240,8 @@ impl Default for OcrDetConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::new(),
-            max_side: 960,
+            limit_side_len: 736,
+            limit_type: DetLimitType::Min,
             threshold: 0.3,
             box_threshold: 0.5,
             unclip_ratio: 1.6,
@@ -247,18 +250,30 @@ impl Default for OcrDetConfig {
     }
 }
 
+/// How `limit_side_len` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetLimitType {
+    /// Scale up so the shorter side is at least `limit_side_len`.
+    Min,
+    /// Scale down so the longer side is at most `limit_side_len`.
+    Max,
+}
+
 /// PP-OCR 0/180-degree text direction classifier.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct OcrClsConfig {
     pub path: PathBuf,
-    /// A line is rotated when the classifier says "180" with at least this score.
+    /// A line is rotated when the classifier says "180" with more than this score.
     pub threshold: f32,
+    /// Lines per classifier run.
+    pub batch_size: usize,
 }
 
 impl Default for OcrClsConfig {
     fn default() -> Self {
-        Self { path: PathBuf::new(), threshold: 0.9 }
+        Self { path: PathBuf::new(), threshold: 0.9, batch_size: 6 }
     }
 }
 
@@ -271,11 +286,14 @@ pub struct OcrRecConfig {
     pub height: u32,
     /// Lines read with a lower mean confidence are dropped.
     pub min_score: f32,
+    /// Lines per recognition run; lines are sorted by width and each run is padded to its
+    /// widest line (at least 320 px at height 48).
+    pub batch_size: usize,
 }
 
 impl Default for OcrRecConfig {
     fn default() -> Self {
-        Self { path: PathBuf::new(), height: 48, min_score: 0.5 }
+        Self { path: PathBuf::new(), height: 48, min_score: 0.5, batch_size: 6 }
     }
 }
 

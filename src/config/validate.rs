@@ -214,8 +214,8 @@ fn check_ocr(c: &mut Checker, at: &str, m: &RawModel) -> Option<OcrSpec> {
     if let Some(det) = &m.det {
         let p = format!("{at}.det");
         c.nonempty_path(format!("{p}.path"), &det.path);
-        if det.max_side < 32 || det.max_side % 32 != 0 {
-            c.err(format!("{p}.max_side"), format!("must be a multiple of 32, at least 32, got {}", det.max_side));
+        if !(32..=4096).contains(&det.limit_side_len) {
+            c.err(format!("{p}.limit_side_len"), format!("must be in 32..=4096, got {}", det.limit_side_len));
         }
         c.unit_interval(format!("{p}.threshold"), det.threshold, true);
         c.unit_interval(format!("{p}.box_threshold"), det.box_threshold, true);
@@ -235,12 +235,18 @@ fn check_ocr(c: &mut Checker, at: &str, m: &RawModel) -> Option<OcrSpec> {
             c.err(format!("{p}.height"), format!("must be in 1..=256, got {}", rec.height));
         }
         c.unit_interval(format!("{p}.min_score"), rec.min_score, false);
+        if !(1..=64).contains(&rec.batch_size) {
+            c.err(format!("{p}.batch_size"), format!("must be in 1..=64, got {}", rec.batch_size));
+        }
     } else {
         c.err(format!("{at}.rec"), "required for kind ocr");
     }
     if let Some(cls) = &m.cls {
         c.nonempty_path(format!("{at}.cls.path"), &cls.path);
         c.unit_interval(format!("{at}.cls.threshold"), cls.threshold, false);
+        if !(1..=64).contains(&cls.batch_size) {
+            c.err(format!("{at}.cls.batch_size"), format!("must be in 1..=64, got {}", cls.batch_size));
+        }
     }
     Some(OcrSpec { det: m.det.clone()?, cls: m.cls.clone(), rec: m.rec.clone()? })
 }

@@ -1,12 +1,86 @@
-//! Inference: ONNX Runtime loading, execution providers, model sessions and warm-up.
+//! Inference: ONNX Runtime, the worker that owns the sessions, and the models' own
+//! pre- and post-processing (YOLO detection, PP-OCR).
 //!
-//! ONNX Runtime never runs on the async runtime: callers use `spawn_blocking` or (from the
-//! inference issue on) the worker thread that owns the sessions.
+//! | module | owns |
+//! |---|---|
+//! | [`runtime`] | finding and loading `libonnxruntime`, execution providers |
+//! | [`session`] | loading configured models into sessions, their metadata, warm-up |
+//! | [`worker`] | the session-owning thread, cross-camera batching, the handle |
+//! | [`image`] | RGB images, SIMD resizing, letterbox, tensor packing |
+//! | [`yolo`] | Ultralytics detect outputs, class-aware NMS |
+//! | [`ocr`] | PP-OCR detection, classification, recognition |
+//! | [`engine`] | a camera's models composed: detect, read text, or detect then read inside |
+//!
+//! ONNX Runtime never runs on the async runtime: pre- and post-processing run on blocking
+//! threads, model runs on the worker thread.
 
+pub mod engine;
+pub mod image;
+pub mod ocr;
 pub mod runtime;
 pub mod session;
+pub mod worker;
+pub mod yolo;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::ModelId;
+use session::ModelPart;
+
+/// A dense f32 tensor: shape and row-major data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    /// Stacks tensors along their first dimension (all other dimensions must agree).
+    pub fn concat(mut parts: Vec<Tensor>) -> Result<Tensor, InferError> {
+        if parts.len() == 1 {
+            return parts.pop().ok_or(InferError::EmptyBatch);
+        }
+        let first = parts.first().ok_or(InferError::EmptyBatch)?;
+        let tail = first.shape.get(1..).unwrap_or_default().to_vec();
+        let mut n = 0;
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.data.len()).sum());
+        for p in parts {
+            if p.shape.get(1..).unwrap_or_default() != tail.as_slice() {
+                return Err(InferError::ShapeMismatch { expected: tail, got: p.shape });
+            }
+            n += p.shape.first().copied().unwrap_or(1);
+            data.extend_from_slice(&p.data);
+        }
+        let mut shape = vec![n];
+        shape.extend(tail);
+        Ok(Tensor { shape, data })
+    }
+
+    /// Splits along the first dimension into pieces of `sizes` items.
+    pub fn split(self, sizes: &[usize]) -> Result<Vec<Tensor>, InferError> {
+        let n = self.shape.first().copied().unwrap_or(0);
+        if sizes.iter().sum::<usize>() != n || n == 0 {
+            return Err(InferError::ShapeMismatch { expected: vec![sizes.iter().sum()], got: self.shape });
+        }
+        let per_item = self.data.len() / n;
+        let mut out = Vec::with_capacity(sizes.len());
+        let mut at = 0;
+        for &k in sizes {
+            let mut shape = self.shape.clone();
+            shape[0] = k;
+            out.push(Tensor { shape, data: self.data[at * per_item..(at + k) * per_item].to_vec() });
+            at += k;
+        }
+        Ok(out)
+    }
+}
+
+/// Runs a model part on a batch. The service uses the worker's handle; this seam lets the
+/// pre/post-processing be driven the same way everywhere.
+pub trait Runner {
+    fn run(&self, model: &ModelId, part: ModelPart, input: Tensor) -> Result<Tensor, InferError>;
+}
 
 /// The inference layer's errors.
 #[derive(Debug, thiserror::Error)]
@@ -51,4 +125,29 @@ pub enum InferError {
         #[source]
         source: ort::Error,
     },
+    #[error("model {model} ({part}): the run panicked")]
+    RunPanicked { model: String, part: &'static str },
+    #[error("model {model} ({part}): unexpected output: {reason}")]
+    BadOutput { model: String, part: &'static str, reason: String },
+    #[error("model {model} ({part}): the batch failed")]
+    BatchFailed {
+        model: String,
+        part: &'static str,
+        #[source]
+        source: Arc<InferError>,
+    },
+    #[error("inference queue is full ({capacity} requests waiting); the frame is dropped")]
+    QueueFull { capacity: usize },
+    #[error("the inference worker has stopped")]
+    WorkerStopped,
+    #[error("cannot start the inference worker: {reason}")]
+    WorkerStart { reason: String },
+    #[error("no model {0:?} of the right kind is loaded")]
+    UnknownModel(String),
+    #[error("bad image: {reason}")]
+    BadImage { reason: String },
+    #[error("tensor shapes differ: expected [_, {expected:?}], got {got:?}")]
+    ShapeMismatch { expected: Vec<usize>, got: Vec<usize> },
+    #[error("empty batch")]
+    EmptyBatch,
 }

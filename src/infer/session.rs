@@ -1,23 +1,30 @@
-//! Loading every configured model into ONNX Runtime sessions, and warming them up.
+//! Loading every configured model into ONNX Runtime sessions, reading what their metadata says
+//! (YOLO class names and input size, the OCR dictionary), warming them up, and running batches
+//! on them for the worker.
 //!
 //! A `yolo` model is one session; an `ocr` model is up to three (det, cls, rec). Each session
 //! knows the input shape it is warmed up at: the model's static dimensions, with dynamic ones
 //! filled from the config (YOLO `input_size` or the model's `imgsz` metadata, OCR heights).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ort::session::Session;
-use ort::value::{Tensor, ValueType};
+use ort::value::ValueType;
 
-use super::InferError;
+use super::ocr::OcrModel;
+use super::ocr::rec::Dictionary;
 use super::runtime::{ActiveProvider, OrtRuntime, session_builder};
-use crate::config::{ModelId, ModelSpec, RuntimeConfig};
+use super::worker::{BatchRunner, PartKey};
+use super::yolo::YoloMeta;
+use super::{InferError, Tensor};
+use crate::config::{ModelId, ModelSpec, RuntimeConfig, YoloSpec};
 use crate::metrics;
 
 /// Which network of a model a session runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ModelPart {
     Yolo,
     OcrDet,
@@ -54,11 +61,23 @@ pub struct LoadedSession {
     pub warmup_shape: [usize; 4],
 }
 
+/// A YOLO model ready to use: its config and what its metadata says.
+#[derive(Debug, Clone)]
+pub struct YoloModel {
+    pub id: ModelId,
+    pub spec: YoloSpec,
+    pub meta: YoloMeta,
+    /// Square input side actually used.
+    pub input_size: u32,
+}
+
 /// Every configured model, loaded.
 #[derive(Debug)]
 pub struct LoadedModels {
     pub sessions: Vec<LoadedSession>,
     pub provider: ActiveProvider,
+    pub yolo: BTreeMap<ModelId, YoloModel>,
+    pub ocr: BTreeMap<ModelId, OcrModel>,
 }
 
 /// Creates one session per model part. Fails on the first model that cannot load, naming it.
@@ -69,6 +88,8 @@ pub fn load_models(
 ) -> Result<LoadedModels, InferError> {
     let mut sessions = Vec::new();
     let mut provider = ActiveProvider::Cpu;
+    let mut yolo = BTreeMap::new();
+    let mut ocr = BTreeMap::new();
     for (id, spec) in models {
         let parts: Vec<(ModelPart, &Path, [Option<usize>; 2])> = match spec {
             ModelSpec::Yolo(y) => {
@@ -76,7 +97,7 @@ pub fn load_models(
                 vec![(ModelPart::Yolo, &y.path, [side, side])]
             }
             ModelSpec::Ocr(o) => {
-                let det_side = (o.det.max_side as usize).min(OCR_DET_WARMUP_MAX);
+                let det_side = (o.det.limit_side_len as usize).min(OCR_DET_WARMUP_MAX);
                 let mut parts = vec![
                     (ModelPart::OcrDet, o.det.path.as_path(), [Some(det_side), Some(det_side)]),
                     (ModelPart::OcrRec, o.rec.path.as_path(), [Some(o.rec.height as usize), Some(OCR_REC_WIDTH)]),
@@ -97,8 +118,24 @@ pub fn load_models(
                 path: path.to_owned(),
                 source,
             })?;
-            let hw = match (part, hw) {
-                (ModelPart::Yolo, [None, None]) => imgsz(&session).map(|(h, w)| [Some(h), Some(w)]).unwrap_or(hw),
+            let bad = |reason: String| InferError::BadModel { model: id.0.clone(), part: part.as_str(), reason };
+            let hw = match (part, spec) {
+                (ModelPart::Yolo, ModelSpec::Yolo(y)) => {
+                    let meta = yolo_meta(&session).ok_or_else(|| bad("no Ultralytics `names` metadata".into()))?;
+                    let side = y.input_size.unwrap_or(meta.imgsz.0.max(meta.imgsz.1));
+                    yolo.insert(id.clone(), YoloModel { id: id.clone(), spec: y.clone(), meta, input_size: side });
+                    [Some(side as usize); 2]
+                }
+                (ModelPart::OcrRec, ModelSpec::Ocr(o)) => {
+                    let character = session
+                        .metadata()
+                        .ok()
+                        .and_then(|m| m.custom("character"))
+                        .ok_or_else(|| bad("no `character` dictionary in the metadata".into()))?;
+                    let dictionary = Arc::new(Dictionary::from_metadata(&character));
+                    ocr.insert(id.clone(), OcrModel { id: id.clone(), spec: o.clone(), dictionary });
+                    hw
+                }
                 _ => hw,
             };
             let warmup_shape = input_shape(&session, hw).map_err(|reason| InferError::BadModel {
@@ -112,7 +149,14 @@ pub fn load_models(
             sessions.push(LoadedSession { model: id.clone(), part, path: path.to_owned(), session, warmup_shape });
         }
     }
-    Ok(LoadedModels { sessions, provider })
+    Ok(LoadedModels { sessions, provider, yolo, ocr })
+}
+
+/// Ultralytics metadata: `names`, `imgsz`, `stride`.
+pub fn yolo_meta(session: &Session) -> Option<YoloMeta> {
+    let meta = session.metadata().ok()?;
+    let names = meta.custom("names")?;
+    YoloMeta::parse(&names, meta.custom("imgsz").as_deref(), meta.custom("stride").as_deref())
 }
 
 /// Ultralytics exports record `imgsz: [h, w]` in their metadata.
@@ -158,7 +202,8 @@ pub fn warm_up(models: &mut LoadedModels, runs: u32) -> Result<(), InferError> {
         let run_err = |source| InferError::Run { model: loaded.model.0.clone(), part: loaded.part.as_str(), source };
         let [n, c, h, w] = loaded.warmup_shape;
         for _ in 0..runs {
-            let input = Tensor::from_array(([n, c, h, w], vec![0.5_f32; n * c * h * w])).map_err(run_err)?;
+            let input =
+                ort::value::Tensor::from_array(([n, c, h, w], vec![0.5_f32; n * c * h * w])).map_err(run_err)?;
             loaded.session.run(ort::inputs![input]).map_err(run_err)?;
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -166,4 +211,29 @@ pub fn warm_up(models: &mut LoadedModels, runs: u32) -> Result<(), InferError> {
         tracing::info!(model = %loaded.model, part = loaded.part.as_str(), runs, seconds, "warm-up done");
     }
     Ok(())
+}
+
+/// Runs batches on the loaded sessions: the worker thread's [`BatchRunner`].
+pub struct SessionRunner {
+    sessions: HashMap<PartKey, Session>,
+}
+
+impl SessionRunner {
+    pub fn new(loaded: Vec<LoadedSession>) -> Self {
+        Self { sessions: loaded.into_iter().map(|s| (PartKey { model: s.model, part: s.part }, s.session)).collect() }
+    }
+}
+
+impl BatchRunner for SessionRunner {
+    fn run(&mut self, key: &PartKey, input: Tensor) -> Result<Tensor, InferError> {
+        let (model, part) = (key.model.0.clone(), key.part.as_str());
+        let session =
+            self.sessions.get_mut(key).ok_or_else(|| InferError::UnknownModel(format!("{model} ({part})")))?;
+        let run_err = |source| InferError::Run { model: model.clone(), part, source };
+        let value = ort::value::Tensor::from_array((input.shape.clone(), input.data)).map_err(run_err)?;
+        let outputs = session.run(ort::inputs![value]).map_err(run_err)?;
+        let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(run_err)?;
+        let shape = shape.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
+        Ok(Tensor { shape, data: data.to_vec() })
+    }
 }

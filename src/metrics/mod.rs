@@ -18,6 +18,16 @@ pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub const MODEL_LOAD_SECONDS: &str = "model_load_seconds";
 pub const MODEL_WARMUP_SECONDS: &str = "model_warmup_seconds";
+pub const INFER_QUEUE_DEPTH: &str = "infer_queue_depth";
+pub const INFER_REJECTED_TOTAL: &str = "infer_rejected_total";
+pub const INFER_BATCH_SIZE: &str = "infer_batch_size";
+pub const INFER_QUEUE_WAIT_SECONDS: &str = "infer_queue_wait_seconds";
+pub const INFER_RUN_SECONDS: &str = "infer_run_seconds";
+pub const INFER_STEP_SECONDS: &str = "infer_step_seconds";
+
+/// Buckets for inference latencies (seconds): sub-millisecond CPU steps to multi-second runs.
+const INFER_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0];
 
 /// Buckets for HTTP handler latency (seconds).
 const HTTP_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -34,6 +44,12 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (HTTP_REQUEST_DURATION_SECONDS, "histogram", "HTTP handler latency; label: route."),
     (MODEL_LOAD_SECONDS, "gauge", "Time to create each ONNX Runtime session; labels: model, part."),
     (MODEL_WARMUP_SECONDS, "gauge", "Time spent in warm-up runs; labels: model, part."),
+    (INFER_QUEUE_DEPTH, "gauge", "Requests accepted by the inference worker and not yet answered."),
+    (INFER_REJECTED_TOTAL, "counter", "Requests refused because the inference queue was full; labels: model, part."),
+    (INFER_BATCH_SIZE, "histogram", "Items per batch run on the device; labels: model, part."),
+    (INFER_QUEUE_WAIT_SECONDS, "histogram", "Longest wait of a batch's requests before it ran; labels: model, part."),
+    (INFER_RUN_SECONDS, "histogram", "ONNX Runtime time per batch; labels: model, part."),
+    (INFER_STEP_SECONDS, "histogram", "Time per step (preprocess, inference, postprocess); labels: model, part, step."),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -42,8 +58,18 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_owned()), HTTP_BUCKETS)
+            let buckets: [(&str, &[f64]); 5] = [
+                (HTTP_REQUEST_DURATION_SECONDS, HTTP_BUCKETS),
+                (INFER_BATCH_SIZE, BATCH_BUCKETS),
+                (INFER_QUEUE_WAIT_SECONDS, INFER_BUCKETS),
+                (INFER_RUN_SECONDS, INFER_BUCKETS),
+                (INFER_STEP_SECONDS, INFER_BUCKETS),
+            ];
+            let recorder = buckets
+                .into_iter()
+                .try_fold(PrometheusBuilder::new(), |b, (name, values)| {
+                    b.set_buckets_for_metric(Matcher::Full(name.to_owned()), values)
+                })
                 .map(PrometheusBuilder::build_recorder)
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();
@@ -63,7 +89,8 @@ fn describe_all() {
     for &(name, kind, help) in CATALOGUE {
         match kind {
             "counter" => describe_counter!(name, help),
-            "histogram" => describe_histogram!(name, Unit::Seconds, help),
+            "histogram" if name.ends_with("_seconds") => describe_histogram!(name, Unit::Seconds, help),
+            "histogram" => describe_histogram!(name, help),
             _ => describe_gauge!(name, help),
         }
     }
@@ -94,4 +121,27 @@ pub fn record_model_load(model: &str, part: &'static str, seconds: f64) {
 
 pub fn record_model_warmup(model: &str, part: &'static str, seconds: f64) {
     gauge!(MODEL_WARMUP_SECONDS, "model" => model.to_owned(), "part" => part).set(seconds);
+}
+
+pub fn set_infer_queue_depth(depth: usize) {
+    gauge!(INFER_QUEUE_DEPTH).set(depth as f64);
+}
+
+pub fn count_infer_rejected(model: &str, part: &'static str) {
+    metrics::counter!(INFER_REJECTED_TOTAL, "model" => model.to_owned(), "part" => part).increment(1);
+}
+
+pub fn record_infer_batch(model: &str, part: &'static str, items: usize, longest_wait: std::time::Duration) {
+    histogram!(INFER_BATCH_SIZE, "model" => model.to_owned(), "part" => part).record(items as f64);
+    histogram!(INFER_QUEUE_WAIT_SECONDS, "model" => model.to_owned(), "part" => part)
+        .record(longest_wait.as_secs_f64());
+}
+
+pub fn record_infer_run(model: &str, part: &'static str, took: std::time::Duration) {
+    histogram!(INFER_RUN_SECONDS, "model" => model.to_owned(), "part" => part).record(took.as_secs_f64());
+}
+
+pub fn record_infer_step(model: &str, part: &'static str, step: &'static str, took: std::time::Duration) {
+    histogram!(INFER_STEP_SECONDS, "model" => model.to_owned(), "part" => part, "step" => step)
+        .record(took.as_secs_f64());
 }

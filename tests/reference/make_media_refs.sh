@@ -20,7 +20,7 @@ refs=(tests/fixtures/kvs/output_get_media.mkv tests/fixtures/kvs/vogels_480.mkv
 for f in "${refs[@]}"; do
   name=$(basename "$f" .mkv)
   count=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$f" 2>/dev/null)
-  ffmpeg -v error -i "$f" -map 0:v:0 -fps_mode passthrough -pix_fmt yuv420p -f framemd5 "$out/$name.framemd5" 2>/dev/null
+  ffmpeg -v error -y -i "$f" -map 0:v:0 -fps_mode passthrough -pix_fmt yuv420p -f framemd5 "$out/$name.framemd5" 2>/dev/null
   picks=(0 $((count / 2)) $((count - 1)))
   for n in "${picks[@]}"; do
     for plane in y u v; do
@@ -31,3 +31,16 @@ for f in "${refs[@]}"; do
   printf '{"frames": %d, "selected": [%d, %d, %d]}\n' "$count" "${picks[@]}" > "$out/$name.json"
   echo "$name: $count frames"
 done
+
+# Frames shared by the OCR and YOLO parity references (tests/reference/make_parity_refs.py).
+parity=tests/fixtures/parity
+mkdir -p "$parity"
+frame() { # FILE N NAME
+  ffmpeg -v error -y -i "$1" -map 0:v:0 -vf "select=eq(n\,$2)" -fps_mode passthrough -frames:v 1 "$parity/$3.png" 2>/dev/null
+}
+frame tests/fixtures/kvs/output-get-media-equal-timecode.mkv 50 frame_talk_50
+frame tests/fixtures/kvs/output-get-media-equal-timecode.mkv 200 frame_talk_200
+frame tests/fixtures/kvs/vogels_480.mkv 300 frame_vogels_300
+frame tests/fixtures/kvs/vogels_480.mkv 700 frame_vogels_700
+frame tests/fixtures/kvs/output_get_media.mkv 100 frame_site_100
+echo "parity frames: $(ls "$parity" | wc -l)"

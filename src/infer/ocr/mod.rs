@@ -1,0 +1,218 @@
+//! PP-OCR end to end: detection, optional 0/180 classification, recognition; RapidOCR's recipe.
+//!
+//! Each step is timed (preprocess, inference, postprocess). Model runs go through a [`Runner`]
+//! (the inference worker in the service), so lines from many cameras can share batches.
+
+pub mod crop;
+pub mod det;
+pub mod geometry;
+pub mod rec;
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::image::{Normalization, RgbImage, write_chw};
+use super::session::ModelPart;
+use super::{InferError, Runner, Tensor};
+use crate::config::{ModelId, OcrSpec};
+use crate::metrics;
+use det::{DetGeometry, TextBox};
+use rec::Dictionary;
+
+/// RapidOCR's whole-image bounds before detection.
+const MIN_SIDE: u32 = 30;
+const MAX_SIDE: u32 = 2000;
+/// Very wide or very short images are padded top and bottom before detection.
+const PAD_WIDTH_HEIGHT_RATIO: f64 = 8.0;
+const PAD_MIN_HEIGHT: u32 = 30;
+
+/// One line of text read, in source-image pixels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TextLine {
+    pub text: String,
+    pub score: f32,
+    /// Corners clockwise from top-left.
+    pub quad: [[f32; 2]; 4],
+}
+
+/// An OCR model ready to use: its config and its dictionary.
+#[derive(Debug, Clone)]
+pub struct OcrModel {
+    pub id: ModelId,
+    pub spec: OcrSpec,
+    pub dictionary: std::sync::Arc<Dictionary>,
+}
+
+fn round32(v: f64) -> u32 {
+    (((v.trunc() / 32.0).round() * 32.0) as u32).max(32)
+}
+
+/// Keeps the image within [30, 2000] pixels per side (sides rounded to 32 when resized).
+/// Returns the image and source pixels per image pixel.
+fn within_bounds(img: &RgbImage) -> Result<(RgbImage, f64, f64), InferError> {
+    let (w, h) = (f64::from(img.width), f64::from(img.height));
+    let mut out = img.clone();
+    let (mut rw, mut rh) = (1.0, 1.0);
+    if w.max(h) > f64::from(MAX_SIDE) {
+        let r = f64::from(MAX_SIDE) / w.max(h);
+        out = img.resize(round32(w * r), round32(h * r))?;
+        (rw, rh) = (w / f64::from(out.width), h / f64::from(out.height));
+    }
+    let (w2, h2) = (f64::from(out.width), f64::from(out.height));
+    if w2.min(h2) < f64::from(MIN_SIDE) {
+        let r = f64::from(MIN_SIDE) / w2.min(h2);
+        out = out.resize(round32(w2 * r), round32(h2 * r))?;
+        (rw, rh) = (w2 / f64::from(out.width), h2 / f64::from(out.height));
+    }
+    Ok((out, rw, rh))
+}
+
+/// Black bands above and below an image that is very wide or very short.
+fn pad_vertically(img: &RgbImage) -> Result<(RgbImage, u32), InferError> {
+    let (w, h) = (img.width, img.height);
+    if h > PAD_MIN_HEIGHT && f64::from(w) / f64::from(h) <= PAD_WIDTH_HEIGHT_RATIO {
+        return Ok((img.clone(), 0));
+    }
+    let new_h = ((f64::from(w) / PAD_WIDTH_HEIGHT_RATIO) as u32).max(PAD_MIN_HEIGHT) * 2;
+    let pad = new_h.abs_diff(h) / 2;
+    let row = w as usize * 3;
+    let mut data = vec![0u8; row * (h + 2 * pad) as usize];
+    data[row * pad as usize..row * (pad + h) as usize].copy_from_slice(&img.data);
+    Ok((RgbImage::new(w, h + 2 * pad, data)?, pad))
+}
+
+/// Reads every line of text in `img`.
+pub fn read_text(runner: &dyn Runner, model: &OcrModel, img: &RgbImage) -> Result<Vec<TextLine>, InferError> {
+    let id = &model.id;
+    let spec = &model.spec;
+
+    // Detection.
+    let started = Instant::now();
+    let (bounded, ratio_w, ratio_h) = within_bounds(img)?;
+    let (padded, pad_top) = pad_vertically(&bounded)?;
+    let (dw, dh) = det::input_size(padded.width, padded.height, &spec.det);
+    let resized = padded.resize(dw, dh)?;
+    let mut input = vec![0f32; 3 * (dw * dh) as usize];
+    write_chw(&resized, &Normalization::PADDLE, &mut input, dw as usize, dh as usize);
+    let geometry = DetGeometry {
+        padded_width: padded.width,
+        padded_height: padded.height,
+        pad_top,
+        ratio_w,
+        ratio_h,
+        src_width: img.width,
+        src_height: img.height,
+    };
+    metrics::record_infer_step(&id.0, ModelPart::OcrDet.as_str(), "preprocess", started.elapsed());
+    let started = Instant::now();
+    let out = runner.run(id, ModelPart::OcrDet, Tensor { shape: vec![1, 3, dh as usize, dw as usize], data: input })?;
+    metrics::record_infer_step(&id.0, ModelPart::OcrDet.as_str(), "inference", started.elapsed());
+    let started = Instant::now();
+    let (map_h, map_w) = match out.shape.as_slice() {
+        [_, _, h, w] => (*h, *w),
+        other => {
+            return Err(InferError::BadOutput {
+                model: id.0.clone(),
+                part: "ocr_det",
+                reason: format!("shape {other:?}"),
+            });
+        }
+    };
+    let boxes = det::postprocess(&out.data[..map_h * map_w], map_w, map_h, &spec.det, &geometry);
+    let mut crops = boxes.iter().map(|b| crop::crop_quad(&padded, &b.quad)).collect::<Result<Vec<_>, _>>()?;
+    metrics::record_infer_step(&id.0, ModelPart::OcrDet.as_str(), "postprocess", started.elapsed());
+    if crops.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    if let Some(cls) = &spec.cls {
+        classify(runner, id, cls, &mut crops)?;
+    }
+    let read = recognize(runner, id, spec, &model.dictionary, &crops)?;
+
+    Ok(boxes
+        .iter()
+        .zip(read)
+        .filter(|(_, (text, score))| !text.trim().is_empty() && *score >= spec.rec.min_score)
+        .map(|(b, (text, score)): (&TextBox, _)| TextLine { text, score, quad: geometry.to_source(b).quad })
+        .collect())
+}
+
+/// Turns lines the classifier reads as upside down (score above the threshold).
+fn classify(
+    runner: &dyn Runner,
+    id: &ModelId,
+    cls: &crate::config::OcrClsConfig,
+    crops: &mut [RgbImage],
+) -> Result<(), InferError> {
+    let ratio = |c: &RgbImage| f64::from(c.width) / f64::from(c.height);
+    let mut order: Vec<usize> = (0..crops.len()).collect();
+    order.sort_by(|&a, &b| ratio(&crops[a]).total_cmp(&ratio(&crops[b])));
+    for chunk in order.chunks(cls.batch_size.max(1)) {
+        let started = Instant::now();
+        let lines: Vec<&RgbImage> = chunk.iter().map(|&i| &crops[i]).collect();
+        let input = rec::pack_lines(&lines, rec::CLS_HEIGHT, rec::CLS_WIDTH)?;
+        metrics::record_infer_step(&id.0, ModelPart::OcrCls.as_str(), "preprocess", started.elapsed());
+        let started = Instant::now();
+        let out = runner.run(id, ModelPart::OcrCls, input)?;
+        metrics::record_infer_step(&id.0, ModelPart::OcrCls.as_str(), "inference", started.elapsed());
+        if out.data.len() < chunk.len() * 2 {
+            return Err(InferError::BadOutput {
+                model: id.0.clone(),
+                part: "ocr_cls",
+                reason: format!("shape {:?}", out.shape),
+            });
+        }
+        for (k, &i) in chunk.iter().enumerate() {
+            let (p0, p180) = (out.data[2 * k], out.data[2 * k + 1]);
+            if p180 > p0 && p180 > cls.threshold {
+                crops[i] = crops[i].rotate_180();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads each line: `(text, score)` in the order of `crops`.
+fn recognize(
+    runner: &dyn Runner,
+    id: &ModelId,
+    spec: &OcrSpec,
+    dictionary: &Dictionary,
+    crops: &[RgbImage],
+) -> Result<Vec<(String, f32)>, InferError> {
+    let mut read = vec![(String::new(), 0f32); crops.len()];
+    for (indices, width) in rec::rec_batches(crops, spec.rec.batch_size, spec.rec.height) {
+        let started = Instant::now();
+        let lines: Vec<&RgbImage> = indices.iter().map(|&i| &crops[i]).collect();
+        let input = rec::pack_lines(&lines, spec.rec.height, width)?;
+        metrics::record_infer_step(&id.0, ModelPart::OcrRec.as_str(), "preprocess", started.elapsed());
+        let started = Instant::now();
+        let out = runner.run(id, ModelPart::OcrRec, input)?;
+        metrics::record_infer_step(&id.0, ModelPart::OcrRec.as_str(), "inference", started.elapsed());
+        let started = Instant::now();
+        let (steps, classes) = match out.shape.as_slice() {
+            [n, t, c] if *n == indices.len() => (*t, *c),
+            other => {
+                return Err(InferError::BadOutput {
+                    model: id.0.clone(),
+                    part: "ocr_rec",
+                    reason: format!("shape {other:?}"),
+                });
+            }
+        };
+        if classes != dictionary.len() {
+            return Err(InferError::BadOutput {
+                model: id.0.clone(),
+                part: "ocr_rec",
+                reason: format!("{classes} classes but the dictionary has {}", dictionary.len()),
+            });
+        }
+        for (k, &i) in indices.iter().enumerate() {
+            read[i] = dictionary.decode(&out.data[k * steps * classes..(k + 1) * steps * classes], classes);
+        }
+        metrics::record_infer_step(&id.0, ModelPart::OcrRec.as_str(), "postprocess", started.elapsed());
+    }
+    Ok(read)
+}

@@ -1,0 +1,382 @@
+//! The inference worker: one OS thread per device owns the ONNX Runtime sessions; everything
+//! else talks to it through a cloneable [`InferHandle`].
+//!
+//! ```text
+//! handles ──(bounded mpsc, try_send)──► batcher task ──(bounded, 2 batches)──► executor thread
+//!    ▲                                  groups requests of the same model part and             │
+//!    └────────────── oneshot replies ◄── input shape up to max_batch or max_delay ◄────────────┘
+//! ```
+//! The batcher is an async task so its timing runs on tokio's clock (tests pause it); the
+//! executor thread never touches the async runtime. A failed run answers every request of the
+//! batch with the error and the worker carries on. A full queue is refused at once.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::session::ModelPart;
+use super::{InferError, Tensor};
+use crate::config::ModelId;
+use crate::metrics;
+
+/// Which session a request is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartKey {
+    pub model: ModelId,
+    pub part: ModelPart,
+}
+
+/// Runs one batch on the device. The service's implementation owns ONNX Runtime sessions;
+/// tests use a fake to observe batching.
+pub trait BatchRunner: Send + 'static {
+    /// `input` is `[n, ...]`; the result must be `[n, ...]` too.
+    fn run(&mut self, key: &PartKey, input: Tensor) -> Result<Tensor, InferError>;
+}
+
+struct Request {
+    key: PartKey,
+    input: Tensor,
+    reply: oneshot::Sender<Result<Tensor, InferError>>,
+    enqueued: Instant,
+}
+
+struct Batch {
+    key: PartKey,
+    requests: Vec<Request>,
+}
+
+/// Worker limits (from `runtime:` in the config).
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerConfig {
+    pub max_batch: usize,
+    pub max_delay: Duration,
+    pub queue_capacity: usize,
+}
+
+/// Live counters, read by health (stall detection) and metrics.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Requests accepted and not yet answered.
+    pub queued: AtomicUsize,
+    pub batches: AtomicU64,
+    /// Milliseconds since the worker started when the last batch completed (0 = none yet).
+    pub last_batch_ms: AtomicU64,
+    pub failed_batches: AtomicU64,
+}
+
+/// Cloneable access to the worker.
+#[derive(Clone)]
+pub struct InferHandle {
+    tx: mpsc::Sender<Request>,
+    capacity: usize,
+    stats: Arc<WorkerStats>,
+    started: std::time::Instant,
+}
+
+impl InferHandle {
+    pub fn stats(&self) -> &Arc<WorkerStats> {
+        &self.stats
+    }
+
+    /// Time since the worker last completed a batch, or since it started if it never has.
+    pub fn since_last_batch(&self) -> Duration {
+        let last = self.stats.last_batch_ms.load(Ordering::Relaxed);
+        self.started.elapsed().saturating_sub(Duration::from_millis(last))
+    }
+
+    fn submit(&self, key: PartKey, input: Tensor) -> Result<oneshot::Receiver<Result<Tensor, InferError>>, InferError> {
+        let (reply, rx) = oneshot::channel();
+        let request = Request { key, input, reply, enqueued: Instant::now() };
+        match self.tx.try_send(request) {
+            Ok(()) => {
+                let depth = self.stats.queued.fetch_add(1, Ordering::Relaxed) + 1;
+                metrics::set_infer_queue_depth(depth);
+                Ok(rx)
+            }
+            Err(mpsc::error::TrySendError::Full(r)) => {
+                metrics::count_infer_rejected(&r.key.model.0, r.key.part.as_str());
+                Err(InferError::QueueFull { capacity: self.capacity })
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(InferError::WorkerStopped),
+        }
+    }
+
+    /// Runs `input` (`[n, ...]`) through a model part, batched with other requests.
+    pub async fn run(&self, key: PartKey, input: Tensor) -> Result<Tensor, InferError> {
+        let rx = self.submit(key, input)?;
+        rx.await.map_err(|_| InferError::WorkerStopped)?
+    }
+
+    /// The same, from a blocking thread (preprocessing and postprocessing run there).
+    pub fn run_blocking(&self, key: PartKey, input: Tensor) -> Result<Tensor, InferError> {
+        let rx = self.submit(key, input)?;
+        rx.blocking_recv().map_err(|_| InferError::WorkerStopped)?
+    }
+}
+
+impl super::Runner for InferHandle {
+    fn run(&self, model: &ModelId, part: ModelPart, input: Tensor) -> Result<Tensor, InferError> {
+        self.run_blocking(PartKey { model: model.clone(), part }, input)
+    }
+}
+
+/// Starts the batcher on the current tokio runtime and the executor on its own thread.
+pub fn spawn(config: WorkerConfig, runner: impl BatchRunner) -> Result<InferHandle, InferError> {
+    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+    let (exec_tx, exec_rx) = mpsc::channel::<Batch>(2);
+    let stats = Arc::new(WorkerStats::default());
+    let started = std::time::Instant::now();
+    let thread_stats = stats.clone();
+    std::thread::Builder::new()
+        .name("kvs-infer-worker".into())
+        .spawn(move || execute(exec_rx, runner, thread_stats, started))
+        .map_err(|e| InferError::WorkerStart { reason: e.to_string() })?;
+    tokio::spawn(batcher(rx, exec_tx, config));
+    Ok(InferHandle { tx, capacity: config.queue_capacity, stats, started })
+}
+
+/// Requests wait here until their group is full or their time is up.
+struct Pending {
+    requests: Vec<Request>,
+    items: usize,
+    deadline: Instant,
+}
+
+/// Requests batch together when they are for the same part and have the same per-item shape.
+type GroupKey = (PartKey, Vec<usize>);
+
+async fn batcher(mut rx: mpsc::Receiver<Request>, exec: mpsc::Sender<Batch>, config: WorkerConfig) {
+    let mut pending: HashMap<GroupKey, Pending> = HashMap::new();
+    loop {
+        let next_deadline = pending.values().map(|p| p.deadline).min();
+        let request = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => Some(r),
+                None => break,
+            },
+            () = sleep_until_opt(next_deadline) => None,
+        };
+        if let Some(request) = request {
+            let items = request.input.shape.first().copied().unwrap_or(1);
+            let group: GroupKey = (request.key.clone(), request.input.shape.get(1..).unwrap_or_default().to_vec());
+            let entry = pending.entry(group.clone()).or_insert_with(|| Pending {
+                requests: Vec::new(),
+                items: 0,
+                deadline: request.enqueued + config.max_delay,
+            });
+            // A request that would overflow the batch goes out with the next one.
+            if entry.items > 0 && entry.items + items > config.max_batch {
+                let full = pending.remove(&group).map(|p| p.requests).unwrap_or_default();
+                if send(&exec, full).await.is_err() {
+                    break;
+                }
+                pending.insert(
+                    group.clone(),
+                    Pending { requests: Vec::new(), items: 0, deadline: request.enqueued + config.max_delay },
+                );
+            }
+            let entry = pending.get_mut(&group).expect("just inserted");
+            entry.items += items;
+            entry.requests.push(request);
+            if entry.items >= config.max_batch {
+                let full = pending.remove(&group).map(|p| p.requests).unwrap_or_default();
+                if send(&exec, full).await.is_err() {
+                    break;
+                }
+            }
+        }
+        let now = Instant::now();
+        let due: Vec<GroupKey> = pending.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| k.clone()).collect();
+        for group in due {
+            if let Some(p) = pending.remove(&group)
+                && send(&exec, p.requests).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+    // Shutting down: run what is left.
+    for (_, p) in pending.drain() {
+        let _ = send(&exec, p.requests).await;
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn send(exec: &mpsc::Sender<Batch>, requests: Vec<Request>) -> Result<(), ()> {
+    let Some(first) = requests.first() else { return Ok(()) };
+    let key = first.key.clone();
+    exec.send(Batch { key, requests }).await.map_err(|_| ())
+}
+
+fn execute(
+    mut rx: mpsc::Receiver<Batch>,
+    mut runner: impl BatchRunner,
+    stats: Arc<WorkerStats>,
+    started: std::time::Instant,
+) {
+    while let Some(batch) = rx.blocking_recv() {
+        let Batch { key, requests } = batch;
+        let (model, part) = (key.model.0.clone(), key.part.as_str());
+        let sizes: Vec<usize> = requests.iter().map(|r| r.input.shape.first().copied().unwrap_or(1)).collect();
+        let total: usize = sizes.iter().sum();
+        let wait = requests.iter().map(|r| r.enqueued.elapsed()).max().unwrap_or_default();
+        metrics::record_infer_batch(&model, part, total, wait);
+        let (replies, inputs): (Vec<_>, Vec<_>) = requests.into_iter().map(|r| (r.reply, r.input)).unzip();
+        let run_started = std::time::Instant::now();
+        let result = Tensor::concat(inputs).and_then(|input| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| runner.run(&key, input)))
+                .unwrap_or_else(|_| Err(InferError::RunPanicked { model: model.clone(), part }))
+        });
+        metrics::record_infer_run(&model, part, run_started.elapsed());
+        let done = replies.len();
+        match result.and_then(|out| out.split(&sizes)) {
+            Ok(outputs) => {
+                for (reply, out) in replies.into_iter().zip(outputs) {
+                    let _ = reply.send(Ok(out));
+                }
+            }
+            Err(e) => {
+                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(model, part, error = %e, "inference batch failed");
+                let shared = Arc::new(e);
+                for reply in replies {
+                    let _ =
+                        reply.send(Err(InferError::BatchFailed { model: model.clone(), part, source: shared.clone() }));
+                }
+            }
+        }
+        let left = stats.queued.fetch_sub(done, Ordering::Relaxed).saturating_sub(done);
+        metrics::set_infer_queue_depth(left);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+        stats.last_batch_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Doubles every value; records batch sizes; fails when told to.
+    struct Fake {
+        batches: Arc<Mutex<Vec<usize>>>,
+        fail: bool,
+    }
+
+    impl BatchRunner for Fake {
+        fn run(&mut self, _: &PartKey, input: Tensor) -> Result<Tensor, InferError> {
+            self.batches.lock().expect("lock").push(input.shape[0]);
+            if self.fail {
+                return Err(InferError::BadImage { reason: "boom".into() });
+            }
+            Ok(Tensor { shape: input.shape, data: input.data.iter().map(|v| v * 2.0).collect() })
+        }
+    }
+
+    fn key() -> PartKey {
+        PartKey { model: ModelId("m".into()), part: ModelPart::Yolo }
+    }
+
+    fn item(v: f32) -> Tensor {
+        Tensor { shape: vec![1, 2], data: vec![v, v] }
+    }
+
+    fn start(max_batch: usize, delay_ms: u64, capacity: usize, fail: bool) -> (InferHandle, Arc<Mutex<Vec<usize>>>) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let cfg = WorkerConfig { max_batch, max_delay: Duration::from_millis(delay_ms), queue_capacity: capacity };
+        (spawn(cfg, Fake { batches: batches.clone(), fail }).expect("worker"), batches)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_fill_up_to_max_batch_then_wait_max_delay() {
+        let (h, batches) = start(4, 10, 64, false);
+        let mut replies = Vec::new();
+        for i in 0..6 {
+            let h = h.clone();
+            replies.push(tokio::spawn(async move { h.run(key(), item(i as f32)).await }));
+        }
+        // The first four go at once; the other two wait for max_delay.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        std::thread::sleep(Duration::from_millis(50)); // the executor thread runs on real time
+        assert_eq!(*batches.lock().expect("lock"), vec![4]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for (i, r) in replies.into_iter().enumerate() {
+            let out = r.await.expect("join").expect("ok");
+            assert_eq!(out.data, vec![i as f32 * 2.0; 2], "each caller gets its own slice back");
+        }
+        assert_eq!(*batches.lock().expect("lock"), vec![4, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_request_waits_exactly_max_delay() {
+        let (h, batches) = start(8, 20, 64, false);
+        let task = tokio::spawn({
+            let h = h.clone();
+            async move { h.run(key(), item(1.0)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(19)).await;
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(batches.lock().expect("lock").is_empty(), "not before max_delay");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        task.await.expect("join").expect("ran");
+        assert_eq!(*batches.lock().expect("lock"), vec![1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn different_shapes_never_share_a_batch() {
+        let (h, batches) = start(8, 5, 64, false);
+        let a = tokio::spawn({
+            let h = h.clone();
+            async move { h.run(key(), item(1.0)).await }
+        });
+        let b = tokio::spawn({
+            let h = h.clone();
+            async move { h.run(key(), Tensor { shape: vec![1, 3], data: vec![1.0; 3] }).await }
+        });
+        a.await.expect("join").expect("ok");
+        b.await.expect("join").expect("ok");
+        assert_eq!(*batches.lock().expect("lock"), vec![1, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_run_answers_every_waiter_and_the_worker_goes_on() {
+        let (h, _) = start(2, 5, 64, true);
+        let (a, b) = tokio::join!(h.run(key(), item(1.0)), h.run(key(), item(2.0)));
+        for r in [a, b] {
+            let e = r.expect_err("failed");
+            assert!(matches!(e, InferError::BatchFailed { .. }), "{e}");
+            assert!(format!("{e:?}").contains("boom"));
+        }
+        let again = h.run(key(), item(3.0)).await;
+        assert!(matches!(again, Err(InferError::BatchFailed { .. })), "the worker is still there");
+        assert_eq!(h.stats().failed_batches.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_queue_is_refused_at_once() {
+        // Capacity 1 and a batcher that cannot run (single-threaded runtime, no await yet).
+        let (h, _) = start(8, 1000, 1, false);
+        let first = h.submit(key(), item(1.0));
+        assert!(first.is_ok());
+        let second = h.submit(key(), item(2.0));
+        match second {
+            Err(e @ InferError::QueueFull { capacity: 1 }) => assert!(e.to_string().contains("queue is full")),
+            other => panic!("expected QueueFull, got {:?}", other.map(|_| ())),
+        }
+    }
+}
