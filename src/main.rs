@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 use kvs_infer::config::{self, DEFAULT_CONFIG_FILE, EnvOverrides};
 use kvs_infer::health::Health;
 use kvs_infer::healthcheck::{self, Probe};
+use kvs_infer::infer::engine::Engine;
+use kvs_infer::infer::image::RgbImage;
 use kvs_infer::media::inspect::{InspectOptions, inspect};
 use kvs_infer::startup::{self, ServeContext};
 use kvs_infer::{metrics, telemetry};
@@ -67,6 +69,13 @@ enum Command {
         /// Images to analyse.
         #[arg(required = true)]
         images: Vec<PathBuf>,
+        /// Images in flight at once; the worker batches their model runs together.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        concurrency: u16,
+        /// Print images/s on stderr: images are decoded first, and the clock starts after the
+        /// first image (warm-up) is done.
+        #[arg(long)]
+        timing: bool,
     },
     /// Process one MKV file through the first camera's pipeline and print its events as JSON lines.
     RunFile {
@@ -85,7 +94,9 @@ fn main() -> ExitCode {
             run_healthcheck(&url, timeout)
         }
         Command::Inspect { input, decode } => run_inspect(&input, decode),
-        Command::Infer { images } => run_infer(&cli.config, &images),
+        Command::Infer { images, concurrency, timing } => {
+            run_infer(&cli.config, &images, usize::from(concurrency), timing)
+        }
         Command::RunFile { file } => {
             eprintln!(
                 "run-file {}: the video pipeline is not built yet (it lands with the pipeline issue)",
@@ -116,7 +127,7 @@ fn check_config(path: PathBuf) -> ExitCode {
     }
 }
 
-fn run_infer(config_path: &std::path::Path, images: &[PathBuf]) -> ExitCode {
+fn run_infer(config_path: &std::path::Path, images: &[PathBuf], concurrency: usize, timing: bool) -> ExitCode {
     let config = match load(config_path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -134,57 +145,89 @@ fn run_infer(config_path: &std::path::Path, images: &[PathBuf]) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let cfg = config.runtime.clone();
-        let models = config.models.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let rt = kvs_infer::infer::runtime::init(&cfg)?;
-            kvs_infer::infer::session::load_models(rt, &cfg, &models)
-        })
-        .await;
-        let engine = match loaded.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| format!("{e}"))) {
-            Ok(models) => match kvs_infer::infer::engine::start_worker(&config.runtime, models) {
-                Ok((engine, _handle)) => engine,
-                Err(e) => {
-                    eprintln!("infer: {e}");
-                    return ExitCode::FAILURE;
-                }
-            },
+        let engine = match start_engine(&config).await {
+            Ok(engine) => engine,
             Err(e) => {
-                eprintln!("infer: cannot load the models: {e}");
+                eprintln!("infer: {e:#}");
                 return ExitCode::FAILURE;
             }
         };
-        let mut failed = false;
-        for path in images {
-            let (engine, camera, path) = (engine.clone(), camera.clone(), path.clone());
-            let result = tokio::task::spawn_blocking(move || {
-                let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let img = kvs_infer::infer::image::RgbImage::decode(&bytes)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                engine.analyze(&camera, &img).map_err(|e| format!("{}: {e}", path.display())).map(|a| (path, a))
+        // With --timing, images are decoded before the clock starts (images/s then measures
+        // the models and their processing, as the reference benchmarks do).
+        let decoded: std::collections::HashMap<PathBuf, RgbImage> = if timing {
+            let paths = images.to_vec();
+            tokio::task::spawn_blocking(move || {
+                paths.iter().filter_map(|p| Some((p.clone(), RgbImage::decode(&std::fs::read(p).ok()?).ok()?))).collect()
             })
-            .await;
-            match result {
-                Ok(Ok((path, analysis))) => {
-                    let line = serde_json::json!({
-                        "image": path.display().to_string(),
-                        "detections": analysis.detections,
-                        "texts": analysis.texts,
-                    });
-                    println!("{line}");
-                }
-                Ok(Err(e)) => {
-                    eprintln!("infer: {e}");
-                    failed = true;
-                }
-                Err(e) => {
-                    eprintln!("infer: {e}");
-                    failed = true;
-                }
+            .await
+            .unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        let decoded = std::sync::Arc::new(decoded);
+        let analyze = |path: PathBuf| {
+            let (engine, camera, decoded) = (engine.clone(), camera.clone(), decoded.clone());
+            tokio::task::spawn_blocking(move || -> Result<serde_json::Value, String> {
+                let img = match decoded.get(&path) {
+                    Some(img) => img.clone(),
+                    None => {
+                        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                        RgbImage::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?
+                    }
+                };
+                let a = engine.analyze(&camera, &img).map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(serde_json::json!({ "image": path.display().to_string(), "detections": a.detections, "texts": a.texts }))
+            })
+        };
+        let mut failed = false;
+        let mut report = |result: Result<Result<serde_json::Value, String>, tokio::task::JoinError>| match result {
+            Ok(Ok(line)) => println!("{line}"),
+            Ok(Err(e)) => {
+                eprintln!("infer: {e}");
+                failed = true;
             }
+            Err(e) => {
+                eprintln!("infer: {e}");
+                failed = true;
+            }
+        };
+        // The first image warms up allocations; timing starts after it.
+        let (first, rest) = images.split_first().map_or((None, &[][..]), |(f, r)| (Some(f), r));
+        if let Some(first) = first {
+            report(analyze(first.clone()).await);
+        }
+        let started = std::time::Instant::now();
+        let mut in_flight = tokio::task::JoinSet::new();
+        for path in rest {
+            if in_flight.len() >= concurrency
+                && let Some(done) = in_flight.join_next().await
+            {
+                report(done.and_then(|r| r));
+            }
+            let task = analyze(path.clone());
+            in_flight.spawn(task);
+        }
+        while let Some(done) = in_flight.join_next().await {
+            report(done.and_then(|r| r));
+        }
+        if timing && !rest.is_empty() {
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!("timing: {} image(s) in {secs:.3} s = {:.2} images/s (concurrency {concurrency}, after 1 warm-up image)", rest.len(), rest.len() as f64 / secs);
         }
         if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
     })
+}
+
+/// ONNX Runtime, every model, and the worker; no health stages (CLI use).
+async fn start_engine(config: &config::Config) -> anyhow::Result<Engine> {
+    let (rt_cfg, models) = (config.runtime.clone(), config.models.clone());
+    let loaded = tokio::task::spawn_blocking(move || {
+        let rt = kvs_infer::infer::runtime::init(&rt_cfg)?;
+        kvs_infer::infer::session::load_models(rt, &rt_cfg, &models)
+    })
+    .await??;
+    let (engine, _handle) = kvs_infer::infer::engine::start_worker(&config.runtime, loaded)?;
+    Ok(engine)
 }
 
 fn run_inspect(input: &str, decode: bool) -> ExitCode {

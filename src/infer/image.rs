@@ -147,31 +147,31 @@ fn linear_table(src: usize, dst: usize, clamp_fraction: bool) -> Vec<(usize, usi
 /// (`((r0 >> 4) * b0 >> 16) + ((r1 >> 4) * b1 >> 16)`, rounded by 2 bits).
 fn resize_linear_cv(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
     let cols = linear_table(sw, dw, true);
-    let rows = linear_table(sh, dh, false);
-    let horizontal = |y: usize, out: &mut Vec<i32>| {
-        out.clear();
+    let n = dw * 3;
+    let horizontal = |y: usize, out: &mut [i32]| {
         let row = &src[y * sw * 3..(y + 1) * sw * 3];
-        for &(i0, i1, a0, a1) in &cols {
+        for (d, &(i0, i1, w0, w1)) in out.chunks_exact_mut(3).zip(&cols) {
             let (p, q) = (&row[i0 * 3..i0 * 3 + 3], &row[i1 * 3..i1 * 3 + 3]);
-            out.extend((0..3).map(|c| i32::from(p[c]) * a0 + i32::from(q[c]) * a1));
+            d[0] = i32::from(p[0]) * w0 + i32::from(q[0]) * w1;
+            d[1] = i32::from(p[1]) * w0 + i32::from(q[1]) * w1;
+            d[2] = i32::from(p[2]) * w0 + i32::from(q[2]) * w1;
         }
     };
-    let mut out = vec![0u8; dw * dh * 3];
-    // Cache the two most recent horizontal rows: consecutive output rows share source rows.
-    let (mut cache_a, mut cache_b): ((usize, Vec<i32>), (usize, Vec<i32>)) =
-        ((usize::MAX, Vec::with_capacity(dw * 3)), (usize::MAX, Vec::with_capacity(dw * 3)));
-    for (y, &(r0, r1, b0, b1)) in rows.iter().enumerate() {
+    let rows = linear_table(sh, dh, false);
+    let mut out = vec![0u8; n * dh];
+    // Two horizontal rows are kept: consecutive output rows share source rows when enlarging.
+    let mut slots: [(usize, Vec<i32>); 2] = [(usize::MAX, vec![0; n]), (usize::MAX, vec![0; n])];
+    for (dst, &(r0, r1, b0, b1)) in out.chunks_exact_mut(n).zip(&rows) {
         for r in [r0, r1] {
-            if cache_a.0 != r && cache_b.0 != r {
-                // Replace the row that is not the other one needed.
-                let victim = if cache_a.0 == r0 || cache_a.0 == r1 { &mut cache_b } else { &mut cache_a };
-                horizontal(r, &mut victim.1);
-                victim.0 = r;
+            if slots[0].0 != r && slots[1].0 != r {
+                // Overwrite the slot the other needed row is not in.
+                let victim = usize::from(slots[0].0 == r0 || slots[0].0 == r1);
+                horizontal(r, &mut slots[victim].1);
+                slots[victim].0 = r;
             }
         }
-        let row0 = if cache_a.0 == r0 { &cache_a.1 } else { &cache_b.1 };
-        let row1 = if cache_a.0 == r1 { &cache_a.1 } else { &cache_b.1 };
-        let dst = &mut out[y * dw * 3..(y + 1) * dw * 3];
+        let row0 = if slots[0].0 == r0 { &slots[0].1 } else { &slots[1].1 };
+        let row1 = if slots[0].0 == r1 { &slots[0].1 } else { &slots[1].1 };
         for ((d, &s0), &s1) in dst.iter_mut().zip(row0).zip(row1) {
             let v = (((s0 >> 4) * b0) >> 16) + (((s1 >> 4) * b1) >> 16);
             *d = ((v + 2) >> 2).clamp(0, 255) as u8;

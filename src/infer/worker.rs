@@ -6,6 +6,11 @@
 //!    ▲                                  groups requests of the same model part and             │
 //!    └────────────── oneshot replies ◄── input shape up to max_batch or max_delay ◄────────────┘
 //! ```
+//! Batching policy: a group is dispatched when it reaches `max_batch` items, when its oldest
+//! request has waited `max_delay`, or at once when the device is idle (waiting then would only
+//! add latency: at low load a request runs immediately; under load, requests that arrive while
+//! the device is busy form the next batch).
+//!
 //! The batcher is an async task so its timing runs on tokio's clock (tests pause it); the
 //! executor thread never touches the async runtime. A failed run answers every request of the
 //! batch with the error and the worker carries on. A full queue is refused at once.
@@ -92,17 +97,23 @@ impl InferHandle {
     fn submit(&self, key: PartKey, input: Tensor) -> Result<oneshot::Receiver<Result<Tensor, InferError>>, InferError> {
         let (reply, rx) = oneshot::channel();
         let request = Request { key, input, reply, enqueued: Instant::now() };
+        // Count before sending: the executor may answer (and count down) before try_send returns.
+        let depth = self.stats.queued.fetch_add(1, Ordering::AcqRel) + 1;
         match self.tx.try_send(request) {
             Ok(()) => {
-                let depth = self.stats.queued.fetch_add(1, Ordering::Relaxed) + 1;
                 metrics::set_infer_queue_depth(depth);
                 Ok(rx)
             }
-            Err(mpsc::error::TrySendError::Full(r)) => {
-                metrics::count_infer_rejected(&r.key.model.0, r.key.part.as_str());
-                Err(InferError::QueueFull { capacity: self.capacity })
+            Err(e) => {
+                self.stats.queued.fetch_sub(1, Ordering::AcqRel);
+                match e {
+                    mpsc::error::TrySendError::Full(r) => {
+                        metrics::count_infer_rejected(&r.key.model.0, r.key.part.as_str());
+                        Err(InferError::QueueFull { capacity: self.capacity })
+                    }
+                    mpsc::error::TrySendError::Closed(_) => Err(InferError::WorkerStopped),
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(InferError::WorkerStopped),
         }
     }
 
@@ -131,13 +142,27 @@ pub fn spawn(config: WorkerConfig, runner: impl BatchRunner) -> Result<InferHand
     let (exec_tx, exec_rx) = mpsc::channel::<Batch>(2);
     let stats = Arc::new(WorkerStats::default());
     let started = std::time::Instant::now();
-    let thread_stats = stats.clone();
+    let device = Arc::new(Device::default());
+    let (thread_stats, thread_device) = (stats.clone(), device.clone());
     std::thread::Builder::new()
         .name("kvs-infer-worker".into())
-        .spawn(move || execute(exec_rx, runner, thread_stats, started))
+        .spawn(move || execute(exec_rx, runner, thread_stats, thread_device, started))
         .map_err(|e| InferError::WorkerStart { reason: e.to_string() })?;
-    tokio::spawn(batcher(rx, exec_tx, config));
+    tokio::spawn(batcher(rx, exec_tx, config, device));
     Ok(InferHandle { tx, capacity: config.queue_capacity, stats, started })
+}
+
+/// Batches handed to the executor and not finished yet, and a wake-up when one finishes.
+#[derive(Default)]
+struct Device {
+    in_flight: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Device {
+    fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
 }
 
 /// Requests wait here until their group is full or their time is up.
@@ -150,51 +175,43 @@ struct Pending {
 /// Requests batch together when they are for the same part and have the same per-item shape.
 type GroupKey = (PartKey, Vec<usize>);
 
-async fn batcher(mut rx: mpsc::Receiver<Request>, exec: mpsc::Sender<Batch>, config: WorkerConfig) {
+async fn batcher(
+    mut rx: mpsc::Receiver<Request>,
+    exec: mpsc::Sender<Batch>,
+    config: WorkerConfig,
+    device: Arc<Device>,
+) {
     let mut pending: HashMap<GroupKey, Pending> = HashMap::new();
     loop {
         let next_deadline = pending.values().map(|p| p.deadline).min();
-        let request = tokio::select! {
+        // While something waits, a device that becomes idle is a reason to dispatch.
+        let idle = device.idle.notified();
+        tokio::select! {
             r = rx.recv() => match r {
-                Some(r) => Some(r),
+                Some(request) => {
+                    if add(&mut pending, request, &config, &exec, &device).await.is_err() {
+                        return;
+                    }
+                }
                 None => break,
             },
-            () = sleep_until_opt(next_deadline) => None,
-        };
-        if let Some(request) = request {
-            let items = request.input.shape.first().copied().unwrap_or(1);
-            let group: GroupKey = (request.key.clone(), request.input.shape.get(1..).unwrap_or_default().to_vec());
-            let entry = pending.entry(group.clone()).or_insert_with(|| Pending {
-                requests: Vec::new(),
-                items: 0,
-                deadline: request.enqueued + config.max_delay,
-            });
-            // A request that would overflow the batch goes out with the next one.
-            if entry.items > 0 && entry.items + items > config.max_batch {
-                let full = pending.remove(&group).map(|p| p.requests).unwrap_or_default();
-                if send(&exec, full).await.is_err() {
-                    break;
-                }
-                pending.insert(
-                    group.clone(),
-                    Pending { requests: Vec::new(), items: 0, deadline: request.enqueued + config.max_delay },
-                );
-            }
-            let entry = pending.get_mut(&group).expect("just inserted");
-            entry.items += items;
-            entry.requests.push(request);
-            if entry.items >= config.max_batch {
-                let full = pending.remove(&group).map(|p| p.requests).unwrap_or_default();
-                if send(&exec, full).await.is_err() {
-                    break;
-                }
-            }
+            () = sleep_until_opt(next_deadline) => {}
+            () = idle, if !pending.is_empty() => {}
         }
         let now = Instant::now();
-        let due: Vec<GroupKey> = pending.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| k.clone()).collect();
+        let idle_now = device.is_idle();
+        let due: Vec<GroupKey> =
+            pending.iter().filter(|(_, p)| p.deadline <= now || idle_now).map(|(k, _)| k.clone()).collect();
+        // When idle, the oldest group goes first; the rest follow as the device frees up.
+        let mut due = due;
+        due.sort_by_key(|k| pending.get(k).map(|p| p.deadline));
         for group in due {
+            let overdue = pending.get(&group).is_some_and(|p| p.deadline <= now);
+            if !overdue && !device.is_idle() {
+                continue;
+            }
             if let Some(p) = pending.remove(&group)
-                && send(&exec, p.requests).await.is_err()
+                && send(&exec, &device, p.requests).await.is_err()
             {
                 return;
             }
@@ -202,8 +219,39 @@ async fn batcher(mut rx: mpsc::Receiver<Request>, exec: mpsc::Sender<Batch>, con
     }
     // Shutting down: run what is left.
     for (_, p) in pending.drain() {
-        let _ = send(&exec, p.requests).await;
+        let _ = send(&exec, &device, p.requests).await;
     }
+}
+
+/// Adds a request to its group, dispatching a group that reaches `max_batch`.
+async fn add(
+    pending: &mut HashMap<GroupKey, Pending>,
+    request: Request,
+    config: &WorkerConfig,
+    exec: &mpsc::Sender<Batch>,
+    device: &Device,
+) -> Result<(), ()> {
+    let items = request.input.shape.first().copied().unwrap_or(1);
+    let group: GroupKey = (request.key.clone(), request.input.shape.get(1..).unwrap_or_default().to_vec());
+    // A request that would overflow the group's batch sends the group first.
+    if pending.get(&group).is_some_and(|p| p.items > 0 && p.items + items > config.max_batch)
+        && let Some(full) = pending.remove(&group)
+    {
+        send(exec, device, full.requests).await?;
+    }
+    let entry = pending.entry(group.clone()).or_insert_with(|| Pending {
+        requests: Vec::new(),
+        items: 0,
+        deadline: request.enqueued + config.max_delay,
+    });
+    entry.items += items;
+    entry.requests.push(request);
+    if entry.items >= config.max_batch
+        && let Some(full) = pending.remove(&group)
+    {
+        send(exec, device, full.requests).await?;
+    }
+    Ok(())
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -213,9 +261,10 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-async fn send(exec: &mpsc::Sender<Batch>, requests: Vec<Request>) -> Result<(), ()> {
+async fn send(exec: &mpsc::Sender<Batch>, device: &Device, requests: Vec<Request>) -> Result<(), ()> {
     let Some(first) = requests.first() else { return Ok(()) };
     let key = first.key.clone();
+    device.in_flight.fetch_add(1, Ordering::AcqRel);
     exec.send(Batch { key, requests }).await.map_err(|_| ())
 }
 
@@ -223,6 +272,7 @@ fn execute(
     mut rx: mpsc::Receiver<Batch>,
     mut runner: impl BatchRunner,
     stats: Arc<WorkerStats>,
+    device: Arc<Device>,
     started: std::time::Instant,
 ) {
     while let Some(batch) = rx.blocking_recv() {
@@ -256,11 +306,14 @@ fn execute(
                 }
             }
         }
-        let left = stats.queued.fetch_sub(done, Ordering::Relaxed).saturating_sub(done);
+        let left = stats.queued.fetch_sub(done, Ordering::AcqRel).saturating_sub(done);
         metrics::set_infer_queue_depth(left);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
         stats.last_batch_ms.store(ms, Ordering::Relaxed);
+        if device.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            device.idle.notify_one();
+        }
     }
 }
 
@@ -269,15 +322,20 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// Doubles every value; records batch sizes; fails when told to.
+    /// Doubles every value; records batch sizes; fails when told to; can be held busy.
     struct Fake {
         batches: Arc<Mutex<Vec<usize>>>,
         fail: bool,
+        /// While set, each run waits for a message before finishing.
+        gate: Option<std::sync::mpsc::Receiver<()>>,
     }
 
     impl BatchRunner for Fake {
         fn run(&mut self, _: &PartKey, input: Tensor) -> Result<Tensor, InferError> {
             self.batches.lock().expect("lock").push(input.shape[0]);
+            if let Some(gate) = &self.gate {
+                let _ = gate.recv_timeout(Duration::from_secs(5));
+            }
             if self.fail {
                 return Err(InferError::BadImage { reason: "boom".into() });
             }
@@ -293,48 +351,94 @@ mod tests {
         Tensor { shape: vec![1, 2], data: vec![v, v] }
     }
 
-    fn start(max_batch: usize, delay_ms: u64, capacity: usize, fail: bool) -> (InferHandle, Arc<Mutex<Vec<usize>>>) {
+    fn start_with(
+        max_batch: usize,
+        delay_ms: u64,
+        capacity: usize,
+        fail: bool,
+        gate: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> (InferHandle, Arc<Mutex<Vec<usize>>>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let cfg = WorkerConfig { max_batch, max_delay: Duration::from_millis(delay_ms), queue_capacity: capacity };
-        (spawn(cfg, Fake { batches: batches.clone(), fail }).expect("worker"), batches)
+        (spawn(cfg, Fake { batches: batches.clone(), fail, gate }).expect("worker"), batches)
+    }
+
+    fn start(max_batch: usize, delay_ms: u64, capacity: usize, fail: bool) -> (InferHandle, Arc<Mutex<Vec<usize>>>) {
+        start_with(max_batch, delay_ms, capacity, fail, None)
+    }
+
+    /// Lets the batcher task and the executor thread catch up (the thread runs on real time).
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     #[tokio::test(start_paused = true)]
-    async fn batches_fill_up_to_max_batch_then_wait_max_delay() {
-        let (h, batches) = start(4, 10, 64, false);
+    async fn an_idle_device_runs_a_lone_request_at_once() {
+        let (h, batches) = start(8, 1000, 64, false);
+        let out = h.run(key(), item(1.0)).await.expect("ran");
+        assert_eq!(out.data, vec![2.0, 2.0]);
+        assert_eq!(*batches.lock().expect("lock"), vec![1], "no max_delay wait when nothing else runs");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_busy_requests_batch_up_to_max_batch_then_max_delay() {
+        let (go, gate) = std::sync::mpsc::channel();
+        let (h, batches) = start_with(4, 10, 64, false, Some(gate));
+        // The first request occupies the device.
+        let first = tokio::spawn({
+            let h = h.clone();
+            async move { h.run(key(), item(0.0)).await }
+        });
+        settle().await;
         let mut replies = Vec::new();
-        for i in 0..6 {
+        for i in 1..=6 {
             let h = h.clone();
             replies.push(tokio::spawn(async move { h.run(key(), item(i as f32)).await }));
         }
-        // The first four go at once; the other two wait for max_delay.
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        for _ in 0..50 {
-            tokio::task::yield_now().await;
-        }
-        std::thread::sleep(Duration::from_millis(50)); // the executor thread runs on real time
-        assert_eq!(*batches.lock().expect("lock"), vec![4]);
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        settle().await;
+        // Four fill a batch at once (queued behind the busy device); two wait.
+        assert_eq!(*batches.lock().expect("lock"), vec![1]);
+        go.send(()).expect("release first");
+        go.send(()).expect("release batch of 4");
+        settle().await;
+        // The last two did not wait for max_delay: the device went idle first.
+        assert_eq!(*batches.lock().expect("lock"), vec![1, 4, 2]);
+        go.send(()).expect("release batch of 2");
+        first.await.expect("join").expect("ok");
         for (i, r) in replies.into_iter().enumerate() {
             let out = r.await.expect("join").expect("ok");
-            assert_eq!(out.data, vec![i as f32 * 2.0; 2], "each caller gets its own slice back");
+            assert_eq!(out.data, vec![(i + 1) as f32 * 2.0; 2], "each caller gets its own slice back");
         }
-        assert_eq!(*batches.lock().expect("lock"), vec![4, 2]);
+        assert_eq!(*batches.lock().expect("lock"), vec![1, 4, 2]);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_lone_request_waits_exactly_max_delay() {
-        let (h, batches) = start(8, 20, 64, false);
-        let task = tokio::spawn({
+    async fn while_busy_a_request_waits_at_most_max_delay() {
+        let (go, gate) = std::sync::mpsc::channel();
+        let (h, batches) = start_with(8, 20, 64, false, Some(gate));
+        let first = tokio::spawn({
+            let h = h.clone();
+            async move { h.run(key(), item(0.0)).await }
+        });
+        settle().await;
+        let second = tokio::spawn({
             let h = h.clone();
             async move { h.run(key(), item(1.0)).await }
         });
         tokio::time::sleep(Duration::from_millis(19)).await;
-        std::thread::sleep(Duration::from_millis(30));
-        assert!(batches.lock().expect("lock").is_empty(), "not before max_delay");
+        settle().await;
+        assert_eq!(*batches.lock().expect("lock"), vec![1], "not dispatched before max_delay");
         tokio::time::sleep(Duration::from_millis(1)).await;
-        task.await.expect("join").expect("ran");
-        assert_eq!(*batches.lock().expect("lock"), vec![1]);
+        settle().await;
+        assert_eq!(*batches.lock().expect("lock"), vec![1], "dispatched at max_delay, queued behind the busy device");
+        go.send(()).expect("release");
+        go.send(()).expect("release");
+        first.await.expect("join").expect("ok");
+        second.await.expect("join").expect("ok");
+        assert_eq!(*batches.lock().expect("lock"), vec![1, 1]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -355,7 +459,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_run_answers_every_waiter_and_the_worker_goes_on() {
-        let (h, _) = start(2, 5, 64, true);
+        let (h, batches) = start(2, 5, 64, true);
         let (a, b) = tokio::join!(h.run(key(), item(1.0)), h.run(key(), item(2.0)));
         for r in [a, b] {
             let e = r.expect_err("failed");
@@ -364,7 +468,8 @@ mod tests {
         }
         let again = h.run(key(), item(3.0)).await;
         assert!(matches!(again, Err(InferError::BatchFailed { .. })), "the worker is still there");
-        assert_eq!(h.stats().failed_batches.load(Ordering::Relaxed), 2);
+        let ran = batches.lock().expect("lock").len() as u64;
+        assert_eq!(h.stats().failed_batches.load(Ordering::Relaxed), ran, "every batch failed and was counted");
     }
 
     #[tokio::test(flavor = "current_thread")]
