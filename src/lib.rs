@@ -12,6 +12,7 @@
 //! | [`metrics`] | every metric name, its help text and the Prometheus recorder |
 //! | [`media`] | streaming MKV/KVS demuxer, KVS fragment metadata, H.264 decoding, `inspect` |
 //! | [`infer`] | ONNX Runtime loading, execution providers, model sessions and warm-up |
+//! | [`pipeline`] | sampling, zones, tracking and temporal smoothing, events |
 //! | [`server`] | the axum router: `/healthz`, `/livez`, `/readyz`, `/metrics`, `/` |
 //! | [`startup`] | the order `serve` brings the service up in, and graceful shutdown |
 //! | [`healthcheck`] | the container health-check client behind `kvs-infer healthcheck` |
@@ -24,6 +25,7 @@ pub mod healthcheck;
 pub mod infer;
 pub mod media;
 pub mod metrics;
+pub mod pipeline;
 pub mod server;
 pub mod startup;
 pub mod telemetry;

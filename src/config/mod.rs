@@ -90,6 +90,9 @@ pub struct CameraSpec {
     pub detect: Vec<ModelId>,
     pub ocr: Option<CameraOcr>,
     pub roi: Vec<Zone>,
+    pub anchor: Anchor,
+    pub filters: BTreeMap<String, LabelFilter>,
+    pub tracking: TrackingConfig,
 }
 
 #[derive(Debug, Clone)]

@@ -314,6 +314,49 @@ pub struct RawCamera {
     pub ocr: Option<CameraOcr>,
     /// Zones of interest, in normalised coordinates (0..1). None = the whole frame.
     pub roi: Vec<Zone>,
+    /// Which point of a detection must lie in a zone: `bottom_center` (where an object stands)
+    /// or `center`. Text lines always use their centre.
+    pub anchor: Anchor,
+    /// Per-label filters applied before tracking (labels of detections, or `text`).
+    pub filters: BTreeMap<String, LabelFilter>,
+    pub tracking: TrackingConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    #[default]
+    BottomCenter,
+    Center,
+}
+
+/// Drops weak or implausibly sized observations of a label.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LabelFilter {
+    pub min_score: Option<f32>,
+    /// Box area as a fraction of the frame (0..1).
+    pub min_area: Option<f64>,
+    pub max_area: Option<f64>,
+}
+
+/// Tracking and temporal smoothing.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TrackingConfig {
+    /// Minimum IoU between a track and an observation to match them.
+    pub iou: f32,
+    /// A track ends after this many sampled frames without a match.
+    pub max_age: u32,
+    /// A track is confirmed (and reported) after `min_hits` matches in the last `window` frames.
+    pub min_hits: u32,
+    pub window: u32,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        Self { iou: 0.3, max_age: 3, min_hits: 3, window: 5 }
+    }
 }
 
 /// OCR stage of a camera.

@@ -297,6 +297,35 @@ fn check_cameras(c: &mut Checker, cameras: &[RawCamera], models: &BTreeMap<Model
             c.err(at.clone(), "runs no model: set `detect`, `ocr` or both");
         }
         check_roi(c, &at, &cam.roi);
+        for (label, f) in &cam.filters {
+            let fp = format!("{at}.filters.{label}");
+            if let Some(v) = f.min_score {
+                c.unit_interval(format!("{fp}.min_score"), v, false);
+            }
+            for (name, v) in [("min_area", f.min_area), ("max_area", f.max_area)] {
+                if let Some(v) = v
+                    && !(v.is_finite() && (0.0..=1.0).contains(&v))
+                {
+                    c.err(format!("{fp}.{name}"), format!("a fraction of the frame in [0, 1], got {v}"));
+                }
+            }
+            if let (Some(lo), Some(hi)) = (f.min_area, f.max_area)
+                && lo > hi
+            {
+                c.err(format!("{fp}.min_area"), format!("{lo} is above max_area {hi}"));
+            }
+        }
+        let t = &cam.tracking;
+        c.unit_interval(format!("{at}.tracking.iou"), t.iou, true);
+        if t.window == 0 || t.window > 100 {
+            c.err(format!("{at}.tracking.window"), format!("must be in 1..=100, got {}", t.window));
+        }
+        if t.min_hits == 0 || t.min_hits > t.window {
+            c.err(
+                format!("{at}.tracking.min_hits"),
+                format!("must be in 1..=window ({}), got {}", t.window, t.min_hits),
+            );
+        }
         if let Some(source) = source {
             out.push(CameraSpec {
                 id: CameraId(cam.id.clone()),
@@ -306,6 +335,9 @@ fn check_cameras(c: &mut Checker, cameras: &[RawCamera], models: &BTreeMap<Model
                 detect: cam.detect.iter().cloned().map(ModelId).collect(),
                 ocr: cam.ocr.clone(),
                 roi: cam.roi.clone(),
+                anchor: cam.anchor,
+                filters: cam.filters.clone(),
+                tracking: cam.tracking.clone(),
             });
         }
     }

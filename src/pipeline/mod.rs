@@ -1,0 +1,12 @@
+//! The per-camera pipeline after inference: sampling, zones and filters, tracking with temporal
+//! smoothing, and events.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`sampler`] | target-fps sampling by stream time; the drop-oldest hand-off to inference |
+//! | [`roi`] | zones (polygons, anchor point) and per-label filters |
+//! | [`tracker`] | IoU tracking, M-of-N confirmation, median score, text vote, new/update/end |
+
+pub mod roi;
+pub mod sampler;
+pub mod tracker;

@@ -1,0 +1,339 @@
+//! Tracking with temporal smoothing: observations of consecutive sampled frames become tracks
+//! with stable ids, and tracks become `new` / `update` / `end` events.
+//!
+//! - Association: greedy by IoU (best pairs first), same label only, IoU >= `tracking.iou`.
+//! - Confirmation: a track is reported once it matched in `min_hits` of the last `window`
+//!   frames (M of N), so a one-frame flicker never becomes an event.
+//! - Score: the median of the track's recent scores (Frigate's rule).
+//! - Text: a vote over every reading weighted by its confidence, so one bad read does not flip
+//!   the track's text.
+//! - End: after `max_age` frames without a match.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::config::TrackingConfig;
+use crate::infer::yolo::iou;
+
+/// One thing seen in one frame, after ROI and filters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// Detection label, or `text` for a line of text.
+    pub label: String,
+    pub text: Option<String>,
+    pub score: f32,
+    pub bbox: [f32; 4],
+    pub zone: String,
+}
+
+/// What changed about a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    New,
+    Update,
+    End,
+}
+
+/// A track as an event reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrackState {
+    pub track_id: u64,
+    pub label: String,
+    pub text: Option<String>,
+    pub score: f32,
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    pub zone: String,
+    /// Frame timestamps (ns, stream time) of the first and last match.
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+}
+
+#[derive(Debug)]
+struct Track {
+    id: u64,
+    label: String,
+    bbox: [f32; 4],
+    zone: String,
+    hits: VecDeque<bool>,
+    scores: VecDeque<f32>,
+    votes: BTreeMap<String, f32>,
+    misses: u32,
+    confirmed: bool,
+    first_seen_ns: i64,
+    last_seen_ns: i64,
+    reported: Option<(String, Option<String>, String)>,
+}
+
+impl Track {
+    fn text(&self) -> Option<String> {
+        self.votes.iter().max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0))).map(|(t, _)| t.clone())
+    }
+
+    fn score(&self) -> f32 {
+        let mut s: Vec<f32> = self.scores.iter().copied().collect();
+        s.sort_by(f32::total_cmp);
+        match s.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => s[n / 2],
+            n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+        }
+    }
+
+    fn state(&self) -> TrackState {
+        TrackState {
+            track_id: self.id,
+            label: self.label.clone(),
+            text: self.text(),
+            score: self.score(),
+            bbox: self.bbox,
+            zone: self.zone.clone(),
+            first_seen_ns: self.first_seen_ns,
+            last_seen_ns: self.last_seen_ns,
+        }
+    }
+
+    fn push_hit(&mut self, hit: bool, window: usize) {
+        self.hits.push_back(hit);
+        while self.hits.len() > window {
+            self.hits.pop_front();
+        }
+    }
+}
+
+/// Per-camera tracker. Feed it every sampled frame, in order.
+#[derive(Debug)]
+pub struct Tracker {
+    config: TrackingConfig,
+    tracks: Vec<Track>,
+    next_id: u64,
+}
+
+impl Tracker {
+    pub fn new(config: TrackingConfig) -> Self {
+        Self { config, tracks: Vec::new(), next_id: 1 }
+    }
+
+    /// Folds in one frame's observations; returns the events it causes.
+    pub fn update(&mut self, frame_ns: i64, observations: Vec<Observation>) -> Vec<(EventKind, TrackState)> {
+        let window = self.config.window as usize;
+        // Greedy association: all same-label pairs above the IoU threshold, best first.
+        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+        for (ti, t) in self.tracks.iter().enumerate() {
+            for (oi, o) in observations.iter().enumerate() {
+                if t.label == o.label {
+                    let overlap = iou(&t.bbox, &o.bbox);
+                    if overlap >= self.config.iou {
+                        pairs.push((overlap, ti, oi));
+                    }
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let (mut track_used, mut obs_used) = (vec![false; self.tracks.len()], vec![false; observations.len()]);
+        let mut events = Vec::new();
+        for (_, ti, oi) in pairs {
+            if track_used[ti] || obs_used[oi] {
+                continue;
+            }
+            (track_used[ti], obs_used[oi]) = (true, true);
+            let o = &observations[oi];
+            let t = &mut self.tracks[ti];
+            t.bbox = o.bbox;
+            t.zone.clone_from(&o.zone);
+            t.misses = 0;
+            t.last_seen_ns = frame_ns;
+            t.push_hit(true, window);
+            t.scores.push_back(o.score);
+            while t.scores.len() > window {
+                t.scores.pop_front();
+            }
+            if let Some(text) = &o.text {
+                *t.votes.entry(text.clone()).or_default() += o.score;
+            }
+        }
+        for (ti, t) in self.tracks.iter_mut().enumerate() {
+            if !track_used[ti] {
+                t.misses += 1;
+                t.push_hit(false, window);
+            }
+        }
+        for (oi, o) in observations.into_iter().enumerate() {
+            if obs_used[oi] {
+                continue;
+            }
+            let mut votes = BTreeMap::new();
+            if let Some(text) = &o.text {
+                votes.insert(text.clone(), o.score);
+            }
+            self.tracks.push(Track {
+                id: self.next_id,
+                label: o.label,
+                bbox: o.bbox,
+                zone: o.zone,
+                hits: VecDeque::from([true]),
+                scores: VecDeque::from([o.score]),
+                votes,
+                misses: 0,
+                confirmed: false,
+                first_seen_ns: frame_ns,
+                last_seen_ns: frame_ns,
+                reported: None,
+            });
+            self.next_id += 1;
+        }
+        // Confirmation, updates and ends.
+        let min_hits = self.config.min_hits as usize;
+        let max_age = self.config.max_age;
+        let mut kept = Vec::with_capacity(self.tracks.len());
+        for mut t in std::mem::take(&mut self.tracks) {
+            if t.misses > max_age {
+                if t.confirmed {
+                    events.push((EventKind::End, t.state()));
+                }
+                continue;
+            }
+            if !t.confirmed && t.hits.iter().filter(|h| **h).count() >= min_hits {
+                t.confirmed = true;
+                let s = t.state();
+                t.reported = Some((s.label.clone(), s.text.clone(), s.zone.clone()));
+                events.push((EventKind::New, s));
+            } else if t.confirmed && t.misses == 0 {
+                let s = t.state();
+                let now = (s.label.clone(), s.text.clone(), s.zone.clone());
+                if t.reported.as_ref() != Some(&now) {
+                    t.reported = Some(now);
+                    events.push((EventKind::Update, s));
+                }
+            }
+            kept.push(t);
+        }
+        self.tracks = kept;
+        events
+    }
+
+    /// Ends every confirmed track (end of the stream, shutdown).
+    pub fn finish(&mut self) -> Vec<(EventKind, TrackState)> {
+        std::mem::take(&mut self.tracks)
+            .into_iter()
+            .filter(|t| t.confirmed)
+            .map(|t| (EventKind::End, t.state()))
+            .collect()
+    }
+
+    /// Tracks alive (confirmed or not).
+    pub fn len(&self) -> usize {
+        self.tracks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tracks.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> TrackingConfig {
+        TrackingConfig { iou: 0.3, max_age: 2, min_hits: 3, window: 5 }
+    }
+
+    fn obs(label: &str, x: f32, text: Option<&str>, score: f32) -> Observation {
+        Observation {
+            label: label.into(),
+            text: text.map(Into::into),
+            score,
+            bbox: [x, 10.0, x + 40.0, 30.0],
+            zone: "frame".into(),
+        }
+    }
+
+    /// Runs frames through a tracker; returns (frame index, kind, track id, text) per event.
+    fn run(frames: Vec<Vec<Observation>>) -> Vec<(usize, EventKind, u64, Option<String>)> {
+        let mut t = Tracker::new(cfg());
+        let mut out = Vec::new();
+        for (i, f) in frames.into_iter().enumerate() {
+            for (k, s) in t.update(i as i64 * 200_000_000, f) {
+                out.push((i, k, s.track_id, s.text));
+            }
+        }
+        for (k, s) in t.finish() {
+            out.push((usize::MAX, k, s.track_id, s.text));
+        }
+        out
+    }
+
+    #[test]
+    fn confirmed_after_m_of_n_and_ended_after_max_age() {
+        let frames = vec![vec![obs("car", 0.0, None, 0.9)]; 4].into_iter().chain(vec![vec![]; 3]).collect();
+        assert_eq!(run(frames), vec![(2, EventKind::New, 1, None), (6, EventKind::End, 1, None)]);
+    }
+
+    #[test]
+    fn a_brief_flicker_is_never_an_event() {
+        let frames =
+            vec![vec![obs("car", 0.0, None, 0.9)], vec![obs("car", 2.0, None, 0.9)], vec![], vec![], vec![], vec![]];
+        assert!(run(frames).is_empty());
+    }
+
+    #[test]
+    fn a_missed_frame_keeps_the_track() {
+        let frames = vec![
+            vec![obs("car", 0.0, None, 0.9)],
+            vec![obs("car", 4.0, None, 0.9)],
+            vec![], // missed
+            vec![obs("car", 12.0, None, 0.9)],
+            vec![obs("car", 16.0, None, 0.9)],
+        ];
+        let events = run(frames);
+        assert_eq!(events.iter().filter(|e| e.1 == EventKind::New).count(), 1);
+        assert!(events.iter().all(|e| e.2 == 1), "one track id throughout: {events:?}");
+    }
+
+    #[test]
+    fn crossing_objects_keep_their_ids() {
+        // Two cars moving towards each other; labels differ, so they never swap.
+        let frames: Vec<Vec<Observation>> = (0..6)
+            .map(|i| vec![obs("car", i as f32 * 10.0, None, 0.9), obs("bus", 60.0 - i as f32 * 10.0, None, 0.9)])
+            .collect();
+        let news: Vec<u64> = run(frames).iter().filter(|e| e.1 == EventKind::New).map(|e| e.2).collect();
+        assert_eq!(news, vec![1, 2]);
+    }
+
+    #[test]
+    fn one_bad_read_does_not_flip_the_text() {
+        let reads = ["B 1234 XY", "B 1234 XY", "8 1Z34 XY", "B 1234 XY", "B 1234 XY"];
+        let frames = reads.iter().enumerate().map(|(i, r)| vec![obs("text", i as f32, Some(r), 0.9)]).collect();
+        let events = run(frames);
+        assert!(events.iter().all(|e| e.3.as_deref() == Some("B 1234 XY")), "{events:?}");
+        assert_eq!(events.iter().filter(|e| e.1 == EventKind::Update).count(), 0);
+    }
+
+    #[test]
+    fn a_confident_new_reading_is_an_update() {
+        let mut frames: Vec<Vec<Observation>> = (0..3).map(|i| vec![obs("text", i as f32, Some("OLD"), 0.6)]).collect();
+        frames.extend((3..8).map(|i| vec![obs("text", i as f32, Some("NEW"), 0.95)]));
+        let events = run(frames);
+        let updates: Vec<_> = events.iter().filter(|e| e.1 == EventKind::Update).collect();
+        assert_eq!(updates.len(), 1, "{events:?}");
+        assert_eq!(updates[0].3.as_deref(), Some("NEW"));
+    }
+
+    #[test]
+    fn score_is_the_median() {
+        let mut t = Tracker::new(TrackingConfig { min_hits: 1, ..cfg() });
+        let mut last = None;
+        for s in [0.9, 0.1, 0.8, 0.85, 0.2] {
+            for (_, st) in t.update(0, vec![obs("car", 0.0, None, s)]) {
+                last = Some(st);
+            }
+        }
+        // Updates fire only on changes; the state carries the median of the window.
+        let state = t.finish().pop().expect("track").1;
+        assert_eq!(state.score, 0.8);
+        assert!(last.is_some());
+    }
+}
