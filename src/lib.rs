@@ -13,6 +13,7 @@
 //! | [`media`] | streaming MKV/KVS demuxer, KVS fragment metadata, H.264 decoding, `inspect` |
 //! | [`infer`] | ONNX Runtime loading, execution providers, model sessions and warm-up |
 //! | [`pipeline`] | sampling, zones, tracking and temporal smoothing, events |
+//! | [`sink`] | where events go: the local sink (events.jsonl, snapshots) |
 //! | [`server`] | the axum router: `/healthz`, `/livez`, `/readyz`, `/metrics`, `/` |
 //! | [`startup`] | the order `serve` brings the service up in, and graceful shutdown |
 //! | [`healthcheck`] | the container health-check client behind `kvs-infer healthcheck` |
@@ -27,5 +28,6 @@ pub mod media;
 pub mod metrics;
 pub mod pipeline;
 pub mod server;
+pub mod sink;
 pub mod startup;
 pub mod telemetry;

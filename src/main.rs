@@ -14,6 +14,8 @@ use kvs_infer::healthcheck::{self, Probe};
 use kvs_infer::infer::engine::Engine;
 use kvs_infer::infer::image::RgbImage;
 use kvs_infer::media::inspect::{InspectOptions, inspect};
+use kvs_infer::pipeline::{self, camera::CameraContext};
+use kvs_infer::sink::local::LocalSink;
 use kvs_infer::startup::{self, ServeContext};
 use kvs_infer::{metrics, telemetry};
 
@@ -97,13 +99,7 @@ fn main() -> ExitCode {
         Command::Infer { images, concurrency, timing } => {
             run_infer(&cli.config, &images, usize::from(concurrency), timing)
         }
-        Command::RunFile { file } => {
-            eprintln!(
-                "run-file {}: the video pipeline is not built yet (it lands with the pipeline issue)",
-                file.display()
-            );
-            ExitCode::from(2)
-        }
+        Command::RunFile { file } => run_file(&cli.config, file),
     }
 }
 
@@ -228,6 +224,74 @@ async fn start_engine(config: &config::Config) -> anyhow::Result<Engine> {
     .await??;
     let (engine, _handle) = kvs_infer::infer::engine::start_worker(&config.runtime, loaded)?;
     Ok(engine)
+}
+
+fn run_file(config_path: &std::path::Path, video: PathBuf) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    telemetry::init(&config.logging.level, config.logging.format);
+    let Some(camera) = config.cameras.first().cloned() else {
+        eprintln!("run-file: the config has no camera");
+        return ExitCode::FAILURE;
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("run-file: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let engine = match start_engine(&config).await {
+            Ok(engine) => engine,
+            Err(e) => {
+                eprintln!("run-file: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut sink = match config.sinks.local.as_ref().map(LocalSink::open).transpose() {
+            Ok(sink) => sink,
+            Err(e) => {
+                eprintln!("run-file: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let ctx = CameraContext { camera, engine, events: tx, shutdown: tokio_util::sync::CancellationToken::new() };
+        let run = tokio::spawn(pipeline::camera::run_file(ctx, video, false));
+        while let Some(item) = rx.recv().await {
+            let event = match sink.as_mut() {
+                Some(sink) => match sink.write(item) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        eprintln!("run-file: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => item.event,
+            };
+            println!("{}", serde_json::to_string(&event).unwrap_or_default());
+        }
+        match run.await {
+            Ok(Ok(stats)) => {
+                eprintln!(
+                    "run-file: {} frames decoded, {} sampled, {} analysed, {} events",
+                    stats.frames_decoded, stats.frames_sampled, stats.frames_analysed, stats.events
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(Err(e)) => {
+                eprintln!("run-file: {e}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("run-file: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn run_inspect(input: &str, decode: bool) -> ExitCode {

@@ -24,6 +24,11 @@ pub const INFER_BATCH_SIZE: &str = "infer_batch_size";
 pub const INFER_QUEUE_WAIT_SECONDS: &str = "infer_queue_wait_seconds";
 pub const INFER_RUN_SECONDS: &str = "infer_run_seconds";
 pub const INFER_STEP_SECONDS: &str = "infer_step_seconds";
+pub const FRAMES_TOTAL: &str = "frames_total";
+pub const FRAMES_DROPPED_TOTAL: &str = "frames_dropped_total";
+pub const FRAME_LATENCY_SECONDS: &str = "frame_latency_seconds";
+pub const MEDIA_ERRORS_TOTAL: &str = "media_errors_total";
+pub const EVENTS_TOTAL: &str = "events_total";
 
 /// Buckets for inference latencies (seconds): sub-millisecond CPU steps to multi-second runs.
 const INFER_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -50,6 +55,19 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (INFER_QUEUE_WAIT_SECONDS, "histogram", "Longest wait of a batch's requests before it ran; labels: model, part."),
     (INFER_RUN_SECONDS, "histogram", "ONNX Runtime time per batch; labels: model, part."),
     (INFER_STEP_SECONDS, "histogram", "Time per step (preprocess, inference, postprocess); labels: model, part, step."),
+    (
+        FRAMES_TOTAL,
+        "counter",
+        "Frames per camera and stage; labels: camera, stage (decoded, inferred, dropped_inference_error).",
+    ),
+    (FRAMES_DROPPED_TOTAL, "counter", "Sampled frames dropped before inference; labels: camera, reason."),
+    (
+        FRAME_LATENCY_SECONDS,
+        "histogram",
+        "Sampled frame to analysis done (models, pre/post-processing); label: camera.",
+    ),
+    (MEDIA_ERRORS_TOTAL, "counter", "Damaged input or undecodable frames, skipped; label: camera."),
+    (EVENTS_TOTAL, "counter", "Events produced; labels: camera, type."),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -58,7 +76,8 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let buckets: [(&str, &[f64]); 5] = [
+            let buckets: [(&str, &[f64]); 6] = [
+                (FRAME_LATENCY_SECONDS, INFER_BUCKETS),
                 (HTTP_REQUEST_DURATION_SECONDS, HTTP_BUCKETS),
                 (INFER_BATCH_SIZE, BATCH_BUCKETS),
                 (INFER_QUEUE_WAIT_SECONDS, INFER_BUCKETS),
@@ -144,4 +163,24 @@ pub fn record_infer_run(model: &str, part: &'static str, took: std::time::Durati
 pub fn record_infer_step(model: &str, part: &'static str, step: &'static str, took: std::time::Duration) {
     histogram!(INFER_STEP_SECONDS, "model" => model.to_owned(), "part" => part, "step" => step)
         .record(took.as_secs_f64());
+}
+
+pub fn count_frames(camera: &str, stage: &'static str, n: u64) {
+    metrics::counter!(FRAMES_TOTAL, "camera" => camera.to_owned(), "stage" => stage).increment(n);
+}
+
+pub fn count_dropped(camera: &str, reason: &'static str) {
+    metrics::counter!(FRAMES_DROPPED_TOTAL, "camera" => camera.to_owned(), "reason" => reason).increment(1);
+}
+
+pub fn record_frame_latency(camera: &str, took: std::time::Duration) {
+    histogram!(FRAME_LATENCY_SECONDS, "camera" => camera.to_owned()).record(took.as_secs_f64());
+}
+
+pub fn count_media_error(camera: &str) {
+    metrics::counter!(MEDIA_ERRORS_TOTAL, "camera" => camera.to_owned()).increment(1);
+}
+
+pub fn count_event(camera: &str, kind: &'static str) {
+    metrics::counter!(EVENTS_TOTAL, "camera" => camera.to_owned(), "type" => kind).increment(1);
 }

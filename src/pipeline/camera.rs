@@ -1,0 +1,290 @@
+//! One camera's pipeline for a file source:
+//! file → demux → decode (blocking thread) → sampler → analysis (blocking, through the worker)
+//! → zones and filters → tracker → events (bounded channel to the sinks).
+//!
+//! Live sources (`realtime: true`) are paced at their timestamps and hand frames off through
+//! the drop-oldest queue: video never waits for inference. Offline runs (`run-file`) hand off
+//! through a bounded channel instead, so every sampled frame is analysed and results are
+//! reproducible. Events are never dropped: the event channel applies back-pressure.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::events::Event;
+use super::roi::Roi;
+use super::sampler::{DropOldest, RateGate};
+use super::tracker::{EventKind, Observation, Tracker};
+use crate::config::CameraSpec;
+use crate::infer::engine::{Analysis, Engine};
+use crate::infer::image::RgbImage;
+use crate::media::decode::{OpenH264Decoder, VideoDecoder};
+use crate::media::demux::Demuxer;
+use crate::media::{Event as MediaEvent, FragmentMeta, MediaError};
+use crate::metrics;
+
+/// Frames waiting for inference per camera in live mode.
+const LIVE_QUEUE: usize = 2;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The pipeline layer's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("camera {camera}: cannot read {}", path.display())]
+    Source {
+        camera: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("camera {camera}: the event channel is closed")]
+    EventsClosed { camera: String },
+}
+
+/// A sampled, decoded frame on its way to inference.
+#[derive(Debug, Clone)]
+pub struct SampledFrame {
+    pub image: RgbImage,
+    pub timestamp_ns: i64,
+    pub fragment: Option<Arc<FragmentMeta>>,
+}
+
+/// An event, with the frame it happened on (for snapshots) when it is `new` or `end`.
+#[derive(Debug, Clone)]
+pub struct EventWithFrame {
+    pub event: Event,
+    pub frame: Option<RgbImage>,
+}
+
+/// What the camera pipeline needs.
+pub struct CameraContext {
+    pub camera: CameraSpec,
+    pub engine: Engine,
+    pub events: mpsc::Sender<EventWithFrame>,
+    pub shutdown: CancellationToken,
+}
+
+/// Counts of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    pub frames_decoded: u64,
+    pub frames_sampled: u64,
+    pub frames_analysed: u64,
+    pub frames_dropped: u64,
+    pub events: u64,
+}
+
+enum Handoff {
+    Live(Arc<DropOldest<SampledFrame>>),
+    Offline(mpsc::Sender<SampledFrame>),
+}
+
+/// Runs a camera over a local MKV file until it ends (or shutdown).
+pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Result<RunStats, PipelineError> {
+    let camera = ctx.camera.id.0.clone();
+    let file = std::fs::File::open(&path).map_err(|source| PipelineError::Source {
+        camera: camera.clone(),
+        path: path.clone(),
+        source,
+    })?;
+    let (offline_tx, mut offline_rx) = mpsc::channel::<SampledFrame>(LIVE_QUEUE);
+    let live = Arc::new(DropOldest::new(LIVE_QUEUE));
+    let handoff = if realtime { Handoff::Live(live.clone()) } else { Handoff::Offline(offline_tx) };
+    let gate = RateGate::new(ctx.camera.target_fps, ctx.camera.keyframes_only);
+    let (decode_camera, shutdown) = (camera.clone(), ctx.shutdown.clone());
+    let decoder =
+        tokio::task::spawn_blocking(move || decode_loop(file, &decode_camera, gate, handoff, realtime, &shutdown));
+
+    let roi = Roi::new(ctx.camera.roi.clone(), ctx.camera.anchor, ctx.camera.filters.clone());
+    let mut tracker = Tracker::new(ctx.camera.tracking.clone());
+    let models: Vec<String> =
+        ctx.camera.detect.iter().map(|m| m.0.clone()).chain(ctx.camera.ocr.iter().map(|o| o.model.clone())).collect();
+    let mut stats = RunStats::default();
+    let mut last_frame: Option<SampledFrame> = None;
+    loop {
+        let next = tokio::select! {
+            f = async { if realtime { live.pop().await } else { offline_rx.recv().await } } => f,
+            () = ctx.shutdown.cancelled() => None,
+        };
+        let Some(frame) = next else { break };
+        let (engine, cam, image) = (ctx.engine.clone(), ctx.camera.clone(), frame.image.clone());
+        let started = Instant::now();
+        let analysis = match tokio::task::spawn_blocking(move || engine.analyze(&cam, &image)).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                tracing::warn!(camera, error = %e, "frame not analysed");
+                metrics::count_frames(&camera, "dropped_inference_error", 1);
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(camera, error = %e, "analysis task failed");
+                continue;
+            }
+        };
+        metrics::record_frame_latency(&camera, started.elapsed());
+        metrics::count_frames(&camera, "inferred", 1);
+        stats.frames_analysed += 1;
+        let observations = observe(&roi, &analysis, frame.image.width, frame.image.height);
+        for (kind, state) in tracker.update(frame.timestamp_ns, observations) {
+            let event = Event::new(&camera, kind, state, frame.fragment.as_deref(), &models);
+            let snapshot = matches!(kind, EventKind::New | EventKind::End).then(|| frame.image.clone());
+            stats.events += 1;
+            ctx.events
+                .send(EventWithFrame { event, frame: snapshot })
+                .await
+                .map_err(|_| PipelineError::EventsClosed { camera: camera.clone() })?;
+        }
+        last_frame = Some(frame);
+    }
+    for (kind, state) in tracker.finish() {
+        let fragment = last_frame.as_ref().and_then(|f| f.fragment.clone());
+        let event = Event::new(&camera, kind, state, fragment.as_deref(), &models);
+        stats.events += 1;
+        let frame = last_frame.as_ref().map(|f| f.image.clone());
+        ctx.events
+            .send(EventWithFrame { event, frame })
+            .await
+            .map_err(|_| PipelineError::EventsClosed { camera: camera.clone() })?;
+    }
+    live.close();
+    let decoded = decoder.await.unwrap_or_default();
+    stats.frames_decoded = decoded.frames_decoded;
+    stats.frames_sampled = decoded.frames_sampled;
+    stats.frames_dropped = decoded.frames_dropped;
+    Ok(stats)
+}
+
+/// A text line this close (pixels) to the frame's edge is cut off: it is not observed.
+const TEXT_EDGE_MARGIN: f32 = 2.0;
+
+/// Observations in zones that pass the filters. Text lines cut off by the frame's edge (a
+/// plate driving in) are left out: their reading is incomplete.
+fn observe(roi: &Roi, a: &Analysis, w: u32, h: u32) -> Vec<Observation> {
+    let detections = a.detections.iter().map(|d| (d.label.clone(), None, d.score, d.bbox, false));
+    let texts = a.texts.iter().map(|t| {
+        let xs = t.quad.iter().map(|p| p[0]);
+        let ys = t.quad.iter().map(|p| p[1]);
+        let bbox = [
+            xs.clone().fold(f32::MAX, f32::min),
+            ys.clone().fold(f32::MAX, f32::min),
+            xs.fold(f32::MIN, f32::max),
+            ys.fold(f32::MIN, f32::max),
+        ];
+        ("text".to_owned(), Some(t.text.clone()), t.score, bbox, true)
+    });
+    detections
+        .chain(texts)
+        .filter(|(_, _, _, b, is_text)| {
+            !is_text
+                || (b[0] > TEXT_EDGE_MARGIN
+                    && b[1] > TEXT_EDGE_MARGIN
+                    && b[2] < w as f32 - TEXT_EDGE_MARGIN
+                    && b[3] < h as f32 - TEXT_EDGE_MARGIN)
+        })
+        .filter(|(label, _, score, bbox, _)| roi.passes(label, *score, *bbox, w, h))
+        .filter_map(|(label, text, score, bbox, is_text)| {
+            let zone = roi.zone_of(bbox, w, h, is_text)?.to_owned();
+            Some(Observation { label, text, score, bbox, zone })
+        })
+        .collect()
+}
+
+/// Demux and decode on a blocking thread; sample; hand off.
+fn decode_loop(
+    mut file: std::fs::File,
+    camera: &str,
+    mut gate: RateGate,
+    handoff: Handoff,
+    realtime: bool,
+    shutdown: &CancellationToken,
+) -> RunStats {
+    let mut stats = RunStats::default();
+    let mut demuxer = Demuxer::default();
+    let mut decoder = match OpenH264Decoder::new(false) {
+        Ok(d) => VideoDecoder::new(d),
+        Err(e) => {
+            tracing::error!(camera, error = %e, "cannot start the H.264 decoder");
+            return stats;
+        }
+    };
+    let mut fragment: Option<Arc<FragmentMeta>> = None;
+    let mut buf = vec![0u8; READ_CHUNK];
+    let started = Instant::now();
+    let mut first_ts: Option<i64> = None;
+    let mut eof = false;
+    while !eof && !shutdown.is_cancelled() {
+        match file.read(&mut buf) {
+            Ok(0) => {
+                eof = true;
+                demuxer.finish();
+            }
+            Ok(n) => demuxer.push(&buf[..n]),
+            Err(e) => {
+                tracing::error!(camera, error = %e, "read failed");
+                break;
+            }
+        }
+        while let Some(event) = demuxer.next_event() {
+            let result = match event {
+                MediaEvent::Tracks(t) => decoder.push_tracks(&t),
+                MediaEvent::FragmentStart { meta, .. } => {
+                    fragment = Some(Arc::new(meta));
+                    Ok(())
+                }
+                MediaEvent::Frame(f) => decoder.push_frame(&f),
+                MediaEvent::FragmentEnd(_) => decoder.finish(),
+                MediaEvent::Error(e) => {
+                    decoder.gap();
+                    Err(e)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                report(camera, &e);
+            }
+            while let Some(frame) = decoder.next_frame() {
+                stats.frames_decoded += 1;
+                metrics::count_frames(camera, "decoded", 1);
+                if !gate.admit(frame.timestamp_ns, frame.keyframe) {
+                    continue;
+                }
+                if realtime {
+                    // Pace at the stream's own clock, like a live camera.
+                    let t0 = *first_ts.get_or_insert(frame.timestamp_ns);
+                    let due = Duration::from_nanos(u64::try_from(frame.timestamp_ns - t0).unwrap_or(0));
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                let Ok(image) = RgbImage::new(frame.picture.width, frame.picture.height, frame.picture.rgb) else {
+                    continue;
+                };
+                let sampled = SampledFrame { image, timestamp_ns: frame.timestamp_ns, fragment: fragment.clone() };
+                stats.frames_sampled += 1;
+                match &handoff {
+                    Handoff::Live(q) => {
+                        if q.push(sampled).is_some() {
+                            stats.frames_dropped += 1;
+                            metrics::count_dropped(camera, "inference_behind");
+                        }
+                    }
+                    Handoff::Offline(tx) => {
+                        if tx.blocking_send(sampled).is_err() {
+                            return stats;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    stats
+}
+
+fn report(camera: &str, e: &MediaError) {
+    metrics::count_media_error(camera);
+    tracing::warn!(camera, error = %e, "media error; the stream goes on");
+}
