@@ -13,13 +13,21 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{Config, ExecutionProviderKind};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, ExecutionProviderKind, SourceSpec};
 use crate::health::gpu::{self, GpuProbe};
 use crate::health::{Health, Stage};
 use crate::infer::engine::{self, Engine};
 use crate::infer::runtime::{self, ActiveProvider};
 use crate::infer::session;
+use crate::pipeline::camera::{CameraContext, EventWithFrame, run_file};
+use crate::pipeline::tracker::EventKind;
 use crate::server::{self, AppState};
+use crate::sink::local::LocalSink;
+
+/// Events waiting for the sinks; cameras wait (never drop) when it is full.
+const EVENT_QUEUE: usize = 256;
 
 /// Exit status when a second signal cuts the drain short (128 + SIGINT, as shells report it).
 pub const EXIT_FORCED: u8 = 130;
@@ -47,9 +55,11 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
         result = bring_up(&config, &health) => Some(result),
         () = shutdown.cancelled() => None,
     };
+    let mut cameras = None;
     match started {
-        Some(Ok(_engine)) => {
+        Some(Ok(engine)) => {
             info!(time_to_ready_seconds = health.snapshot().time_to_ready_seconds, "ready");
+            cameras = Some(spawn_cameras(&config, engine, shutdown.clone(), &health));
             shutdown.cancelled().await;
         }
         Some(Err(e)) => {
@@ -61,13 +71,116 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
     }
 
     info!(timeout = ?config.health.drain_timeout, "draining");
-    match tokio::time::timeout(config.health.drain_timeout, server).await {
+    let drain = async {
+        if let Some(cameras) = cameras {
+            let _ = cameras.await;
+        }
+        server.await
+    };
+    match tokio::time::timeout(config.health.drain_timeout, drain).await {
         Ok(Ok(Ok(()))) => info!("drained; bye"),
         Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
         Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
         Err(_) => warn!("drain timed out; exiting with work in flight"),
     }
     Ok(())
+}
+
+/// Starts every camera's pipeline and the sink that writes their events. The returned task
+/// ends when every camera has stopped (end of a non-looping file, or shutdown) and the sink has
+/// written everything it received.
+fn spawn_cameras(config: &Config, engine: Engine, shutdown: CancellationToken, health: &Health) -> JoinHandle<()> {
+    let (tx, rx) = mpsc::channel::<EventWithFrame>(EVENT_QUEUE);
+    let sink = config.sinks.local.clone();
+    let sink_thread =
+        std::thread::Builder::new().name("kvs-infer-local-sink".into()).spawn(move || write_events(sink, rx));
+    let mut tasks = tokio::task::JoinSet::new();
+    for camera in config.cameras.clone() {
+        let id = camera.id.0.clone();
+        match camera.source.clone() {
+            SourceSpec::File { path, loop_file, realtime } => {
+                let (engine, events, shutdown) = (engine.clone(), tx.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    loop {
+                        let ctx = CameraContext {
+                            camera: camera.clone(),
+                            engine: engine.clone(),
+                            events: events.clone(),
+                            shutdown: shutdown.clone(),
+                        };
+                        match run_file(ctx, path.clone(), realtime).await {
+                            Ok(s) => info!(
+                                camera = id,
+                                frames_decoded = s.frames_decoded,
+                                frames_sampled = s.frames_sampled,
+                                frames_analysed = s.frames_analysed,
+                                frames_dropped = s.frames_dropped,
+                                events = s.events,
+                                "end of file"
+                            ),
+                            Err(e) => warn!(camera = id, error = %e, "camera stopped"),
+                        }
+                        if !loop_file || shutdown.is_cancelled() {
+                            break;
+                        }
+                    }
+                });
+            }
+            SourceSpec::Kvs { .. } => {
+                warn!(camera = id, "Kinesis Video Streams sources are not in this build yet; camera skipped");
+                health.set_degraded(&format!("camera.{id}"), "KVS source not available in this build");
+            }
+        }
+    }
+    drop(tx);
+    tokio::spawn(async move {
+        while tasks.join_next().await.is_some() {}
+        if let Ok(handle) = sink_thread {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    })
+}
+
+/// The sink loop (its own thread: JPEG encoding and file writes are blocking work).
+fn write_events(config: Option<crate::config::LocalSinkConfig>, mut rx: mpsc::Receiver<EventWithFrame>) {
+    let mut sink = match config.as_ref().map(LocalSink::open).transpose() {
+        Ok(sink) => sink,
+        Err(e) => {
+            tracing::error!(error = %e, "local sink unavailable; events are only logged");
+            None
+        }
+    };
+    while let Some(item) = rx.blocking_recv() {
+        let event = match sink.as_mut() {
+            Some(s) => match s.write(item) {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::error!(error = %e, "local sink write failed");
+                    continue;
+                }
+            },
+            None => item.event,
+        };
+        crate::metrics::count_event(&event.camera, kind_name(event.kind));
+        info!(
+            camera = event.camera,
+            kind = kind_name(event.kind),
+            track = event.track_id,
+            label = event.label,
+            text = event.text.as_deref().unwrap_or(""),
+            zone = event.zone,
+            snapshot = event.snapshot.as_deref().unwrap_or(""),
+            "event"
+        );
+    }
+}
+
+fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::New => "new",
+        EventKind::Update => "update",
+        EventKind::End => "end",
+    }
 }
 
 fn spawn_server(

@@ -96,8 +96,13 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
     let handoff = if realtime { Handoff::Live(live.clone()) } else { Handoff::Offline(offline_tx) };
     let gate = RateGate::new(ctx.camera.target_fps, ctx.camera.keyframes_only);
     let (decode_camera, shutdown) = (camera.clone(), ctx.shutdown.clone());
-    let decoder =
-        tokio::task::spawn_blocking(move || decode_loop(file, &decode_camera, gate, handoff, realtime, &shutdown));
+    let producer_end = live.clone();
+    let decoder = tokio::task::spawn_blocking(move || {
+        let stats = decode_loop(file, &decode_camera, gate, handoff, realtime, &shutdown);
+        // No more frames: let the consumer drain the queue and stop (offline: the sender drops).
+        producer_end.close();
+        stats
+    });
 
     let roi = Roi::new(ctx.camera.roi.clone(), ctx.camera.anchor, ctx.camera.filters.clone());
     let mut tracker = Tracker::new(ctx.camera.tracking.clone());
