@@ -26,6 +26,10 @@ use crate::pipeline::tracker::EventKind;
 use crate::server::{self, AppState};
 use crate::sink::local::LocalSink;
 
+/// Restart delays of a camera whose source fails.
+const RESTART_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+const RESTART_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Events waiting for the sinks; cameras wait (never drop) when it is full.
 const EVENT_QUEUE: usize = 256;
 
@@ -48,7 +52,8 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
     let addr = (config.server.host.as_str(), config.server.port);
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot bind {}:{}", addr.0, addr.1))?;
     info!(addr = %listener.local_addr()?, "HTTP server listening");
-    let state = AppState { health: health.subscribe(), metrics };
+    let state = AppState::new(health.subscribe(), metrics, config.server.max_request_bytes);
+    let infer_target = state.infer.clone();
     let server = spawn_server(listener, state, shutdown.clone());
 
     let started = tokio::select! {
@@ -58,6 +63,9 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
     let mut cameras = None;
     match started {
         Some(Ok(engine)) => {
+            if let Some(camera) = config.cameras.first() {
+                let _ = infer_target.set(crate::server::InferTarget { engine: engine.clone(), camera: camera.clone() });
+            }
             info!(time_to_ready_seconds = health.snapshot().time_to_ready_seconds, "ready");
             cameras = Some(spawn_cameras(&config, engine, shutdown.clone(), &health));
             shutdown.cancelled().await;
@@ -101,6 +109,7 @@ fn spawn_cameras(config: &Config, engine: Engine, shutdown: CancellationToken, h
             SourceSpec::File { path, loop_file, realtime } => {
                 let (engine, events, shutdown) = (engine.clone(), tx.clone(), shutdown.clone());
                 tasks.spawn(async move {
+                    let mut backoff = RESTART_BACKOFF_MIN;
                     loop {
                         let ctx = CameraContext {
                             camera: camera.clone(),
@@ -118,8 +127,18 @@ fn spawn_cameras(config: &Config, engine: Engine, shutdown: CancellationToken, h
                                 events = s.events,
                                 "end of file"
                             ),
-                            Err(e) => warn!(camera = id, error = %e, "camera stopped"),
+                            Err(e) => {
+                                // A failing source is retried with exponential backoff until shutdown.
+                                warn!(camera = id, error = %e, retry_in = ?backoff, "camera source failed");
+                                tokio::select! {
+                                    () = tokio::time::sleep(backoff) => {}
+                                    () = shutdown.cancelled() => break,
+                                }
+                                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+                                continue;
+                            }
                         }
+                        backoff = RESTART_BACKOFF_MIN;
                         if !loop_file || shutdown.is_cancelled() {
                             break;
                         }

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 async fn spawn_server(health: &Health) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let router = app(AppState { health: health.subscribe(), metrics: metrics::install() });
+    let router = app(AppState::new(health.subscribe(), metrics::install(), 1024 * 1024));
     tokio::spawn(async move { axum::serve(listener, router).await });
     port
 }

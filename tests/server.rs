@@ -10,7 +10,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 fn state(health: &Health) -> AppState {
-    AppState { health: health.subscribe(), metrics: metrics::install() }
+    AppState::new(health.subscribe(), metrics::install(), 1024 * 1024)
 }
 
 async fn get(health: &Health, path: &str) -> (StatusCode, String) {

@@ -29,6 +29,7 @@ pub const FRAMES_DROPPED_TOTAL: &str = "frames_dropped_total";
 pub const FRAME_LATENCY_SECONDS: &str = "frame_latency_seconds";
 pub const MEDIA_ERRORS_TOTAL: &str = "media_errors_total";
 pub const EVENTS_TOTAL: &str = "events_total";
+pub const CAMERA_LAG_SECONDS: &str = "camera_lag_seconds";
 
 /// Buckets for inference latencies (seconds): sub-millisecond CPU steps to multi-second runs.
 const INFER_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -68,6 +69,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ),
     (MEDIA_ERRORS_TOTAL, "counter", "Damaged input or undecodable frames, skipped; label: camera."),
     (EVENTS_TOTAL, "counter", "Events produced; labels: camera, type."),
+    (
+        CAMERA_LAG_SECONDS,
+        "gauge",
+        "Stream time between the newest decoded frame and the frame being analysed; label: camera.",
+    ),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -183,4 +189,8 @@ pub fn count_media_error(camera: &str) {
 
 pub fn count_event(camera: &str, kind: &'static str) {
     metrics::counter!(EVENTS_TOTAL, "camera" => camera.to_owned(), "type" => kind).increment(1);
+}
+
+pub fn set_camera_lag(camera: &str, seconds: f64) {
+    gauge!(CAMERA_LAG_SECONDS, "camera" => camera.to_owned()).set(seconds);
 }

@@ -10,6 +10,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -69,13 +70,16 @@ pub struct CameraContext {
 }
 
 /// Counts of one run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunStats {
     pub frames_decoded: u64,
     pub frames_sampled: u64,
     pub frames_analysed: u64,
     pub frames_dropped: u64,
     pub events: u64,
+    /// Per analysed frame: seconds from the sampled frame being taken for inference to its
+    /// events being handed to the sinks.
+    pub latencies: Vec<f64>,
 }
 
 enum Handoff {
@@ -97,8 +101,10 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
     let gate = RateGate::new(ctx.camera.target_fps, ctx.camera.keyframes_only);
     let (decode_camera, shutdown) = (camera.clone(), ctx.shutdown.clone());
     let producer_end = live.clone();
+    let newest = Arc::new(AtomicI64::new(i64::MIN));
+    let newest_seen = newest.clone();
     let decoder = tokio::task::spawn_blocking(move || {
-        let stats = decode_loop(file, &decode_camera, gate, handoff, realtime, &shutdown);
+        let stats = decode_loop(file, &decode_camera, gate, handoff, realtime, &shutdown, &newest_seen);
         // No more frames: let the consumer drain the queue and stop (offline: the sender drops).
         producer_end.close();
         stats
@@ -116,6 +122,9 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
             () = ctx.shutdown.cancelled() => None,
         };
         let Some(frame) = next else { break };
+        // How far behind the newest decoded frame the analysed one is (stream time).
+        let lag_ns = newest.load(Ordering::Relaxed).saturating_sub(frame.timestamp_ns).max(0);
+        metrics::set_camera_lag(&camera, lag_ns as f64 / 1e9);
         let (engine, cam, image) = (ctx.engine.clone(), ctx.camera.clone(), frame.image.clone());
         let started = Instant::now();
         let analysis = match tokio::task::spawn_blocking(move || engine.analyze(&cam, &image)).await {
@@ -130,7 +139,6 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
                 continue;
             }
         };
-        metrics::record_frame_latency(&camera, started.elapsed());
         metrics::count_frames(&camera, "inferred", 1);
         stats.frames_analysed += 1;
         let observations = observe(&roi, &analysis, frame.image.width, frame.image.height);
@@ -143,6 +151,8 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
                 .await
                 .map_err(|_| PipelineError::EventsClosed { camera: camera.clone() })?;
         }
+        metrics::record_frame_latency(&camera, started.elapsed());
+        stats.latencies.push(started.elapsed().as_secs_f64());
         last_frame = Some(frame);
     }
     for (kind, state) in tracker.finish() {
@@ -206,6 +216,7 @@ fn decode_loop(
     handoff: Handoff,
     realtime: bool,
     shutdown: &CancellationToken,
+    newest: &AtomicI64,
 ) -> RunStats {
     let mut stats = RunStats::default();
     let mut demuxer = Demuxer::default();
@@ -254,6 +265,7 @@ fn decode_loop(
             while let Some(frame) = decoder.next_frame() {
                 stats.frames_decoded += 1;
                 metrics::count_frames(camera, "decoded", 1);
+                newest.store(frame.timestamp_ns, Ordering::Relaxed);
                 if !gate.admit(frame.timestamp_ns, frame.keyframe) {
                     continue;
                 }

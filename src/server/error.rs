@@ -1,0 +1,52 @@
+//! Errors of the HTTP API and the one place they become status codes. Clients get a short
+//! message; the detail goes to the log.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use serde::Serialize;
+
+use crate::infer::InferError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("not ready: the models are still loading")]
+    NotReady,
+    #[error("request body over the {limit}-byte limit")]
+    TooLarge { limit: usize },
+    #[error("unsupported content type {0:?}: send image/jpeg or image/png")]
+    UnsupportedType(String),
+    #[error("the image cannot be decoded")]
+    Undecodable(#[source] InferError),
+    #[error("the inference queue is full; retry")]
+    Busy(#[source] InferError),
+    #[error("inference failed")]
+    Inference(#[source] InferError),
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotReady | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Undecodable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            let detail = std::error::Error::source(&self).map(ToString::to_string).unwrap_or_default();
+            tracing::warn!(error = %self, detail, "request failed");
+        }
+        (status, Json(ErrorBody { error: self.to_string() })).into_response()
+    }
+}
