@@ -192,6 +192,11 @@ impl<D: Decoder> VideoDecoder<D> {
         self.stats
     }
 
+    /// Number of the video track being decoded, if any.
+    pub fn video_track(&self) -> Option<u64> {
+        self.track.as_ref().map(|t| t.number)
+    }
+
     /// The next decoded picture, if any.
     pub fn next_frame(&mut self) -> Option<DecodedFrame> {
         self.ready.pop_front()

@@ -59,7 +59,7 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (
         FRAMES_TOTAL,
         "counter",
-        "Frames per camera and stage; labels: camera, stage (decoded, inferred, dropped_inference_error).",
+        "Frames per camera and stage; labels: camera, stage (received, decoded, inferred, dropped_inference_error).",
     ),
     (FRAMES_DROPPED_TOTAL, "counter", "Sampled frames dropped before inference; labels: camera, reason."),
     (

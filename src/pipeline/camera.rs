@@ -116,6 +116,10 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
         ctx.camera.detect.iter().map(|m| m.0.clone()).chain(ctx.camera.ocr.iter().map(|o| o.model.clone())).collect();
     let mut stats = RunStats::default();
     let mut last_frame: Option<SampledFrame> = None;
+    // Frames kept for `end` snapshots: a track ends at most `max_age` frames after it was seen.
+    let recent_cap = ctx.camera.tracking.max_age as usize + 2;
+    let mut recent: std::collections::VecDeque<SampledFrame> =
+        std::collections::VecDeque::with_capacity(recent_cap + 1);
     loop {
         let next = tokio::select! {
             f = async { if realtime { live.pop().await } else { offline_rx.recv().await } } => f,
@@ -142,12 +146,25 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
         metrics::count_frames(&camera, "inferred", 1);
         stats.frames_analysed += 1;
         let observations = observe(&roi, &analysis, frame.image.width, frame.image.height);
+        recent.push_back(frame.clone());
+        while recent.len() > recent_cap {
+            recent.pop_front();
+        }
         for (kind, state) in tracker.update(frame.timestamp_ns, observations) {
+            // An `end` is decided frames after the track was last seen: show that frame.
+            let shown = match kind {
+                EventKind::New => Some(frame.image.clone()),
+                EventKind::End => recent
+                    .iter()
+                    .find(|f| f.timestamp_ns == state.last_seen_ns)
+                    .map(|f| f.image.clone())
+                    .or_else(|| Some(frame.image.clone())),
+                EventKind::Update => None,
+            };
             let event = Event::new(&camera, kind, state, frame.fragment.as_deref(), &models);
-            let snapshot = matches!(kind, EventKind::New | EventKind::End).then(|| frame.image.clone());
             stats.events += 1;
             ctx.events
-                .send(EventWithFrame { event, frame: snapshot })
+                .send(EventWithFrame { event, frame: shown })
                 .await
                 .map_err(|_| PipelineError::EventsClosed { camera: camera.clone() })?;
         }
@@ -157,9 +174,13 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
     }
     for (kind, state) in tracker.finish() {
         let fragment = last_frame.as_ref().and_then(|f| f.fragment.clone());
+        let frame = recent
+            .iter()
+            .find(|f| f.timestamp_ns == state.last_seen_ns)
+            .or(last_frame.as_ref())
+            .map(|f| f.image.clone());
         let event = Event::new(&camera, kind, state, fragment.as_deref(), &models);
         stats.events += 1;
-        let frame = last_frame.as_ref().map(|f| f.image.clone());
         ctx.events
             .send(EventWithFrame { event, frame })
             .await
@@ -251,7 +272,12 @@ fn decode_loop(
                     fragment = Some(Arc::new(meta));
                     Ok(())
                 }
-                MediaEvent::Frame(f) => decoder.push_frame(&f),
+                MediaEvent::Frame(f) => {
+                    if decoder.video_track() == Some(f.track) {
+                        metrics::count_frames(camera, "received", 1);
+                    }
+                    decoder.push_frame(&f)
+                }
                 MediaEvent::FragmentEnd(_) => decoder.finish(),
                 MediaEvent::Error(e) => {
                     decoder.gap();

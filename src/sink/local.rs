@@ -1,6 +1,7 @@
 //! The local sink: one JSON line per event in `{dir}/events.jsonl` (flushed per event), and for
-//! `new` and `end` events a JPEG snapshot of the frame with the track's box drawn, under
-//! `{dir}/snapshots/{camera}/`.
+//! `new` and `end` events a JPEG snapshot of the frame under `{dir}/snapshots/{camera}/`, with the
+//! track's box, its label or text and score above it, and the event type and stream time in the
+//! corner (an embedded 8x8 bitmap font: no system fonts needed in the container).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ impl LocalSink {
             let name: String =
                 event.event_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
             let path = dir.join(format!("{name}.jpg"));
-            self.snapshot(&frame, event.bbox, &path)?;
+            self.snapshot(&frame, &event, &path)?;
             event.snapshot = Some(path.display().to_string());
         }
         let path = self.dir.join("events.jsonl");
@@ -59,15 +60,60 @@ impl LocalSink {
         Ok(event)
     }
 
-    fn snapshot(&self, frame: &RgbImage, bbox: [f32; 4], path: &Path) -> Result<(), SinkError> {
+    fn snapshot(&self, frame: &RgbImage, event: &Event, path: &Path) -> Result<(), SinkError> {
+        let bbox = event.bbox;
         let mut pixels = frame.data.as_ref().clone();
         draw_box(&mut pixels, frame.width, frame.height, bbox);
+        let caption = match &event.text {
+            Some(text) => format!("{text} {:.2}", event.score),
+            None => format!("{} {:.2}", event.label, event.score),
+        };
+        let above = (bbox[1] as i64 - 2 - 8 * TEXT_SCALE as i64).max(0);
+        draw_text(&mut pixels, frame.width, frame.height, bbox[0].max(0.0) as i64, above, &caption);
+        let stamp = format!("{} {} t={:.2}s", event.camera, kind_label(event), event.last_seen);
+        draw_text(&mut pixels, frame.width, frame.height, 4, 4, &stamp);
         let file = std::fs::File::create(path).map_err(|source| SinkError::Write { path: path.to_owned(), source })?;
         let mut writer = std::io::BufWriter::new(file);
         JpegEncoder::new_with_quality(&mut writer, self.quality)
             .encode(&pixels, frame.width, frame.height, image::ExtendedColorType::Rgb8)
             .map_err(|source| SinkError::Encode { path: path.to_owned(), source })?;
         writer.flush().map_err(|source| SinkError::Write { path: path.to_owned(), source })
+    }
+}
+
+/// Glyphs are drawn at this many pixels per font pixel.
+const TEXT_SCALE: u32 = 2;
+
+fn kind_label(event: &Event) -> &'static str {
+    match event.kind {
+        crate::pipeline::tracker::EventKind::New => "new",
+        crate::pipeline::tracker::EventKind::Update => "update",
+        crate::pipeline::tracker::EventKind::End => "end",
+    }
+}
+
+/// Writes ASCII `text` at (x, y): white glyphs on a black band, clipped to the frame.
+fn draw_text(pixels: &mut [u8], w: u32, h: u32, x: i64, y: i64, text: &str) {
+    let s = i64::from(TEXT_SCALE);
+    let mut put = |px: i64, py: i64, rgb: [u8; 3]| {
+        if px >= 0 && py >= 0 && px < i64::from(w) && py < i64::from(h) {
+            let i = (py as usize * w as usize + px as usize) * 3;
+            pixels[i..i + 3].copy_from_slice(&rgb);
+        }
+    };
+    for (n, ch) in text.chars().enumerate() {
+        let glyph = font8x8::legacy::BASIC_LEGACY[if ch.is_ascii() { ch as usize } else { usize::from(b'?') }];
+        let gx = x + n as i64 * 8 * s;
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8i64 {
+                let on = bits & (1 << col) != 0;
+                for dy in 0..s {
+                    for dx in 0..s {
+                        put(gx + col * s + dx, y + row as i64 * s + dy, if on { [255, 255, 255] } else { [0, 0, 0] });
+                    }
+                }
+            }
+        }
     }
 }
 
