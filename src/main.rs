@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kvs_infer::config::{self, DEFAULT_CONFIG_FILE, EnvOverrides};
+use kvs_infer::config::{self, CameraSpec, DEFAULT_CONFIG_FILE, EnvOverrides};
 use kvs_infer::health::Health;
 use kvs_infer::healthcheck::{self, Probe};
 use kvs_infer::infer::engine::Engine;
@@ -124,21 +124,9 @@ fn check_config(path: PathBuf) -> ExitCode {
 }
 
 fn run_infer(config_path: &std::path::Path, images: &[PathBuf], concurrency: usize, timing: bool) -> ExitCode {
-    let config = match load(config_path) {
-        Ok(c) => c,
+    let (config, camera, runtime) = match camera_command("infer", config_path) {
+        Ok(parts) => parts,
         Err(code) => return code,
-    };
-    telemetry::init(&config.logging.level, config.logging.format);
-    let Some(camera) = config.cameras.first().cloned() else {
-        eprintln!("infer: the config has no camera");
-        return ExitCode::FAILURE;
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("infer: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
     };
     runtime.block_on(async move {
         let engine = match start_engine(&config).await {
@@ -214,6 +202,25 @@ fn run_infer(config_path: &std::path::Path, images: &[PathBuf], concurrency: usi
     })
 }
 
+/// What the commands that run a camera's models share: the valid config, its first camera,
+/// logging, and an async runtime. Errors are printed with the command's name.
+fn camera_command(
+    name: &str,
+    config_path: &std::path::Path,
+) -> Result<(config::Config, CameraSpec, tokio::runtime::Runtime), ExitCode> {
+    let config = load(config_path)?;
+    telemetry::init(&config.logging.level, config.logging.format);
+    let Some(camera) = config.cameras.first().cloned() else {
+        eprintln!("{name}: the config has no camera");
+        return Err(ExitCode::FAILURE);
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("{name}: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })?;
+    Ok((config, camera, runtime))
+}
+
 /// ONNX Runtime, every model, and the worker; no health stages (CLI use).
 async fn start_engine(config: &config::Config) -> anyhow::Result<Engine> {
     let (rt_cfg, models) = (config.runtime.clone(), config.models.clone());
@@ -227,21 +234,9 @@ async fn start_engine(config: &config::Config) -> anyhow::Result<Engine> {
 }
 
 fn run_file(config_path: &std::path::Path, video: PathBuf) -> ExitCode {
-    let config = match load(config_path) {
-        Ok(c) => c,
+    let (config, camera, runtime) = match camera_command("run-file", config_path) {
+        Ok(parts) => parts,
         Err(code) => return code,
-    };
-    telemetry::init(&config.logging.level, config.logging.format);
-    let Some(camera) = config.cameras.first().cloned() else {
-        eprintln!("run-file: the config has no camera");
-        return ExitCode::FAILURE;
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("run-file: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
     };
     runtime.block_on(async move {
         let engine = match start_engine(&config).await {

@@ -22,7 +22,6 @@ use crate::infer::engine::{self, Engine};
 use crate::infer::runtime::{self, ActiveProvider};
 use crate::infer::session;
 use crate::pipeline::camera::{CameraContext, EventWithFrame, run_file};
-use crate::pipeline::tracker::EventKind;
 use crate::server::{self, AppState};
 use crate::sink::local::LocalSink;
 
@@ -180,10 +179,10 @@ fn write_events(config: Option<crate::config::LocalSinkConfig>, mut rx: mpsc::Re
             },
             None => item.event,
         };
-        crate::metrics::count_event(&event.camera, kind_name(event.kind));
+        crate::metrics::count_event(&event.camera, event.kind.as_str());
         info!(
             camera = event.camera,
-            kind = kind_name(event.kind),
+            kind = event.kind.as_str(),
             track = event.track_id,
             label = event.label,
             text = event.text.as_deref().unwrap_or(""),
@@ -191,14 +190,6 @@ fn write_events(config: Option<crate::config::LocalSinkConfig>, mut rx: mpsc::Re
             snapshot = event.snapshot.as_deref().unwrap_or(""),
             "event"
         );
-    }
-}
-
-fn kind_name(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::New => "new",
-        EventKind::Update => "update",
-        EventKind::End => "end",
     }
 }
 

@@ -49,11 +49,7 @@ impl Event {
         fragment: Option<&FragmentMeta>,
         models: &[String],
     ) -> Self {
-        let kind_name = match kind {
-            EventKind::New => "new",
-            EventKind::Update => "update",
-            EventKind::End => "end",
-        };
+        let kind_name = kind.as_str();
         Self {
             schema: SCHEMA_VERSION,
             event_id: format!("{camera}:{}:{kind_name}:{}", state.track_id, state.last_seen_ns),

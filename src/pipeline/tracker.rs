@@ -36,6 +36,16 @@ pub enum EventKind {
     End,
 }
 
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::New => "new",
+            EventKind::Update => "update",
+            EventKind::End => "end",
+        }
+    }
+}
+
 /// A track as an event reports it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrackState {

@@ -70,7 +70,7 @@ impl LocalSink {
         };
         let above = (bbox[1] as i64 - 2 - 8 * TEXT_SCALE as i64).max(0);
         draw_text(&mut pixels, frame.width, frame.height, bbox[0].max(0.0) as i64, above, &caption);
-        let stamp = format!("{} {} t={:.2}s", event.camera, kind_label(event), event.last_seen);
+        let stamp = format!("{} {} t={:.2}s", event.camera, event.kind.as_str(), event.last_seen);
         draw_text(&mut pixels, frame.width, frame.height, 4, 4, &stamp);
         let file = std::fs::File::create(path).map_err(|source| SinkError::Write { path: path.to_owned(), source })?;
         let mut writer = std::io::BufWriter::new(file);
@@ -83,14 +83,6 @@ impl LocalSink {
 
 /// Glyphs are drawn at this many pixels per font pixel.
 const TEXT_SCALE: u32 = 2;
-
-fn kind_label(event: &Event) -> &'static str {
-    match event.kind {
-        crate::pipeline::tracker::EventKind::New => "new",
-        crate::pipeline::tracker::EventKind::Update => "update",
-        crate::pipeline::tracker::EventKind::End => "end",
-    }
-}
 
 /// Writes ASCII `text` at (x, y): white glyphs on a black band, clipped to the frame.
 fn draw_text(pixels: &mut [u8], w: u32, h: u32, x: i64, y: i64, text: &str) {
