@@ -24,7 +24,9 @@ pub const INFER_BATCH_SIZE: &str = "infer_batch_size";
 pub const INFER_QUEUE_WAIT_SECONDS: &str = "infer_queue_wait_seconds";
 pub const INFER_RUN_SECONDS: &str = "infer_run_seconds";
 pub const INFER_STEP_SECONDS: &str = "infer_step_seconds";
-pub const FRAMES_TOTAL: &str = "frames_total";
+pub const FRAMES_RECEIVED_TOTAL: &str = "frames_received_total";
+pub const FRAMES_DECODED_TOTAL: &str = "frames_decoded_total";
+pub const FRAMES_INFERRED_TOTAL: &str = "frames_inferred_total";
 pub const FRAMES_DROPPED_TOTAL: &str = "frames_dropped_total";
 pub const FRAME_LATENCY_SECONDS: &str = "frame_latency_seconds";
 pub const MEDIA_ERRORS_TOTAL: &str = "media_errors_total";
@@ -56,12 +58,14 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (INFER_QUEUE_WAIT_SECONDS, "histogram", "Longest wait of a batch's requests before it ran; labels: model, part."),
     (INFER_RUN_SECONDS, "histogram", "ONNX Runtime time per batch; labels: model, part."),
     (INFER_STEP_SECONDS, "histogram", "Time per step (preprocess, inference, postprocess); labels: model, part, step."),
+    (FRAMES_RECEIVED_TOTAL, "counter", "Video frames demuxed; label: camera."),
+    (FRAMES_DECODED_TOTAL, "counter", "Video frames decoded; label: camera."),
+    (FRAMES_INFERRED_TOTAL, "counter", "Sampled frames analysed by the camera's models; label: camera."),
     (
-        FRAMES_TOTAL,
+        FRAMES_DROPPED_TOTAL,
         "counter",
-        "Frames per camera and stage; labels: camera, stage (received, decoded, inferred, dropped_inference_error).",
+        "Sampled frames not analysed; labels: camera, reason (inference_behind, inference_error).",
     ),
-    (FRAMES_DROPPED_TOTAL, "counter", "Sampled frames dropped before inference; labels: camera, reason."),
     (
         FRAME_LATENCY_SECONDS,
         "histogram",
@@ -171,8 +175,21 @@ pub fn record_infer_step(model: &str, part: &'static str, step: &'static str, to
         .record(took.as_secs_f64());
 }
 
-pub fn count_frames(camera: &str, stage: &'static str, n: u64) {
-    metrics::counter!(FRAMES_TOTAL, "camera" => camera.to_owned(), "stage" => stage).increment(n);
+/// Frame counters by pipeline stage.
+#[derive(Debug, Clone, Copy)]
+pub enum FrameStage {
+    Received,
+    Decoded,
+    Inferred,
+}
+
+pub fn count_frame(camera: &str, stage: FrameStage) {
+    let name = match stage {
+        FrameStage::Received => FRAMES_RECEIVED_TOTAL,
+        FrameStage::Decoded => FRAMES_DECODED_TOTAL,
+        FrameStage::Inferred => FRAMES_INFERRED_TOTAL,
+    };
+    metrics::counter!(name, "camera" => camera.to_owned()).increment(1);
 }
 
 pub fn count_dropped(camera: &str, reason: &'static str) {

@@ -26,7 +26,7 @@ use crate::infer::image::RgbImage;
 use crate::media::decode::{OpenH264Decoder, VideoDecoder};
 use crate::media::demux::Demuxer;
 use crate::media::{Event as MediaEvent, FragmentMeta, MediaError};
-use crate::metrics;
+use crate::metrics::{self, FrameStage};
 
 /// Frames waiting for inference per camera in live mode.
 const LIVE_QUEUE: usize = 2;
@@ -135,7 +135,7 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
                 tracing::warn!(camera, error = %e, "frame not analysed");
-                metrics::count_frames(&camera, "dropped_inference_error", 1);
+                metrics::count_dropped(&camera, "inference_error");
                 continue;
             }
             Err(e) => {
@@ -143,7 +143,7 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
                 continue;
             }
         };
-        metrics::count_frames(&camera, "inferred", 1);
+        metrics::count_frame(&camera, FrameStage::Inferred);
         stats.frames_analysed += 1;
         let observations = observe(&roi, &analysis, frame.image.width, frame.image.height);
         recent.push_back(frame.clone());
@@ -274,7 +274,7 @@ fn decode_loop(
                 }
                 MediaEvent::Frame(f) => {
                     if decoder.video_track() == Some(f.track) {
-                        metrics::count_frames(camera, "received", 1);
+                        metrics::count_frame(camera, FrameStage::Received);
                     }
                     decoder.push_frame(&f)
                 }
@@ -290,7 +290,7 @@ fn decode_loop(
             }
             while let Some(frame) = decoder.next_frame() {
                 stats.frames_decoded += 1;
-                metrics::count_frames(camera, "decoded", 1);
+                metrics::count_frame(camera, FrameStage::Decoded);
                 newest.store(frame.timestamp_ns, Ordering::Relaxed);
                 if !gate.admit(frame.timestamp_ns, frame.keyframe) {
                     continue;
