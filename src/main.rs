@@ -124,18 +124,11 @@ fn check_config(path: PathBuf) -> ExitCode {
 }
 
 fn run_infer(config_path: &std::path::Path, images: &[PathBuf], concurrency: usize, timing: bool) -> ExitCode {
-    let (config, camera, runtime) = match camera_command("infer", config_path) {
+    let (_config, camera, runtime, engine) = match camera_command("infer", config_path) {
         Ok(parts) => parts,
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        let engine = match start_engine(&config).await {
-            Ok(engine) => engine,
-            Err(e) => {
-                eprintln!("infer: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        };
         // With --timing, images are decoded before the clock starts (images/s then measures
         // the models and their processing, as the reference benchmarks do).
         let decoded: std::collections::HashMap<PathBuf, RgbImage> = if timing {
@@ -203,11 +196,12 @@ fn run_infer(config_path: &std::path::Path, images: &[PathBuf], concurrency: usi
 }
 
 /// What the commands that run a camera's models share: the valid config, its first camera,
-/// logging, and an async runtime. Errors are printed with the command's name.
+/// logging, an async runtime, and the models loaded behind a worker. Errors are printed with
+/// the command's name.
 fn camera_command(
     name: &str,
     config_path: &std::path::Path,
-) -> Result<(config::Config, CameraSpec, tokio::runtime::Runtime), ExitCode> {
+) -> Result<(config::Config, CameraSpec, tokio::runtime::Runtime, Engine), ExitCode> {
     let config = load(config_path)?;
     telemetry::init(&config.logging.level, config.logging.format);
     let Some(camera) = config.cameras.first().cloned() else {
@@ -218,7 +212,12 @@ fn camera_command(
         eprintln!("{name}: cannot start the async runtime: {e}");
         ExitCode::FAILURE
     })?;
-    Ok((config, camera, runtime))
+    // The worker's batcher is a task on this runtime; it keeps running after block_on returns.
+    let engine = runtime.block_on(start_engine(&config)).map_err(|e| {
+        eprintln!("{name}: {e:#}");
+        ExitCode::FAILURE
+    })?;
+    Ok((config, camera, runtime, engine))
 }
 
 /// ONNX Runtime, every model, and the worker; no health stages (CLI use).
@@ -234,18 +233,11 @@ async fn start_engine(config: &config::Config) -> anyhow::Result<Engine> {
 }
 
 fn run_file(config_path: &std::path::Path, video: PathBuf) -> ExitCode {
-    let (config, camera, runtime) = match camera_command("run-file", config_path) {
+    let (config, camera, runtime, engine) = match camera_command("run-file", config_path) {
         Ok(parts) => parts,
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        let engine = match start_engine(&config).await {
-            Ok(engine) => engine,
-            Err(e) => {
-                eprintln!("run-file: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        };
         let mut sink = match config.sinks.local.as_ref().map(LocalSink::open).transpose() {
             Ok(sink) => sink,
             Err(e) => {
