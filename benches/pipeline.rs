@@ -14,6 +14,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
+    // `cargo bench` passes --bench. Under `cargo test --all-targets` (a debug build) a run takes
+    // minutes and measures nothing useful: say so and stop.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("pipeline bench: run with `cargo bench --bench pipeline`");
+        return;
+    }
     let yaml = std::fs::read_to_string("config/local.yaml").expect("config").replace("level: info", "level: warn");
     let cfg = config::load_str(&yaml, "config/local.yaml", &EnvOverrides::default()).expect("config");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
