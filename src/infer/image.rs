@@ -270,13 +270,12 @@ pub fn letterbox(img: &RgbImage, size: u32, norm: &Normalization) -> Result<(Vec
     let resized = img.resize(new_w.max(1), new_h.max(1))?;
     let side = size as usize;
     let plane = side * side;
-    let pad = norm.tables();
+    let tables = norm.tables();
     let mut data = vec![0f32; 3 * plane];
     for c in 0..3 {
-        data[c * plane..(c + 1) * plane].fill(pad[c][114]);
+        data[c * plane..(c + 1) * plane].fill(tables[c][114]);
     }
-    // Write the resized image at (left, top) through a temporary full-size view.
-    let tables = norm.tables();
+    // Write the resized image at (left, top).
     let (rw, rh) = (resized.width as usize, resized.height as usize);
     for c in 0..3 {
         let sc = match norm.order {

@@ -81,10 +81,6 @@ fn tight(plane: &[u8], stride: usize, width: usize, height: usize) -> Vec<u8> {
 
 impl OpenH264Decoder {
     /// Converts a decoder picture (borrowed from the decoder) into an owned [`Picture`].
-    fn picture_of(keep_yuv: bool) -> impl Fn(&openh264::decoder::DecodedYUV<'_>) -> Option<Picture> {
-        move |yuv| Self::convert(yuv, keep_yuv)
-    }
-
     fn convert(yuv: &openh264::decoder::DecodedYUV<'_>, keep_yuv: bool) -> Option<Picture> {
         let (w, h) = yuv.dimensions();
         if w == 0 || h == 0 {
@@ -106,14 +102,13 @@ impl Decoder for OpenH264Decoder {
     fn decode(&mut self, annex_b: &[u8]) -> Result<Option<Picture>, MediaError> {
         let keep_yuv = self.keep_yuv;
         let yuv = self.inner.decode(annex_b).map_err(decoder_error)?;
-        let this = Self::picture_of(keep_yuv);
-        Ok(yuv.as_ref().and_then(this))
+        Ok(yuv.as_ref().and_then(|y| Self::convert(y, keep_yuv)))
     }
 
     fn flush(&mut self) -> Result<Vec<Picture>, MediaError> {
         let keep_yuv = self.keep_yuv;
         let pictures = self.inner.flush_remaining().map_err(decoder_error)?;
-        Ok(pictures.iter().filter_map(Self::picture_of(keep_yuv)).collect())
+        Ok(pictures.iter().filter_map(|y| Self::convert(y, keep_yuv)).collect())
     }
 
     fn reset(&mut self) -> Result<(), MediaError> {

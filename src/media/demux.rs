@@ -236,12 +236,21 @@ impl Demuxer {
     /// Reports an error, marks the document damaged, and starts looking for a way back in.
     /// The element at the read position is bad: resync starts one byte past its first byte.
     fn fail(&mut self, error: MediaError) {
+        self.report(error);
+        self.pos = (self.pos + 1).min(self.buf.len());
+        self.state = State::Resync;
+    }
+
+    /// Queues an error event and marks the current document damaged.
+    fn report(&mut self, error: MediaError) {
+        self.mark_damaged();
+        self.events.push_back(Event::Error(error));
+    }
+
+    fn mark_damaged(&mut self) {
         if let Some(doc) = &mut self.doc {
             doc.damaged = true;
         }
-        self.pos = (self.pos + 1).min(self.buf.len());
-        self.events.push_back(Event::Error(error));
-        self.state = State::Resync;
     }
 
     fn read_header(&mut self) -> Step {
@@ -316,15 +325,12 @@ impl Demuxer {
                 self.fail(MediaError::UnknownSizeLeaf { offset: at, name: ebml::name(id) });
             }
             (Kind::Leaf, Some(size)) if size > self.cfg.max_element_size as u64 => {
-                if let Some(doc) = &mut self.doc {
-                    doc.damaged = true;
-                }
-                self.events.push_back(Event::Error(MediaError::ElementTooLarge {
+                self.report(MediaError::ElementTooLarge {
                     offset: at,
                     name: ebml::name(id),
                     size,
                     cap: self.cfg.max_element_size as u64,
-                }));
+                });
                 self.state = State::Payload {
                     id,
                     start: at,
@@ -352,14 +358,7 @@ impl Demuxer {
         match self.scan_for_document(scanned.max(data_start), end.min(avail_end), end) {
             Scan::Found(at) => {
                 self.pos = (at - self.buf_start) as usize;
-                self.events.push_back(Event::Error(MediaError::CutByNewDocument {
-                    offset: at,
-                    name: ebml::name(id),
-                    element_offset: start,
-                }));
-                if let Some(doc) = &mut self.doc {
-                    doc.damaged = true;
-                }
+                self.report(MediaError::CutByNewDocument { offset: at, name: ebml::name(id), element_offset: start });
                 self.cut_reported = true;
                 self.state = State::Header;
                 return Step::Progress;
@@ -480,9 +479,7 @@ impl Demuxer {
             let at = self.abs();
             if self.doc.is_none() {
                 self.start_document(at);
-                if let Some(doc) = &mut self.doc {
-                    doc.damaged = true;
-                }
+                self.mark_damaged();
             }
             self.stack.push(Open { id: ebml::SEGMENT, start: at, end: None });
         }
@@ -496,10 +493,7 @@ impl Demuxer {
             && let Some(open) = self.stack.last()
         {
             let (name, element_offset) = (ebml::name(open.id), open.start);
-            if let Some(doc) = &mut self.doc {
-                doc.damaged = true;
-            }
-            self.events.push_back(Event::Error(MediaError::CutByNewDocument { offset: at, name, element_offset }));
+            self.report(MediaError::CutByNewDocument { offset: at, name, element_offset });
         }
         self.cut_reported = false;
         while !self.stack.is_empty() {
@@ -556,42 +550,28 @@ impl Demuxer {
                 if id == ebml::SIMPLE_BLOCK {
                     self.count_partial_block(start);
                 }
-                if let Some(doc) = &mut self.doc {
-                    doc.damaged = true;
-                }
-                self.events.push_back(Event::Error(MediaError::Truncated {
+                self.report(MediaError::Truncated {
                     offset: at,
                     name: ebml::name(id),
                     element_offset: start,
                     missing: end - at,
-                }));
+                });
             }
             State::Header if self.pos < self.buf.len() => {
                 let start = self.abs();
-                if let Some(doc) = &mut self.doc {
-                    doc.damaged = true;
-                }
-                self.events.push_back(Event::Error(MediaError::Truncated {
+                self.report(MediaError::Truncated {
                     offset: at,
                     name: "element header",
                     element_offset: start,
                     missing: 1,
-                }));
+                });
             }
             _ => {}
         }
         if let Some(open) = self.stack.iter().find(|o| o.end.is_some_and(|end| end > at)) {
             let (name, element_offset, missing) = (ebml::name(open.id), open.start, open.end.unwrap_or(at) - at);
             if !matches!(self.state, State::Payload { .. }) {
-                if let Some(doc) = &mut self.doc {
-                    doc.damaged = true;
-                }
-                self.events.push_back(Event::Error(MediaError::Truncated {
-                    offset: at,
-                    name,
-                    element_offset,
-                    missing,
-                }));
+                self.report(MediaError::Truncated { offset: at, name, element_offset, missing });
             }
         }
         while !self.stack.is_empty() {
@@ -774,10 +754,7 @@ impl Demuxer {
         let header = match parse_block_header(payload) {
             Ok(h) => h,
             Err(reason) => {
-                self.events.push_back(Event::Error(MediaError::BadBlock { offset: at, reason }));
-                if let Some(doc) = &mut self.doc {
-                    doc.damaged = true;
-                }
+                self.report(MediaError::BadBlock { offset: at, reason });
                 return;
             }
         };
