@@ -409,3 +409,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn skipped_payloads_longer_than_the_compaction_window_are_chunking_independent() {
+    // A 600 KB element the demuxer steps over (Void) forces buffer compaction in the middle of a
+    // skipped payload; a second Void is cut short by a new document whose magic straddles pushes.
+    let void = |n: usize| mkv::el(0xEC, &vec![0x55; n]);
+    let mut cut_void = mkv::el(0xEC, &vec![0x55; 700_000]);
+    cut_void.truncate(400_000);
+    let stream = mkv::cat(&[
+        mkv::fragment("91343852333181432392682062600000000000001", 0, 3, &[]),
+        void(600_000),
+        mkv::fragment("91343852333181432392682062600000000000002", 1000, 3, &[]),
+        cut_void,
+        mkv::fragment("91343852333181432392682062600000000000003", 2000, 3, &[]),
+    ]);
+    let whole = demux_all(&stream, DemuxConfig::default());
+    assert_eq!(whole.iter().filter(|e| matches!(e, Event::Frame(_))).count(), 9, "{whole:?}");
+    for sizes in [&[100_000][..], &[65_536, 3], &[262_147, 1, 2], &[4096], &[399_998, 5]] {
+        assert_eq!(chunked(&stream, sizes), whole, "chunk sizes {sizes:?}");
+    }
+}

@@ -355,7 +355,7 @@ impl Demuxer {
         };
         let avail_end = self.buf_start + self.buf.len() as u64;
         // Look for a new document starting inside this payload (a fragment cut short).
-        match self.scan_for_document(scanned.max(data_start), end.min(avail_end), end) {
+        let scanned = match self.scan_for_document(scanned.max(data_start), end.min(avail_end), end) {
             Scan::Found(at) => {
                 self.pos = (at - self.buf_start) as usize;
                 self.report(MediaError::CutByNewDocument { offset: at, name: ebml::name(id), element_offset: start });
@@ -371,12 +371,11 @@ impl Demuxer {
                 self.state = State::Payload { id, start, data_start, end, keep, scanned: at };
                 return Step::NeedData;
             }
-            Scan::Clear(upto) => {
-                self.state = State::Payload { id, start, data_start, end, keep, scanned: upto };
-            }
-        }
+            Scan::Clear(upto) => upto,
+        };
         if keep {
             if avail_end < end {
+                self.state = State::Payload { id, start, data_start, end, keep, scanned };
                 return Step::NeedData;
             }
             let (a, b) = ((data_start - self.buf_start) as usize, (end - self.buf_start) as usize);
@@ -387,10 +386,14 @@ impl Demuxer {
             self.state = State::Header;
         } else {
             let to = end.min(avail_end);
-            self.pos = (to - self.buf_start) as usize;
             if to < end {
+                // Keep the unscanned tail: a magic split across pushes must still be found after
+                // the buffer is compacted up to `pos`.
+                self.pos = self.pos.max((scanned.min(to) - self.buf_start) as usize);
+                self.state = State::Payload { id, start, data_start, end, keep, scanned };
                 return Step::NeedData;
             }
+            self.pos = (to - self.buf_start) as usize;
             self.state = State::Header;
         }
         Step::Progress
@@ -401,7 +404,7 @@ impl Demuxer {
         if from >= to {
             return Scan::Clear(from);
         }
-        let lo = (from - self.buf_start) as usize;
+        let lo = (from.max(self.buf_start) - self.buf_start) as usize;
         // A match may start in the payload and run past its end.
         let hi = ((to - self.buf_start) as usize + 3).min(self.buf.len());
         let hay = &self.buf[lo..hi];
