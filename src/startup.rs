@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
 
 use crate::config::{Config, ExecutionProviderKind, SourceSpec};
 use crate::health::gpu::{self, GpuProbe};
@@ -21,13 +21,10 @@ use crate::health::{Health, Stage};
 use crate::infer::engine::{self, Engine};
 use crate::infer::runtime::{self, ActiveProvider};
 use crate::infer::session;
-use crate::pipeline::camera::{CameraContext, EventWithFrame, run_file};
+use crate::pipeline::supervisor::Supervisor;
 use crate::server::{self, AppState};
-use crate::sink::local::LocalSink;
-
-/// Restart delays of a camera whose source fails.
-const RESTART_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_secs(1);
-const RESTART_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+use crate::sink::SinkContext;
+use crate::sink::outbox::Outbox;
 
 /// Events waiting for the sinks; cameras wait (never drop) when it is full.
 const EVENT_QUEUE: usize = 256;
@@ -55,18 +52,36 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
     let infer_target = state.infer.clone();
     let server = spawn_server(listener, state, shutdown.clone());
 
+    // The outbox first: a backlog from the last run is delivered as soon as the sinks start,
+    // and a service that cannot keep results durably must not report ready.
+    let outbox = match open_outbox(&config).await {
+        Ok(outbox) => outbox,
+        Err(e) => {
+            shutdown.cancel();
+            let _ = server.await;
+            return Err(e);
+        }
+    };
+
     let started = tokio::select! {
         result = bring_up(&config, &health) => Some(result),
         () = shutdown.cancelled() => None,
     };
-    let mut cameras = None;
+    let mut pipelines = None;
     match started {
         Some(Ok(engine)) => {
             if let Some(camera) = config.cameras.first() {
                 let _ = infer_target.set(crate::server::InferTarget { engine: engine.clone(), camera: camera.clone() });
             }
             info!(time_to_ready_seconds = health.snapshot().time_to_ready_seconds, "ready");
-            cameras = Some(spawn_cameras(&config, engine, shutdown.clone(), &health));
+            match start_pipelines(&config, engine, outbox, shutdown.clone(), &health).await {
+                Ok(p) => pipelines = Some(p),
+                Err(e) => {
+                    shutdown.cancel();
+                    let _ = server.await;
+                    return Err(e);
+                }
+            }
             shutdown.cancelled().await;
         }
         Some(Err(e)) => {
@@ -79,8 +94,8 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
 
     info!(timeout = ?config.health.drain_timeout, "draining");
     let drain = async {
-        if let Some(cameras) = cameras {
-            let _ = cameras.await;
+        if let Some(pipelines) = pipelines {
+            pipelines.finish().await;
         }
         server.await
     };
@@ -93,104 +108,43 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts every camera's pipeline and the sink that writes their events. The returned task
-/// ends when every camera has stopped (end of a non-looping file, or shutdown) and the sink has
-/// written everything it received.
-fn spawn_cameras(config: &Config, engine: Engine, shutdown: CancellationToken, health: &Health) -> JoinHandle<()> {
-    let (tx, rx) = mpsc::channel::<EventWithFrame>(EVENT_QUEUE);
-    let sink = config.sinks.local.clone();
-    let sink_thread =
-        std::thread::Builder::new().name("kvs-infer-local-sink".into()).spawn(move || write_events(sink, rx));
-    let mut tasks = tokio::task::JoinSet::new();
-    for camera in config.cameras.clone() {
-        let id = camera.id.0.clone();
-        match camera.source.clone() {
-            SourceSpec::File { path, loop_file, realtime } => {
-                let (engine, events, shutdown) = (engine.clone(), tx.clone(), shutdown.clone());
-                tasks.spawn(async move {
-                    let mut backoff = RESTART_BACKOFF_MIN;
-                    loop {
-                        let ctx = CameraContext {
-                            camera: camera.clone(),
-                            engine: engine.clone(),
-                            events: events.clone(),
-                            shutdown: shutdown.clone(),
-                        };
-                        match run_file(ctx, path.clone(), realtime).await {
-                            Ok(s) => info!(
-                                camera = id,
-                                frames_decoded = s.frames_decoded,
-                                frames_sampled = s.frames_sampled,
-                                frames_analysed = s.frames_analysed,
-                                frames_dropped = s.frames_dropped,
-                                events = s.events,
-                                "end of file"
-                            ),
-                            Err(e) => {
-                                // A failing source is retried with exponential backoff until shutdown.
-                                warn!(camera = id, error = %e, retry_in = ?backoff, "camera source failed");
-                                tokio::select! {
-                                    () = tokio::time::sleep(backoff) => {}
-                                    () = shutdown.cancelled() => break,
-                                }
-                                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
-                                continue;
-                            }
-                        }
-                        backoff = RESTART_BACKOFF_MIN;
-                        if !loop_file || shutdown.is_cancelled() {
-                            break;
-                        }
-                    }
-                });
-            }
-            SourceSpec::Kvs { .. } => {
-                warn!(camera = id, "Kinesis Video Streams sources are not in this build yet; camera skipped");
-                health.set_degraded(&format!("camera.{id}"), "KVS source not available in this build");
-            }
-        }
-    }
-    drop(tx);
-    tokio::spawn(async move {
-        while tasks.join_next().await.is_some() {}
-        if let Ok(handle) = sink_thread {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
-    })
+/// The cameras and sinks of a running service.
+struct Pipelines {
+    cameras: JoinHandle<()>,
+    sinks: JoinHandle<()>,
 }
 
-/// The sink loop (its own thread: JPEG encoding and file writes are blocking work).
-fn write_events(config: Option<crate::config::LocalSinkConfig>, mut rx: mpsc::Receiver<EventWithFrame>) {
-    let mut sink = match config.as_ref().map(LocalSink::open).transpose() {
-        Ok(sink) => sink,
-        Err(e) => {
-            tracing::error!(error = %e, "local sink unavailable; events are only logged");
-            None
-        }
-    };
-    while let Some(item) = rx.blocking_recv() {
-        let event = match sink.as_mut() {
-            Some(s) => match s.write(item) {
-                Ok(event) => event,
-                Err(e) => {
-                    tracing::error!(error = %e, "local sink write failed");
-                    continue;
-                }
-            },
-            None => item.event,
-        };
-        crate::metrics::count_event(&event.camera, event.kind.as_str());
-        info!(
-            camera = event.camera,
-            kind = event.kind.as_str(),
-            track = event.track_id,
-            label = event.label,
-            text = event.text.as_deref().unwrap_or(""),
-            zone = event.zone,
-            snapshot = event.snapshot.as_deref().unwrap_or(""),
-            "event"
-        );
+impl Pipelines {
+    /// Cameras stop (at shutdown, or at the end of non-looping files); then the dispatcher
+    /// finishes and the sinks flush what they can.
+    async fn finish(self) {
+        let _ = self.cameras.await;
+        let _ = self.sinks.await;
     }
+}
+
+/// Starts the sinks (dispatcher, outbox delivery) and every camera.
+async fn start_pipelines(
+    config: &Config,
+    engine: Engine,
+    outbox: Arc<Outbox>,
+    shutdown: CancellationToken,
+    health: &Health,
+) -> anyhow::Result<Pipelines> {
+    let needs_aws = crate::sink::configured(&config.sinks).iter().any(|s| *s != "local")
+        || config.cameras.iter().any(|c| matches!(c.source, SourceSpec::Kvs { .. }));
+    let sdk = if needs_aws { Some(crate::aws::sdk_config(&config.aws).await) } else { None };
+    let sinks = crate::sink::start(SinkContext {
+        config,
+        sdk: sdk.as_ref(),
+        outbox,
+        health: health.clone(),
+        queue: EVENT_QUEUE,
+    })
+    .context("cannot start the sinks")?;
+    let supervisor = Supervisor { engine, events: sinks.events, shutdown, sdk };
+    let cameras = supervisor.start(config.cameras.clone());
+    Ok(Pipelines { cameras, sinks: sinks.done })
 }
 
 fn spawn_server(
@@ -230,6 +184,16 @@ async fn watch_signals(shutdown: CancellationToken, health: Health) {
             std::process::exit(i32::from(EXIT_FORCED));
         }
     }
+}
+
+/// Opens (or creates) the durable outbox with a cursor for every configured sink.
+async fn open_outbox(config: &Config) -> anyhow::Result<Arc<Outbox>> {
+    let (dir, max) = (config.outbox.dir.clone(), config.outbox.max_bytes);
+    let names = crate::sink::configured(&config.sinks);
+    let outbox = tokio::task::spawn_blocking(move || Outbox::open(&dir, max, &names)).await??;
+    let stats = outbox.stats();
+    info!(path = %outbox.path().display(), records = stats.records, bytes = stats.bytes, "outbox open");
+    Ok(Arc::new(outbox))
 }
 
 /// Stages `gpu` → `models_loaded` → `warmed_up` → `ready`. A failure marks its stage failed.
@@ -282,7 +246,7 @@ async fn bring_up(config: &Config, health: &Health) -> anyhow::Result<Engine> {
             models
         }
         Err(e) => {
-            health.fail(Stage::ModelsLoaded, error_chain(&e));
+            health.fail(Stage::ModelsLoaded, crate::error_chain(&e));
             return Err(e.into());
         }
     };
@@ -295,7 +259,7 @@ async fn bring_up(config: &Config, health: &Health) -> anyhow::Result<Engine> {
     })
     .await?;
     if let Err(e) = warmed {
-        health.fail(Stage::WarmedUp, error_chain(&e));
+        health.fail(Stage::WarmedUp, crate::error_chain(&e));
         return Err(e.into());
     }
     let (engine, _handle) = engine::start_worker(&config.runtime, models)?;
@@ -303,16 +267,4 @@ async fn bring_up(config: &Config, health: &Health) -> anyhow::Result<Engine> {
 
     health.complete(Stage::Ready, None);
     Ok(engine)
-}
-
-/// `error: cause: cause`, for the health body.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

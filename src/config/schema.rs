@@ -502,11 +502,13 @@ pub struct S3SinkConfig {
     pub bucket: String,
     /// Key prefix; keys are `{prefix}/{camera}/{yyyy}/{mm}/{dd}/{event_id}.jpg`.
     pub prefix: String,
+    /// JPEG quality of snapshots (the local sink stores the same bytes when both are on).
+    pub jpeg_quality: u8,
 }
 
 impl Default for S3SinkConfig {
     fn default() -> Self {
-        Self { bucket: String::new(), prefix: "snapshots".to_owned() }
+        Self { bucket: String::new(), prefix: "snapshots".to_owned(), jpeg_quality: 85 }
     }
 }
 

@@ -70,13 +70,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Violation>> {
     check_aws(&mut c, &raw.aws);
     let models = check_models(&mut c, &raw.models);
     let cameras = check_cameras(&mut c, &raw.cameras, &models);
-    check_sinks(&mut c, &raw.sinks);
-    if raw.outbox.max_bytes == 0 {
-        c.err("outbox.max_bytes", "must be greater than 0");
-    }
-    if raw.outbox.dir.as_os_str().is_empty() {
-        c.err("outbox.dir", "a folder is required");
-    }
+    check_sinks(&mut c, &raw.sinks, &raw.outbox);
 
     if !c.violations.is_empty() {
         return Err(c.violations);
@@ -445,7 +439,10 @@ fn check_table_name(c: &mut Checker, at: &str, name: &str) {
     }
 }
 
-fn check_sinks(c: &mut Checker, s: &SinksConfig) {
+/// The smallest outbox that holds one large snapshot.
+const MIN_OUTBOX_BYTES: u64 = 4 * 1024 * 1024;
+
+fn check_sinks(c: &mut Checker, s: &SinksConfig, o: &OutboxConfig) {
     if s.local.is_none() && s.kinesis.is_none() && s.s3.is_none() && s.dynamodb.is_none() {
         c.err("sinks", "at least one sink is required (local, kinesis, s3, dynamodb)");
     }
@@ -476,6 +473,15 @@ fn check_sinks(c: &mut Checker, s: &SinksConfig) {
         if s3.prefix.starts_with('/') || s3.prefix.ends_with('/') {
             c.err("sinks.s3.prefix", "must not start or end with '/'");
         }
+        if !(1..=100).contains(&s3.jpeg_quality) {
+            c.err("sinks.s3.jpeg_quality", format!("must be in 1..=100, got {}", s3.jpeg_quality));
+        }
+    }
+    if o.max_bytes < MIN_OUTBOX_BYTES {
+        c.err("outbox.max_bytes", format!("must be at least {MIN_OUTBOX_BYTES} (one snapshot), got {}", o.max_bytes));
+    }
+    if o.dir.as_os_str().is_empty() {
+        c.err("outbox.dir", "a folder is required");
     }
     if let Some(d) = &s.dynamodb {
         check_table_name(c, "sinks.dynamodb.state_table", &d.state_table);

@@ -32,6 +32,22 @@ pub const FRAME_LATENCY_SECONDS: &str = "frame_latency_seconds";
 pub const MEDIA_ERRORS_TOTAL: &str = "media_errors_total";
 pub const EVENTS_TOTAL: &str = "events_total";
 pub const CAMERA_LAG_SECONDS: &str = "camera_lag_seconds";
+pub const OUTBOX_RECORDS: &str = "outbox_records";
+pub const OUTBOX_BYTES: &str = "outbox_bytes";
+pub const OUTBOX_MAX_BYTES: &str = "outbox_max_bytes";
+pub const OUTBOX_FULL_TOTAL: &str = "outbox_full_total";
+pub const OUTBOX_CORRUPT_TOTAL: &str = "outbox_corrupt_total";
+pub const SINK_DELIVERED_TOTAL: &str = "sink_delivered_total";
+pub const SINK_ERRORS_TOTAL: &str = "sink_errors_total";
+pub const SINK_BACKLOG: &str = "sink_backlog";
+pub const SINK_DELIVERY_SECONDS: &str = "sink_delivery_seconds";
+pub const KVS_CONNECTED: &str = "kvs_connected";
+pub const KVS_RECONNECTS_TOTAL: &str = "kvs_reconnects_total";
+pub const KVS_FRAGMENTS_TOTAL: &str = "kvs_fragments_total";
+pub const KVS_BYTES_TOTAL: &str = "kvs_bytes_total";
+pub const KVS_MILLIS_BEHIND_NOW: &str = "kvs_millis_behind_now";
+pub const KVS_ERROR_FRAGMENTS_TOTAL: &str = "kvs_error_fragments_total";
+pub const KVS_CHECKPOINTS_TOTAL: &str = "kvs_checkpoints_total";
 
 /// Buckets for inference latencies (seconds): sub-millisecond CPU steps to multi-second runs.
 const INFER_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -78,6 +94,22 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "gauge",
         "Stream time between the newest decoded frame and the frame being analysed; label: camera.",
     ),
+    (OUTBOX_RECORDS, "gauge", "Events in the durable outbox not yet acknowledged by every sink."),
+    (OUTBOX_BYTES, "gauge", "Bytes those records take (event JSON + snapshot)."),
+    (OUTBOX_MAX_BYTES, "gauge", "The configured bound (outbox.max_bytes); at it new events wait."),
+    (OUTBOX_FULL_TOTAL, "counter", "Appends refused because the outbox was full (the event waits, it is not dropped)."),
+    (OUTBOX_CORRUPT_TOTAL, "counter", "Outbox records that failed their checksum and were quarantined."),
+    (SINK_DELIVERED_TOTAL, "counter", "Records a sink acknowledged; label: sink."),
+    (SINK_ERRORS_TOTAL, "counter", "Failed delivery attempts (each is retried); labels: sink, reason."),
+    (SINK_BACKLOG, "gauge", "Outbox records a sink has not acknowledged yet; label: sink."),
+    (SINK_DELIVERY_SECONDS, "histogram", "Time to deliver one batch, retries included; label: sink."),
+    (KVS_CONNECTED, "gauge", "1 while a GetMedia connection is streaming; label: camera."),
+    (KVS_RECONNECTS_TOTAL, "counter", "GetMedia sessions started again; labels: camera, reason."),
+    (KVS_FRAGMENTS_TOTAL, "counter", "Complete fragments received from GetMedia; label: camera."),
+    (KVS_BYTES_TOTAL, "counter", "GetMedia body bytes received; label: camera."),
+    (KVS_MILLIS_BEHIND_NOW, "gauge", "AWS_KINESISVIDEO_MILLIS_BEHIND_NOW of the latest fragment; label: camera."),
+    (KVS_ERROR_FRAGMENTS_TOTAL, "counter", "Error fragments KVS sent instead of media; labels: camera, code."),
+    (KVS_CHECKPOINTS_TOTAL, "counter", "Checkpoint writes; labels: camera, result (ok, stale, error)."),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -86,7 +118,8 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let buckets: [(&str, &[f64]); 6] = [
+            let buckets: [(&str, &[f64]); 7] = [
+                (SINK_DELIVERY_SECONDS, HTTP_BUCKETS),
                 (FRAME_LATENCY_SECONDS, INFER_BUCKETS),
                 (HTTP_REQUEST_DURATION_SECONDS, HTTP_BUCKETS),
                 (INFER_BATCH_SIZE, BATCH_BUCKETS),
@@ -210,4 +243,61 @@ pub fn count_event(camera: &str, kind: &'static str) {
 
 pub fn set_camera_lag(camera: &str, seconds: f64) {
     gauge!(CAMERA_LAG_SECONDS, "camera" => camera.to_owned()).set(seconds);
+}
+
+pub fn set_outbox(records: u64, bytes: u64, max_bytes: u64) {
+    gauge!(OUTBOX_RECORDS).set(records as f64);
+    gauge!(OUTBOX_BYTES).set(bytes as f64);
+    gauge!(OUTBOX_MAX_BYTES).set(max_bytes as f64);
+}
+
+pub fn count_outbox_full() {
+    metrics::counter!(OUTBOX_FULL_TOTAL).increment(1);
+}
+
+pub fn count_outbox_corrupt() {
+    metrics::counter!(OUTBOX_CORRUPT_TOTAL).increment(1);
+}
+
+pub fn record_sink_delivery(sink: &'static str, records: usize, took: std::time::Duration) {
+    metrics::counter!(SINK_DELIVERED_TOTAL, "sink" => sink).increment(records as u64);
+    histogram!(SINK_DELIVERY_SECONDS, "sink" => sink).record(took.as_secs_f64());
+}
+
+pub fn count_sink_error(sink: &'static str, reason: &'static str) {
+    metrics::counter!(SINK_ERRORS_TOTAL, "sink" => sink, "reason" => reason).increment(1);
+}
+
+pub fn set_sink_backlog(sink: &'static str, records: u64) {
+    gauge!(SINK_BACKLOG, "sink" => sink).set(records as f64);
+}
+
+pub fn set_kvs_connected(camera: &str, connected: bool) {
+    gauge!(KVS_CONNECTED, "camera" => camera.to_owned()).set(if connected { 1.0 } else { 0.0 });
+}
+
+pub fn count_kvs_reconnect(camera: &str, reason: &'static str) {
+    metrics::counter!(KVS_RECONNECTS_TOTAL, "camera" => camera.to_owned(), "reason" => reason).increment(1);
+}
+
+pub fn count_kvs_fragment(camera: &str, millis_behind_now: Option<u64>) {
+    metrics::counter!(KVS_FRAGMENTS_TOTAL, "camera" => camera.to_owned()).increment(1);
+    if let Some(ms) = millis_behind_now {
+        gauge!(KVS_MILLIS_BEHIND_NOW, "camera" => camera.to_owned()).set(ms as f64);
+    }
+}
+
+pub fn count_kvs_bytes(camera: &str, bytes: usize) {
+    metrics::counter!(KVS_BYTES_TOTAL, "camera" => camera.to_owned()).increment(bytes as u64);
+}
+
+pub fn count_kvs_error_fragment(camera: &str, code: &str) {
+    // KVS error codes are a small fixed set; anything else is folded into "other".
+    let code =
+        if code.len() <= 48 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') { code } else { "other" };
+    metrics::counter!(KVS_ERROR_FRAGMENTS_TOTAL, "camera" => camera.to_owned(), "code" => code.to_owned()).increment(1);
+}
+
+pub fn count_kvs_checkpoint(camera: &str, result: &'static str) {
+    metrics::counter!(KVS_CHECKPOINTS_TOTAL, "camera" => camera.to_owned(), "result" => result).increment(1);
 }

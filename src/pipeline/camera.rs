@@ -1,13 +1,17 @@
-//! One camera's pipeline for a file source:
-//! file → demux → decode (blocking thread) → sampler → analysis (blocking, through the worker)
-//! → zones and filters → tracker → events (bounded channel to the sinks).
+//! One camera's pipeline:
+//! source (file or KVS) → demux → decode (blocking thread) → sampler → analysis (blocking,
+//! through the worker) → zones and filters → tracker → events (bounded channel to the sinks).
 //!
-//! Live sources (`realtime: true`) are paced at their timestamps and hand frames off through
-//! the drop-oldest queue: video never waits for inference. Offline runs (`run-file`) hand off
-//! through a bounded channel instead, so every sampled frame is analysed and results are
-//! reproducible. Events are never dropped: the event channel applies back-pressure.
+//! Live sources hand frames off through the drop-oldest queue: video never waits for inference
+//! (a file with `realtime: true` is also paced at its timestamps, like a camera). Offline runs
+//! (`run-file`) hand off through a bounded channel instead, so every sampled frame is analysed
+//! and results are reproducible. Events are never dropped: the event channel applies
+//! back-pressure.
+//!
+//! A source may start a new session (a KVS reconnect): the demuxer and decoder start over, and
+//! frames at or before the newest one already handed on are decoded (as references) but not
+//! handed on again, so a fragment re-read after a broken connection is analysed once.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -27,21 +31,17 @@ use crate::media::decode::{OpenH264Decoder, VideoDecoder};
 use crate::media::demux::Demuxer;
 use crate::media::{Event as MediaEvent, FragmentMeta, MediaError};
 use crate::metrics::{self, FrameStage};
+use crate::source::file::FileSource;
+use crate::source::{Chunk, FragmentProgress, MediaSource, SourceError};
 
 /// Frames waiting for inference per camera in live mode.
 const LIVE_QUEUE: usize = 2;
-const READ_CHUNK: usize = 64 * 1024;
 
 /// The pipeline layer's errors.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("camera {camera}: cannot read {}", path.display())]
-    Source {
-        camera: String,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error("camera {camera}: the event channel is closed")]
     EventsClosed { camera: String },
 }
@@ -76,6 +76,10 @@ pub struct RunStats {
     pub frames_sampled: u64,
     pub frames_analysed: u64,
     pub frames_dropped: u64,
+    /// Frames decoded again after a reconnect and not handed on (already analysed).
+    pub frames_repeated: u64,
+    /// Fragments read completely (KVS fragments, or MKV documents of a file).
+    pub fragments: u64,
     pub events: u64,
     /// Per analysed frame: seconds from the sampled frame being taken for inference to its
     /// events being handed to the sinks.
@@ -87,24 +91,48 @@ enum Handoff {
     Offline(mpsc::Sender<SampledFrame>),
 }
 
+/// How a camera's frames flow.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Hand frames off through the drop-oldest queue (a live camera) rather than a bounded channel.
+    pub live: bool,
+    /// Pace frames at their timestamps (a file standing in for a camera).
+    pub pace: bool,
+    /// Fragment completion, for a KVS source's reconnects and checkpoints.
+    pub progress: Option<Arc<FragmentProgress>>,
+}
+
 /// Runs a camera over a local MKV file until it ends (or shutdown).
 pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Result<RunStats, PipelineError> {
+    let source = FileSource::open(&ctx.camera.id.0, path)?;
+    run(ctx, Box::new(source), RunOptions { live: realtime, pace: realtime, progress: None }).await
+}
+
+/// Runs a camera over any source until its input ends (or shutdown).
+pub async fn run(
+    ctx: CameraContext,
+    source: Box<dyn MediaSource>,
+    opts: RunOptions,
+) -> Result<RunStats, PipelineError> {
     let camera = ctx.camera.id.0.clone();
-    let file = std::fs::File::open(&path).map_err(|source| PipelineError::Source {
-        camera: camera.clone(),
-        path: path.clone(),
-        source,
-    })?;
+    let realtime = opts.live;
     let (offline_tx, mut offline_rx) = mpsc::channel::<SampledFrame>(LIVE_QUEUE);
     let live = Arc::new(DropOldest::new(LIVE_QUEUE));
     let handoff = if realtime { Handoff::Live(live.clone()) } else { Handoff::Offline(offline_tx) };
     let gate = RateGate::new(ctx.camera.target_fps, ctx.camera.keyframes_only);
-    let (decode_camera, shutdown) = (camera.clone(), ctx.shutdown.clone());
     let producer_end = live.clone();
     let newest = Arc::new(AtomicI64::new(i64::MIN));
-    let newest_seen = newest.clone();
+    let decode = DecodeContext {
+        camera: camera.clone(),
+        gate,
+        handoff,
+        pace: opts.pace,
+        shutdown: ctx.shutdown.clone(),
+        newest: newest.clone(),
+        progress: opts.progress.clone(),
+    };
     let decoder = tokio::task::spawn_blocking(move || {
-        let stats = decode_loop(file, &decode_camera, gate, handoff, realtime, &shutdown, &newest_seen);
+        let stats = decode_loop(source, decode);
         // No more frames: let the consumer drain the queue and stop (offline: the sender drops).
         producer_end.close();
         stats
@@ -126,6 +154,9 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
             () = ctx.shutdown.cancelled() => None,
         };
         let Some(frame) = next else { break };
+        if let Some(progress) = &opts.progress {
+            progress.frame_taken(frame.fragment.as_deref());
+        }
         // How far behind the newest decoded frame the analysed one is (stream time).
         let lag_ns = newest.load(Ordering::Relaxed).saturating_sub(frame.timestamp_ns).max(0);
         metrics::set_camera_lag(&camera, lag_ns as f64 / 1e9);
@@ -188,9 +219,15 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
     }
     live.close();
     let decoded = decoder.await.unwrap_or_default();
+    if let Some(progress) = opts.progress.as_ref().filter(|_| !ctx.shutdown.is_cancelled()) {
+        // The input ended and every queued frame was analysed.
+        progress.drained();
+    }
     stats.frames_decoded = decoded.frames_decoded;
     stats.frames_sampled = decoded.frames_sampled;
     stats.frames_dropped = decoded.frames_dropped;
+    stats.frames_repeated = decoded.frames_repeated;
+    stats.fragments = decoded.fragments;
     Ok(stats)
 }
 
@@ -229,16 +266,22 @@ fn observe(roi: &Roi, a: &Analysis, w: u32, h: u32) -> Vec<Observation> {
         .collect()
 }
 
-/// Demux and decode on a blocking thread; sample; hand off.
-fn decode_loop(
-    mut file: std::fs::File,
-    camera: &str,
-    mut gate: RateGate,
+/// What the decode thread needs.
+struct DecodeContext {
+    camera: String,
+    gate: RateGate,
     handoff: Handoff,
-    realtime: bool,
-    shutdown: &CancellationToken,
-    newest: &AtomicI64,
-) -> RunStats {
+    pace: bool,
+    shutdown: CancellationToken,
+    /// Timestamp of the newest decoded frame (for `camera_lag_seconds`).
+    newest: Arc<AtomicI64>,
+    progress: Option<Arc<FragmentProgress>>,
+}
+
+/// Demux and decode on a blocking thread; sample; hand off.
+fn decode_loop(mut source: Box<dyn MediaSource>, mut ctx: DecodeContext) -> RunStats {
+    let camera = ctx.camera.clone();
+    let camera = camera.as_str();
     let mut stats = RunStats::default();
     let mut demuxer = Demuxer::default();
     let mut decoder = match OpenH264Decoder::new(false) {
@@ -249,19 +292,41 @@ fn decode_loop(
         }
     };
     let mut fragment: Option<Arc<FragmentMeta>> = None;
-    let mut buf = vec![0u8; READ_CHUNK];
     let started = Instant::now();
     let mut first_ts: Option<i64> = None;
+    // Newest timestamp handed on; after a new session, frames up to it are not handed on again.
+    let mut handed_upto: Option<i64> = None;
+    let mut repeat_floor: Option<i64> = None;
+    let mut session_has_data = false;
     let mut eof = false;
-    while !eof && !shutdown.is_cancelled() {
-        match file.read(&mut buf) {
-            Ok(0) => {
+    while !eof && !ctx.shutdown.is_cancelled() {
+        match source.next_chunk() {
+            None => {
                 eof = true;
                 demuxer.finish();
             }
-            Ok(n) => demuxer.push(&buf[..n]),
-            Err(e) => {
-                tracing::error!(camera, error = %e, "read failed");
+            Some(Ok(Chunk::Data(data))) => {
+                session_has_data = true;
+                demuxer.push(&data);
+            }
+            Some(Ok(Chunk::Session)) => {
+                if session_has_data {
+                    // Close what the old session left open (reported as cut short), start over.
+                    demuxer.finish();
+                    while let Some(event) = demuxer.next_event() {
+                        if let MediaEvent::Error(e) = event {
+                            report(camera, &e);
+                        }
+                    }
+                    demuxer = Demuxer::default();
+                    decoder.gap();
+                    repeat_floor = handed_upto;
+                    session_has_data = false;
+                }
+                continue;
+            }
+            Some(Err(e)) => {
+                tracing::error!(camera, error = %crate::error_chain(&e), "read failed");
                 break;
             }
         }
@@ -269,6 +334,9 @@ fn decode_loop(
             let result = match event {
                 MediaEvent::Tracks(t) => decoder.push_tracks(&t),
                 MediaEvent::FragmentStart { meta, .. } => {
+                    if let Some(err) = &meta.error {
+                        metrics::count_kvs_error_fragment(camera, &err.code);
+                    }
                     fragment = Some(Arc::new(meta));
                     Ok(())
                 }
@@ -278,7 +346,17 @@ fn decode_loop(
                     }
                     decoder.push_frame(&f)
                 }
-                MediaEvent::FragmentEnd(_) => decoder.finish(),
+                MediaEvent::FragmentEnd(summary) => {
+                    let flushed = decoder.finish();
+                    if !summary.damaged {
+                        stats.fragments += 1;
+                        if let Some(progress) = &ctx.progress {
+                            metrics::count_kvs_fragment(camera, summary.meta.millis_behind_now);
+                            progress.fragment_demuxed(Arc::new(summary.meta));
+                        }
+                    }
+                    flushed
+                }
                 MediaEvent::Error(e) => {
                     decoder.gap();
                     Err(e)
@@ -289,13 +367,21 @@ fn decode_loop(
                 report(camera, &e);
             }
             while let Some(frame) = decoder.next_frame() {
+                if let Some(floor) = repeat_floor {
+                    if frame.timestamp_ns <= floor {
+                        stats.frames_repeated += 1;
+                        continue;
+                    }
+                    repeat_floor = None;
+                }
                 stats.frames_decoded += 1;
                 metrics::count_frame(camera, FrameStage::Decoded);
-                newest.store(frame.timestamp_ns, Ordering::Relaxed);
-                if !gate.admit(frame.timestamp_ns, frame.keyframe) {
+                ctx.newest.store(frame.timestamp_ns, Ordering::Relaxed);
+                handed_upto = Some(frame.timestamp_ns);
+                if !ctx.gate.admit(frame.timestamp_ns, frame.keyframe) {
                     continue;
                 }
-                if realtime {
+                if ctx.pace {
                     // Pace at the stream's own clock, like a live camera.
                     let t0 = *first_ts.get_or_insert(frame.timestamp_ns);
                     let due = Duration::from_nanos(u64::try_from(frame.timestamp_ns - t0).unwrap_or(0));
@@ -308,7 +394,7 @@ fn decode_loop(
                 };
                 let sampled = SampledFrame { image, timestamp_ns: frame.timestamp_ns, fragment: fragment.clone() };
                 stats.frames_sampled += 1;
-                match &handoff {
+                match &ctx.handoff {
                     Handoff::Live(q) => {
                         if q.push(sampled).is_some() {
                             stats.frames_dropped += 1;

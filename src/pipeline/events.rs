@@ -1,6 +1,6 @@
 //! The event record every sink receives (schema version 1, documented in `docs/events.md`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::tracker::{EventKind, TrackState};
 use crate::media::FragmentMeta;
@@ -9,7 +9,7 @@ use crate::media::FragmentMeta;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One event, as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub schema: u32,
     /// `{camera}:{track_id}:{type}:{last_seen_ns}`: the same event redelivered has the same id.
@@ -28,17 +28,21 @@ pub struct Event {
     pub first_seen: f64,
     pub last_seen: f64,
     /// KVS fragment of the frame that produced the event, when the source has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fragment_number: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer_timestamp: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_timestamp: Option<String>,
     /// Ids of the models that produced it.
     pub models: Vec<String>,
-    /// Where its snapshot was written, if one was.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Where its snapshot was written, if one was: `s3://{bucket}/{key}` when the S3 sink is
+    /// configured, else the local sink's file path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// Wall-clock time the event entered the outbox, Unix seconds (absent on `run-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emitted_at: Option<f64>,
 }
 
 impl Event {
@@ -68,6 +72,7 @@ impl Event {
             server_timestamp: fragment.and_then(|f| f.server_timestamp.map(|t| t.to_string())),
             models: models.to_vec(),
             snapshot: None,
+            emitted_at: None,
         }
     }
 }

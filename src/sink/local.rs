@@ -1,22 +1,14 @@
 //! The local sink: one JSON line per event in `{dir}/events.jsonl` (flushed per event), and for
-//! `new` and `end` events a JPEG snapshot of the frame under `{dir}/snapshots/{camera}/`, with the
-//! track's box, its label or text and score above it, and the event type and stream time in the
-//! corner (an embedded 8x8 bitmap font: no system fonts needed in the container).
+//! `new` and `end` events the annotated snapshot (see [`super::snapshot`]) under
+//! `{dir}/snapshots/{camera}/{event_id}.jpg`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-
-use image::codecs::jpeg::JpegEncoder;
+use std::path::PathBuf;
 
 use super::SinkError;
 use crate::config::LocalSinkConfig;
-use crate::infer::image::RgbImage;
 use crate::pipeline::camera::EventWithFrame;
 use crate::pipeline::events::Event;
-
-/// Box outline colour and width on snapshots.
-const BOX_RGB: [u8; 3] = [255, 40, 40];
-const BOX_WIDTH: u32 = 3;
 
 pub struct LocalSink {
     dir: PathBuf,
@@ -37,94 +29,92 @@ impl LocalSink {
         Ok(Self { dir: cfg.dir.clone(), snapshots: cfg.snapshots, quality: cfg.jpeg_quality, log })
     }
 
-    /// Writes the snapshot (if any), then the event line; returns the event as written.
+    /// Encodes and writes the snapshot (if any), then the event line; returns the event as written.
     pub fn write(&mut self, item: EventWithFrame) -> Result<Event, SinkError> {
         let EventWithFrame { mut event, frame } = item;
-        if self.snapshots
-            && let Some(frame) = frame
-        {
-            let dir = self.dir.join("snapshots").join(&event.camera);
-            std::fs::create_dir_all(&dir).map_err(|source| SinkError::Write { path: dir.clone(), source })?;
-            let name: String =
-                event.event_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-            let path = dir.join(format!("{name}.jpg"));
-            self.snapshot(&frame, &event, &path)?;
+        let jpeg = match frame {
+            Some(frame) if self.snapshots => Some(super::snapshot::encode(&frame, &event, self.quality)?),
+            _ => None,
+        };
+        if let Some(path) = self.write_snapshot(&event, jpeg.as_deref())? {
             event.snapshot = Some(path.display().to_string());
         }
-        let path = self.dir.join("events.jsonl");
-        let line =
-            serde_json::to_string(&event).map_err(|e| SinkError::Write { path: path.clone(), source: e.into() })?;
-        writeln!(self.log, "{line}")
-            .and_then(|()| self.log.flush())
-            .map_err(|source| SinkError::Write { path, source })?;
+        self.write_event(&event)?;
         Ok(event)
     }
 
-    fn snapshot(&self, frame: &RgbImage, event: &Event, path: &Path) -> Result<(), SinkError> {
-        let bbox = event.bbox;
-        let mut pixels = frame.data.as_ref().clone();
-        draw_box(&mut pixels, frame.width, frame.height, bbox);
-        let caption = match &event.text {
-            Some(text) => format!("{text} {:.2}", event.score),
-            None => format!("{} {:.2}", event.label, event.score),
+    /// Writes an already encoded snapshot to `snapshots/{camera}/{event_id}.jpg`; returns its path.
+    pub fn write_snapshot(&self, event: &Event, jpeg: Option<&[u8]>) -> Result<Option<PathBuf>, SinkError> {
+        let Some(jpeg) = jpeg.filter(|_| self.snapshots) else {
+            return Ok(None);
         };
-        let above = (bbox[1] as i64 - 2 - 8 * TEXT_SCALE as i64).max(0);
-        draw_text(&mut pixels, frame.width, frame.height, bbox[0].max(0.0) as i64, above, &caption);
-        let stamp = format!("{} {} t={:.2}s", event.camera, event.kind.as_str(), event.last_seen);
-        draw_text(&mut pixels, frame.width, frame.height, 4, 4, &stamp);
-        let file = std::fs::File::create(path).map_err(|source| SinkError::Write { path: path.to_owned(), source })?;
-        let mut writer = std::io::BufWriter::new(file);
-        JpegEncoder::new_with_quality(&mut writer, self.quality)
-            .encode(&pixels, frame.width, frame.height, image::ExtendedColorType::Rgb8)
-            .map_err(|source| SinkError::Encode { path: path.to_owned(), source })?;
-        writer.flush().map_err(|source| SinkError::Write { path: path.to_owned(), source })
+        let dir = self.dir.join("snapshots").join(&event.camera);
+        std::fs::create_dir_all(&dir).map_err(|source| SinkError::Write { path: dir.clone(), source })?;
+        let path = dir.join(format!("{}.jpg", super::file_safe(&event.event_id)));
+        std::fs::write(&path, jpeg).map_err(|source| SinkError::Write { path: path.clone(), source })?;
+        Ok(Some(path))
+    }
+
+    /// Appends the event as one JSON line and flushes it.
+    pub fn write_event(&mut self, event: &Event) -> Result<(), SinkError> {
+        let path = self.dir.join("events.jsonl");
+        let line =
+            serde_json::to_string(event).map_err(|e| SinkError::Write { path: path.clone(), source: e.into() })?;
+        writeln!(self.log, "{line}").and_then(|()| self.log.flush()).map_err(|source| SinkError::Write { path, source })
     }
 }
 
-/// Glyphs are drawn at this many pixels per font pixel.
-const TEXT_SCALE: u32 = 2;
+/// The local sink behind the outbox (`serve`): file writes run on a blocking thread.
+pub struct LocalOutboxSink {
+    inner: std::sync::Arc<std::sync::Mutex<LocalSink>>,
+}
 
-/// Writes ASCII `text` at (x, y): white glyphs on a black band, clipped to the frame.
-fn draw_text(pixels: &mut [u8], w: u32, h: u32, x: i64, y: i64, text: &str) {
-    let s = i64::from(TEXT_SCALE);
-    let mut put = |px: i64, py: i64, rgb: [u8; 3]| {
-        if px >= 0 && py >= 0 && px < i64::from(w) && py < i64::from(h) {
-            let i = (py as usize * w as usize + px as usize) * 3;
-            pixels[i..i + 3].copy_from_slice(&rgb);
-        }
-    };
-    for (n, ch) in text.chars().enumerate() {
-        let glyph = font8x8::legacy::BASIC_LEGACY[if ch.is_ascii() { ch as usize } else { usize::from(b'?') }];
-        let gx = x + n as i64 * 8 * s;
-        for (row, bits) in glyph.iter().enumerate() {
-            for col in 0..8i64 {
-                let on = bits & (1 << col) != 0;
-                for dy in 0..s {
-                    for dx in 0..s {
-                        put(gx + col * s + dx, y + row as i64 * s + dy, if on { [255, 255, 255] } else { [0, 0, 0] });
+impl LocalOutboxSink {
+    pub fn new(sink: LocalSink) -> Self {
+        Self { inner: std::sync::Arc::new(std::sync::Mutex::new(sink)) }
+    }
+}
+
+impl super::Sink for LocalOutboxSink {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn limits(&self) -> super::BatchLimits {
+        super::BatchLimits { records: 64, bytes: 16 * 1024 * 1024 }
+    }
+
+    fn deliver<'a>(&'a self, batch: &'a mut [super::Pending]) -> super::BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let todo: Vec<(usize, super::outbox::OutboxRecord)> =
+                batch.iter().enumerate().filter(|(_, p)| !p.done).map(|(i, p)| (i, p.record.clone())).collect();
+            let inner = self.inner.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let mut sink = inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut done = Vec::new();
+                for (i, record) in todo {
+                    let mut event = record.event;
+                    let written = sink.write_snapshot(&event, record.snapshot.as_deref()).and_then(|path| {
+                        if event.snapshot.is_none() {
+                            event.snapshot = path.map(|p| p.display().to_string());
+                        }
+                        sink.write_event(&event)
+                    });
+                    if let Err(e) = written {
+                        return (done, Some(e));
                     }
+                    done.push(i);
                 }
+                (done, None)
+            })
+            .await;
+            let (done, error) = written.unwrap_or_else(|e| {
+                (Vec::new(), Some(SinkError::Write { path: "events.jsonl".into(), source: std::io::Error::other(e) }))
+            });
+            for i in done {
+                batch[i].done = true;
             }
-        }
-    }
-}
-
-/// Outlines `bbox` (clamped to the frame) in place.
-fn draw_box(pixels: &mut [u8], w: u32, h: u32, bbox: [f32; 4]) {
-    let clamp = |v: f32, hi: u32| (v.max(0.0) as u32).min(hi.saturating_sub(1));
-    let (x1, y1, x2, y2) = (clamp(bbox[0], w), clamp(bbox[1], h), clamp(bbox[2], w), clamp(bbox[3], h));
-    let mut put = |x: u32, y: u32| {
-        let i = (y as usize * w as usize + x as usize) * 3;
-        pixels[i..i + 3].copy_from_slice(&BOX_RGB);
-    };
-    for t in 0..BOX_WIDTH {
-        for x in x1..=x2 {
-            put(x, (y1 + t).min(h - 1));
-            put(x, y2.saturating_sub(t));
-        }
-        for y in y1..=y2 {
-            put((x1 + t).min(w - 1), y);
-            put(x2.saturating_sub(t), y);
-        }
+            error.map_or(Ok(()), Err)
+        })
     }
 }

@@ -1,0 +1,389 @@
+//! Kinesis Video Streams as a camera: `GetDataEndpoint(GET_MEDIA)` (cached, refreshed on
+//! connection failures and every [`ENDPOINT_TTL`]), then `GetMedia`, its body streamed chunk by
+//! chunk into the camera's decode thread (a bounded channel: a slow decoder slows the read, and
+//! no fragment is buffered twice).
+//!
+//! When a body ends (KVS closes them after about 45 minutes), breaks, or stays silent for
+//! [`IDLE_TIMEOUT`], the source connects again with `FRAGMENT_NUMBER` / `AfterFragmentNumber` =
+//! the last fragment the decode thread read completely; the decode thread skips the frames of the
+//! partly read fragment it had already handed on, so every frame is analysed once. Before any
+//! fragment is complete a new session starts after the stored checkpoint, or from the configured
+//! start selector. Reconnects back off exponentially with jitter; `ClientLimitExceeded` (5 calls/s
+//! per stream) and `ConnectionLimitExceeded` (3 connections per stream) back off from 1 s.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use aws_sdk_kinesisvideo::types::ApiName;
+use aws_sdk_kinesisvideomedia::types::{StartSelector as ApiSelector, StartSelectorType};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint::Checkpoints;
+use super::{Chunk, FragmentProgress, SourceError};
+use crate::config::{StartSelector, StreamRef};
+use crate::media::FragmentNumber;
+use crate::sink::delivery::Backoff;
+
+/// How long a data endpoint is used before GetDataEndpoint is asked again.
+pub const ENDPOINT_TTL: Duration = Duration::from_secs(30 * 60);
+/// A body that delivers nothing for this long is treated as dead and replaced.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// GetMedia is limited to 5 calls per second per stream: never call more often than this.
+pub const MIN_CALL_INTERVAL: Duration = Duration::from_millis(250);
+/// Backoff after ordinary failures.
+pub const RECONNECT_BACKOFF: Backoff = Backoff { min: Duration::from_millis(250), max: Duration::from_secs(30) };
+/// Backoff after ClientLimitExceeded / ConnectionLimitExceeded.
+pub const LIMIT_BACKOFF: Backoff = Backoff { min: Duration::from_secs(1), max: Duration::from_secs(30) };
+
+/// What a KVS camera needs.
+pub struct KvsSource {
+    pub camera: String,
+    pub stream: StreamRef,
+    pub start: StartSelector,
+    pub sdk: SdkConfig,
+    pub checkpoints: Option<Arc<Checkpoints>>,
+    pub progress: Arc<FragmentProgress>,
+    pub shutdown: CancellationToken,
+}
+
+/// Why a session ended, for `kvs_reconnects_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionEnd {
+    BodyEnded,
+    BodyError,
+    Idle,
+    Shutdown,
+    ReceiverGone,
+}
+
+impl SessionEnd {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::BodyEnded => "body_ended",
+            Self::BodyError => "body_error",
+            Self::Idle => "idle",
+            Self::Shutdown => "shutdown",
+            Self::ReceiverGone => "receiver_gone",
+        }
+    }
+}
+
+impl KvsSource {
+    fn stream_label(&self) -> String {
+        match &self.stream {
+            StreamRef::Name(n) => n.clone(),
+            StreamRef::Arn(a) => a.clone(),
+        }
+    }
+
+    fn kvs_error(
+        &self,
+        operation: &'static str,
+        reason: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> SourceError {
+        SourceError::Kvs {
+            camera: self.camera.clone(),
+            stream: self.stream_label(),
+            operation,
+            reason,
+            source: Box::new(source),
+        }
+    }
+
+    /// Streams into `tx` until shutdown (or the receiver goes away).
+    pub async fn run(self, tx: mpsc::Sender<Chunk>) {
+        let camera = self.camera.clone();
+        let control = crate::aws::kinesis_video_client(&self.sdk);
+        let mut endpoint: Option<(String, Instant)> = None;
+        let mut resume_from_checkpoint = match &self.checkpoints {
+            Some(c) => self.read_checkpoint(c).await,
+            None => None,
+        };
+        let mut attempt = 0u32;
+        let mut last_call: Option<Instant> = None;
+        while !self.shutdown.is_cancelled() {
+            if let Some(at) = last_call
+                && let Some(wait) = MIN_CALL_INTERVAL.checked_sub(at.elapsed())
+                && !self.sleep(wait).await
+            {
+                break;
+            }
+            let url = match &endpoint {
+                Some((url, at)) if at.elapsed() < ENDPOINT_TTL => url.clone(),
+                _ => match self.data_endpoint(&control).await {
+                    Ok(url) => {
+                        endpoint = Some((url.clone(), Instant::now()));
+                        url
+                    }
+                    Err(e) => {
+                        let backoff = if is_limit(&e) { LIMIT_BACKOFF } else { RECONNECT_BACKOFF };
+                        self.failed(&e, "endpoint_error");
+                        if !self.sleep(backoff.delay(attempt)).await {
+                            break;
+                        }
+                        attempt = attempt.saturating_add(1);
+                        continue;
+                    }
+                },
+            };
+            let after = self
+                .progress
+                .last_demuxed()
+                .and_then(|m| m.fragment_number.clone())
+                .or_else(|| resume_from_checkpoint.clone());
+            let selector = match self.selector(after.as_ref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    // The config was validated; a selector the API refuses to build is a bug.
+                    tracing::error!(camera, error = %crate::error_chain(&e), "cannot build the start selector; camera stopped");
+                    break;
+                }
+            };
+            last_call = Some(Instant::now());
+            let media = crate::aws::kinesis_video_media_client(&self.sdk, &url);
+            let mut request = media.get_media().start_selector(selector);
+            request = match &self.stream {
+                StreamRef::Name(n) => request.stream_name(n),
+                StreamRef::Arn(a) => request.stream_arn(a),
+            };
+            let output = match request.send().await {
+                Ok(o) => o,
+                Err(e) => {
+                    let service = e.as_service_error();
+                    let limited = service.is_some_and(|s| {
+                        s.is_client_limit_exceeded_exception() || s.is_connection_limit_exceeded_exception()
+                    });
+                    let reason = match service {
+                        Some(s) if s.is_client_limit_exceeded_exception() => "throttled",
+                        Some(s) if s.is_connection_limit_exceeded_exception() => "connection_limit",
+                        Some(s) if s.is_resource_not_found_exception() => "not_found",
+                        Some(s) if s.is_not_authorized_exception() => "not_authorized",
+                        Some(s) if s.is_invalid_endpoint_exception() => "invalid_endpoint",
+                        Some(_) => "service",
+                        None => "network",
+                    };
+                    if !limited {
+                        // The endpoint may have moved: ask again next time.
+                        endpoint = None;
+                    }
+                    let err = self.kvs_error("GetMedia", reason, e);
+                    self.failed(&err, reason);
+                    let backoff = if limited { LIMIT_BACKOFF } else { RECONNECT_BACKOFF };
+                    if !self.sleep(backoff.delay(attempt)).await {
+                        break;
+                    }
+                    attempt = attempt.saturating_add(1);
+                    continue;
+                }
+            };
+            tracing::info!(camera, after = after.as_ref().map(ToString::to_string), "GetMedia connected");
+            if tx.send(Chunk::Session).await.is_err() {
+                break;
+            }
+            crate::metrics::set_kvs_connected(&camera, true);
+            let (ended, bytes) = self.stream_body(output.payload, &tx).await;
+            crate::metrics::set_kvs_connected(&camera, false);
+            if bytes > 0 {
+                attempt = 0;
+                // Once this session read a fragment, that (not the checkpoint) is where to resume.
+                if self.progress.last_demuxed().is_some() {
+                    resume_from_checkpoint = None;
+                }
+            }
+            match ended {
+                SessionEnd::Shutdown | SessionEnd::ReceiverGone => break,
+                other => {
+                    crate::metrics::count_kvs_reconnect(&camera, other.reason());
+                    tracing::info!(camera, reason = other.reason(), bytes, "GetMedia session ended; reconnecting");
+                    if other != SessionEnd::BodyEnded {
+                        endpoint = None;
+                    }
+                    if bytes == 0 {
+                        if !self.sleep(RECONNECT_BACKOFF.delay(attempt)).await {
+                            break;
+                        }
+                        attempt = attempt.saturating_add(1);
+                    }
+                }
+            }
+        }
+        crate::metrics::set_kvs_connected(&camera, false);
+    }
+
+    /// Forwards the body's chunks; returns why it stopped and how many bytes it carried.
+    async fn stream_body(
+        &self,
+        mut body: aws_sdk_kinesisvideomedia::primitives::ByteStream,
+        tx: &mpsc::Sender<Chunk>,
+    ) -> (SessionEnd, u64) {
+        let mut bytes = 0u64;
+        loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout(IDLE_TIMEOUT, body.next()) => next,
+                () = self.shutdown.cancelled() => return (SessionEnd::Shutdown, bytes),
+            };
+            match next {
+                Err(_) => return (SessionEnd::Idle, bytes),
+                Ok(None) => return (SessionEnd::BodyEnded, bytes),
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(camera = self.camera, error = %crate::error_chain(&e), "GetMedia body broke");
+                    return (SessionEnd::BodyError, bytes);
+                }
+                Ok(Some(Ok(data))) => {
+                    bytes += data.len() as u64;
+                    crate::metrics::count_kvs_bytes(&self.camera, data.len());
+                    // Back-pressure: a slow decoder slows the read instead of growing a buffer.
+                    let sent = tokio::select! {
+                        sent = tx.send(Chunk::Data(data)) => sent.is_ok(),
+                        () = self.shutdown.cancelled() => return (SessionEnd::Shutdown, bytes),
+                    };
+                    if !sent {
+                        return (SessionEnd::ReceiverGone, bytes);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn data_endpoint(&self, control: &aws_sdk_kinesisvideo::Client) -> Result<String, SourceError> {
+        let mut request = control.get_data_endpoint().api_name(ApiName::GetMedia);
+        request = match &self.stream {
+            StreamRef::Name(n) => request.stream_name(n),
+            StreamRef::Arn(a) => request.stream_arn(a),
+        };
+        let out = request.send().await.map_err(|e| {
+            let reason = match e.as_service_error() {
+                Some(s) if s.is_client_limit_exceeded_exception() => "throttled",
+                Some(s) if s.is_resource_not_found_exception() => "not_found",
+                Some(_) => "service",
+                None => "network",
+            };
+            self.kvs_error("GetDataEndpoint", reason, e)
+        })?;
+        match out.data_endpoint() {
+            Some(url) => Ok(url.to_owned()),
+            None => Err(self.kvs_error(
+                "GetDataEndpoint",
+                "service",
+                std::io::Error::other("no DataEndpoint in the response"),
+            )),
+        }
+    }
+
+    async fn read_checkpoint(&self, checkpoints: &Checkpoints) -> Option<FragmentNumber> {
+        let mut attempt = 0;
+        loop {
+            match checkpoints.read().await {
+                Ok(found) => {
+                    tracing::info!(
+                        camera = self.camera,
+                        checkpoint = found.as_ref().map(ToString::to_string),
+                        "checkpoint read"
+                    );
+                    return found;
+                }
+                Err(e) => {
+                    // Starting without it would re-read or skip video: wait for the table instead.
+                    tracing::warn!(camera = self.camera, error = %crate::error_chain(&e), "cannot read the checkpoint; retrying");
+                    if !self.sleep(RECONNECT_BACKOFF.delay(attempt)).await {
+                        return None;
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// The API selector: after `after` when there is one, else the configured start.
+    fn selector(&self, after: Option<&FragmentNumber>) -> Result<ApiSelector, SourceError> {
+        let builder = ApiSelector::builder();
+        let builder = match (after, &self.start) {
+            (Some(n), _) => {
+                builder.start_selector_type(StartSelectorType::FragmentNumber).after_fragment_number(n.as_str())
+            }
+            (None, StartSelector::Now) => builder.start_selector_type(StartSelectorType::Now),
+            (None, StartSelector::Earliest) => builder.start_selector_type(StartSelectorType::Earliest),
+            (None, StartSelector::FragmentNumber(n)) => {
+                builder.start_selector_type(StartSelectorType::FragmentNumber).after_fragment_number(n)
+            }
+            (None, StartSelector::ProducerTimestamp(t)) => {
+                builder.start_selector_type(StartSelectorType::ProducerTimestamp).start_timestamp(self.timestamp(t)?)
+            }
+            (None, StartSelector::ServerTimestamp(t)) => {
+                builder.start_selector_type(StartSelectorType::ServerTimestamp).start_timestamp(self.timestamp(t)?)
+            }
+        };
+        builder.build().map_err(|source| SourceError::StartSelector {
+            camera: self.camera.clone(),
+            value: format!("{:?}", self.start),
+            source: Box::new(source),
+        })
+    }
+
+    fn timestamp(&self, rfc3339: &str) -> Result<aws_smithy_types::DateTime, SourceError> {
+        humantime::parse_rfc3339_weak(rfc3339).map(aws_smithy_types::DateTime::from).map_err(|source| {
+            SourceError::StartSelector {
+                camera: self.camera.clone(),
+                value: rfc3339.to_owned(),
+                source: Box::new(source),
+            }
+        })
+    }
+
+    fn failed(&self, e: &SourceError, reason: &'static str) {
+        crate::metrics::count_kvs_reconnect(&self.camera, reason);
+        tracing::warn!(camera = self.camera, error = %crate::error_chain(e), "KVS call failed; retrying");
+    }
+
+    /// Sleeps for `d`; `false` when shutdown came first.
+    async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(d) => true,
+            () = self.shutdown.cancelled() => false,
+        }
+    }
+}
+
+fn is_limit(e: &SourceError) -> bool {
+    matches!(e, SourceError::Kvs { reason: "throttled" | "connection_limit", .. })
+}
+
+/// Writes the newest fully analysed fragment to the checkpoint table: at most once per
+/// `interval`, and once more when the camera stops.
+pub async fn write_checkpoints(
+    camera: String,
+    checkpoints: Arc<Checkpoints>,
+    mut processed: tokio::sync::watch::Receiver<Option<Arc<crate::media::FragmentMeta>>>,
+    interval: Duration,
+) {
+    let mut written: Option<FragmentNumber> = None;
+    loop {
+        let open = processed.changed().await.is_ok();
+        let latest = processed.borrow_and_update().clone();
+        if let Some(meta) = latest
+            && meta.fragment_number.is_some()
+            && meta.fragment_number != written
+        {
+            match checkpoints.write(&meta).await {
+                Ok(w) => {
+                    crate::metrics::count_kvs_checkpoint(
+                        &camera,
+                        if w == super::checkpoint::Written::Advanced { "ok" } else { "stale" },
+                    );
+                    written = meta.fragment_number.clone();
+                }
+                Err(e) => {
+                    crate::metrics::count_kvs_checkpoint(&camera, "error");
+                    tracing::warn!(camera, error = %crate::error_chain(&e), "checkpoint not written; the next one will be");
+                }
+            }
+        }
+        if !open {
+            return;
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
