@@ -16,10 +16,12 @@ fn write_config(dir: &std::path::Path, provider: &str) -> std::path::PathBuf {
          runtime: {{ execution_provider: {provider}, intra_op_threads: 1, warmup_runs: 2 }}\n\
          models:\n  faces: {{ kind: yolo, path: {model} }}\n\
          cameras:\n  - {{ id: cam, source: {{ kind: file, path: {video} }}, detect: [faces] }}\n\
-         sinks: {{ local: {{ dir: {out} }} }}\n",
+         sinks: {{ local: {{ dir: {out} }} }}\n\
+         outbox: {{ dir: {outbox} }}\n",
         model = cwd.join("models/320n.onnx").display(),
         video = cwd.join("tests/fixtures/kvs/vogels_480.mkv").display(),
         out = dir.join("out").display(),
+        outbox = dir.join("outbox").display(),
     );
     let path = dir.join("serve.yaml");
     std::fs::write(&path, yaml).expect("config");

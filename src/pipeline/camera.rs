@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::events::Event;
+use super::events::{Event, EventOrigin};
 use super::roi::Roi;
 use super::sampler::{DropOldest, RateGate};
 use super::tracker::{EventKind, Observation, Tracker};
@@ -29,7 +29,7 @@ use crate::infer::engine::{Analysis, Engine};
 use crate::infer::image::RgbImage;
 use crate::media::decode::{OpenH264Decoder, VideoDecoder};
 use crate::media::demux::Demuxer;
-use crate::media::{Event as MediaEvent, FragmentMeta, MediaError};
+use crate::media::{Event as MediaEvent, FragmentMeta, FragmentNumber, MediaError};
 use crate::metrics::{self, FrameStage};
 use crate::source::file::FileSource;
 use crate::source::{Chunk, FragmentProgress, MediaSource, SourceError};
@@ -142,6 +142,7 @@ pub async fn run(
     let mut tracker = Tracker::new(ctx.camera.tracking.clone());
     let models: Vec<String> =
         ctx.camera.detect.iter().map(|m| m.0.clone()).chain(ctx.camera.ocr.iter().map(|o| o.model.clone())).collect();
+    let origin = EventOrigin::new(&camera, models);
     let mut stats = RunStats::default();
     let mut last_frame: Option<SampledFrame> = None;
     // Frames kept for `end` snapshots: a track ends at most `max_age` frames after it was seen.
@@ -192,7 +193,7 @@ pub async fn run(
                     .or_else(|| Some(frame.image.clone())),
                 EventKind::Update => None,
             };
-            let event = Event::new(&camera, kind, state, frame.fragment.as_deref(), &models);
+            let event = Event::new(&origin, kind, state, frame.fragment.as_deref());
             stats.events += 1;
             ctx.events
                 .send(EventWithFrame { event, frame: shown })
@@ -210,7 +211,7 @@ pub async fn run(
             .find(|f| f.timestamp_ns == state.last_seen_ns)
             .or(last_frame.as_ref())
             .map(|f| f.image.clone());
-        let event = Event::new(&camera, kind, state, fragment.as_deref(), &models);
+        let event = Event::new(&origin, kind, state, fragment.as_deref());
         stats.events += 1;
         ctx.events
             .send(EventWithFrame { event, frame })
@@ -294,36 +295,23 @@ fn decode_loop(mut source: Box<dyn MediaSource>, mut ctx: DecodeContext) -> RunS
     let mut fragment: Option<Arc<FragmentMeta>> = None;
     let started = Instant::now();
     let mut first_ts: Option<i64> = None;
-    // Newest timestamp handed on; after a new session, frames up to it are not handed on again.
-    let mut handed_upto: Option<i64> = None;
-    let mut repeat_floor: Option<i64> = None;
-    let mut session_has_data = false;
+    // The newest frame handed on (its fragment and timestamp); after a new session, frames up to
+    // it are not handed on again. Fragments are compared by number: timecodes may restart per
+    // fragment.
+    let mut handed_upto: Option<(Option<FragmentNumber>, i64)> = None;
+    let mut repeat_floor: Option<(Option<FragmentNumber>, i64)> = None;
     let mut eof = false;
     while !eof && !ctx.shutdown.is_cancelled() {
+        let mut session_over = None;
         match source.next_chunk() {
             None => {
                 eof = true;
                 demuxer.finish();
             }
-            Some(Ok(Chunk::Data(data))) => {
-                session_has_data = true;
-                demuxer.push(&data);
-            }
-            Some(Ok(Chunk::Session)) => {
-                if session_has_data {
-                    // Close what the old session left open (reported as cut short), start over.
-                    demuxer.finish();
-                    while let Some(event) = demuxer.next_event() {
-                        if let MediaEvent::Error(e) = event {
-                            report(camera, &e);
-                        }
-                    }
-                    demuxer = Demuxer::default();
-                    decoder.gap();
-                    repeat_floor = handed_upto;
-                    session_has_data = false;
-                }
-                continue;
+            Some(Ok(Chunk::Data(data))) => demuxer.push(&data),
+            Some(Ok(Chunk::SessionEnd(done))) => {
+                demuxer.finish();
+                session_over = Some(done);
             }
             Some(Err(e)) => {
                 tracing::error!(camera, error = %crate::error_chain(&e), "read failed");
@@ -367,8 +355,13 @@ fn decode_loop(mut source: Box<dyn MediaSource>, mut ctx: DecodeContext) -> RunS
                 report(camera, &e);
             }
             while let Some(frame) = decoder.next_frame() {
-                if let Some(floor) = repeat_floor {
-                    if frame.timestamp_ns <= floor {
+                let number = fragment.as_ref().and_then(|m| m.fragment_number.clone());
+                if let Some((floor_fragment, floor_ts)) = &repeat_floor {
+                    let repeated = match (&number, floor_fragment) {
+                        (Some(n), Some(f)) => n < f || (n == f && frame.timestamp_ns <= *floor_ts),
+                        _ => frame.timestamp_ns <= *floor_ts,
+                    };
+                    if repeated {
                         stats.frames_repeated += 1;
                         continue;
                     }
@@ -377,7 +370,7 @@ fn decode_loop(mut source: Box<dyn MediaSource>, mut ctx: DecodeContext) -> RunS
                 stats.frames_decoded += 1;
                 metrics::count_frame(camera, FrameStage::Decoded);
                 ctx.newest.store(frame.timestamp_ns, Ordering::Relaxed);
-                handed_upto = Some(frame.timestamp_ns);
+                handed_upto = Some((number, frame.timestamp_ns));
                 if !ctx.gate.admit(frame.timestamp_ns, frame.keyframe) {
                     continue;
                 }
@@ -408,6 +401,14 @@ fn decode_loop(mut source: Box<dyn MediaSource>, mut ctx: DecodeContext) -> RunS
                     }
                 }
             }
+        }
+        if let Some(done) = session_over {
+            // The next session starts with a new document; frames up to the newest one handed
+            // on are not handed on again.
+            demuxer = Demuxer::default();
+            decoder.gap();
+            repeat_floor = handed_upto.clone();
+            let _ = done.send(());
         }
     }
     stats

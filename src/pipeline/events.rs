@@ -12,7 +12,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub schema: u32,
-    /// `{camera}:{track_id}:{type}:{last_seen_ns}`: the same event redelivered has the same id.
+    /// `{camera}:{run}:{track_id}:{type}:{last_seen_ns}`, `run` naming the camera run (track ids
+    /// and file timestamps start over in each): the same event redelivered has the same id.
     pub event_id: String,
     #[serde(rename = "type")]
     pub kind: EventKind,
@@ -45,20 +46,58 @@ pub struct Event {
     pub emitted_at: Option<f64>,
 }
 
+/// Where events come from: one run of one camera's pipeline.
+#[derive(Debug, Clone)]
+pub struct EventOrigin {
+    pub camera: String,
+    /// Unique per camera run: base-36 Unix milliseconds of its start.
+    pub run: String,
+    /// Ids of the models the camera runs.
+    pub models: Vec<String>,
+}
+
+impl EventOrigin {
+    pub fn new(camera: &str, models: Vec<String>) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static LAST: AtomicU64 = AtomicU64::new(0);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        // Strictly increasing within the process, even for runs started in the same millisecond.
+        let mut prev = LAST.load(Ordering::Relaxed);
+        let run = loop {
+            let next = now.max(prev + 1);
+            match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => break next,
+                Err(p) => prev = p,
+            }
+        };
+        Self { camera: camera.to_owned(), run: base36(run), models }
+    }
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
 impl Event {
-    pub fn new(
-        camera: &str,
-        kind: EventKind,
-        state: TrackState,
-        fragment: Option<&FragmentMeta>,
-        models: &[String],
-    ) -> Self {
+    pub fn new(origin: &EventOrigin, kind: EventKind, state: TrackState, fragment: Option<&FragmentMeta>) -> Self {
+        let (camera, models) = (&origin.camera, &origin.models);
         let kind_name = kind.as_str();
         Self {
             schema: SCHEMA_VERSION,
-            event_id: format!("{camera}:{}:{kind_name}:{}", state.track_id, state.last_seen_ns),
+            event_id: format!("{camera}:{}:{}:{kind_name}:{}", origin.run, state.track_id, state.last_seen_ns),
             kind,
-            camera: camera.to_owned(),
+            camera: camera.clone(),
             track_id: state.track_id,
             label: state.label,
             text: state.text,

@@ -34,8 +34,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MIN_CALL_INTERVAL: Duration = Duration::from_millis(250);
 /// Backoff after ordinary failures.
 pub const RECONNECT_BACKOFF: Backoff = Backoff { min: Duration::from_millis(250), max: Duration::from_secs(30) };
-/// Backoff after ClientLimitExceeded / ConnectionLimitExceeded.
-pub const LIMIT_BACKOFF: Backoff = Backoff { min: Duration::from_secs(1), max: Duration::from_secs(30) };
+/// Backoff after ClientLimitExceeded / ConnectionLimitExceeded: the first retry waits 1-2 s.
+pub const LIMIT_BACKOFF: Backoff = Backoff { min: Duration::from_secs(2), max: Duration::from_secs(30) };
 
 /// What a KVS camera needs.
 pub struct KvsSource {
@@ -180,12 +180,21 @@ impl KvsSource {
                 }
             };
             tracing::info!(camera, after = after.as_ref().map(ToString::to_string), "GetMedia connected");
-            if tx.send(Chunk::Session).await.is_err() {
-                break;
-            }
             crate::metrics::set_kvs_connected(&camera, true);
             let (ended, bytes) = self.stream_body(output.payload, &tx).await;
             crate::metrics::set_kvs_connected(&camera, false);
+            if matches!(ended, SessionEnd::Shutdown | SessionEnd::ReceiverGone) {
+                break;
+            }
+            // Let the decode thread close this session before choosing where the next one starts.
+            let (done, closed) = tokio::sync::oneshot::channel();
+            if tx.send(Chunk::SessionEnd(done)).await.is_err() {
+                break;
+            }
+            tokio::select! {
+                r = closed => if r.is_err() { break },
+                () = self.shutdown.cancelled() => break,
+            }
             if bytes > 0 {
                 attempt = 0;
                 // Once this session read a fragment, that (not the checkpoint) is where to resume.

@@ -60,11 +60,13 @@ pub enum SourceError {
 }
 
 /// One piece of a source's byte stream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Chunk {
-    /// A new session starts (a new GetMedia body): whatever the previous one left open is over.
-    Session,
     Data(Bytes),
+    /// The current session (one GetMedia body) is over: the decode thread closes what it left
+    /// open (a complete last fragment counts, a cut one is reported), starts over for the next
+    /// one, and answers on the channel once it has, so the source resumes after the right fragment.
+    SessionEnd(tokio::sync::oneshot::Sender<()>),
 }
 
 /// A blocking byte source, read on the camera's decode thread.

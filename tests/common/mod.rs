@@ -1,1 +1,6 @@
+#![allow(dead_code)]
+//! Helpers shared by the integration tests (each test crate uses some of them).
+
+pub mod kvs_server;
 pub mod mkv;
+pub mod moto;

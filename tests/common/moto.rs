@@ -1,0 +1,168 @@
+//! `moto_server` (the AWS emulator, installed by `make emulator`) on a free port, for one test.
+//! Every service answers on the one port; the process is killed when the handle drops.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "us-east-1";
+
+pub struct Moto {
+    pub port: u16,
+    child: Child,
+}
+
+fn binary() -> String {
+    std::env::var("MOTO_SERVER").unwrap_or_else(|_| ".cache/moto/bin/moto_server".to_owned())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let bin = binary();
+        assert!(std::path::Path::new(&bin).exists(), "{bin} not found: run `make emulator` (or set MOTO_SERVER)");
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto_server");
+            let mut moto = Self { port, child };
+            if moto.wait_ready(Duration::from_secs(30)) {
+                return moto;
+            }
+            let _ = moto.child.kill();
+        }
+        panic!("moto_server did not start");
+    }
+
+    fn wait_ready(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Freezes the emulator (SIGSTOP): connections are accepted by the kernel and never answered.
+    pub fn pause(&self) {
+        signal(self.child.id(), "-STOP");
+    }
+
+    pub fn resume(&self) {
+        signal(self.child.id(), "-CONT");
+    }
+
+    /// The SDK configuration the tests' own clients use (static test credentials).
+    pub async fn sdk(&self) -> aws_config::SdkConfig {
+        sdk_for(&self.url()).await
+    }
+}
+
+pub async fn sdk_for(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(url)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await
+}
+
+/// Environment for a `kvs-infer` child process pointed at `url`.
+pub fn env_for(url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", url.to_owned()),
+        ("AWS_REGION", REGION.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ]
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.resume();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resources the end-to-end tests use.
+pub async fn create_resources(sdk: &aws_config::SdkConfig, stream: &str, bucket: &str, state: &str, events: &str) {
+    let kinesis = aws_sdk_kinesis::Client::new(sdk);
+    kinesis.create_stream().stream_name(stream).shard_count(1).send().await.expect("create stream");
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build());
+    s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    for (table, key) in [(state, "camera"), (events, "event_id")] {
+        create_table(&ddb, table, key).await;
+    }
+}
+
+pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, table: &str, key: &str) {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    ddb.create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attr"),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name(key).key_type(KeyType::Hash).build().expect("key"))
+        .send()
+        .await
+        .expect("create table");
+}
+
+/// Every record in a one-shard stream, data parsed as JSON.
+pub async fn read_stream(sdk: &aws_config::SdkConfig, stream: &str) -> Vec<serde_json::Value> {
+    let kinesis = aws_sdk_kinesis::Client::new(sdk);
+    let shards = kinesis.list_shards().stream_name(stream).send().await.expect("list shards");
+    let mut out = Vec::new();
+    for shard in shards.shards() {
+        let mut iterator = kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("iterator")
+            .shard_iterator
+            .expect("iterator value");
+        loop {
+            let page = kinesis.get_records().shard_iterator(&iterator).limit(1000).send().await.expect("get records");
+            let n = page.records().len();
+            for r in page.records() {
+                out.push(serde_json::from_slice(r.data().as_ref()).expect("record is JSON"));
+            }
+            match page.next_shard_iterator {
+                Some(next) if n > 0 => iterator = next,
+                _ => break,
+            }
+        }
+    }
+    out
+}
