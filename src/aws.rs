@@ -18,9 +18,9 @@ use crate::config::AwsConfig;
 /// Time to open a connection to an AWS endpoint.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// One attempt of a request/response call (not GetMedia, whose body streams for ~45 minutes).
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The SDK's own retries per call; the sinks and the KVS source retry on top, forever, with backoff.
-pub const SDK_ATTEMPTS: u32 = 3;
+pub const SDK_ATTEMPTS: u32 = 2;
 
 /// The shared SDK configuration (region, endpoint, timeouts, retries, credentials chain).
 pub async fn sdk_config(cfg: &AwsConfig) -> SdkConfig {

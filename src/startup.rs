@@ -140,6 +140,7 @@ async fn start_pipelines(
         outbox,
         health: health.clone(),
         queue: EVENT_QUEUE,
+        shutdown: shutdown.clone(),
     })
     .context("cannot start the sinks")?;
     let supervisor = Supervisor { engine, events: sinks.events, shutdown, sdk };

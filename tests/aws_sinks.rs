@@ -85,11 +85,8 @@ async fn events_land_in_kinesis_s3_and_dynamodb() {
         outbox.append(&OutboxRecord { event: e.clone(), snapshot: jpeg }).expect("append");
         events.push(e);
     }
-    let ddb_cfg = DynamoDbSinkConfig {
-        state_table: "camera-state".into(),
-        events_table: "camera-events".into(),
-        ttl_days: 7,
-    };
+    let ddb_cfg =
+        DynamoDbSinkConfig { state_table: "camera-state".into(), events_table: "camera-events".into(), ttl_days: 7 };
     let sinks: Vec<Arc<dyn Sink>> = vec![
         Arc::new(KinesisSink::new(kvs_infer::aws::kinesis_client(&sdk), STREAM.into())),
         Arc::new(S3Sink::new(kvs_infer::aws::s3_client(&sdk, &aws), BUCKET.into())),
@@ -116,7 +113,8 @@ async fn events_land_in_kinesis_s3_and_dynamodb() {
         let meta = head.metadata().expect("metadata");
         assert_eq!(meta.get("event-id").map(String::as_str), Some(e.event_id.as_str()));
         assert_eq!(meta.get("text").map(String::as_str), Some(format!("%E4%BA%ACA {}", i + 1).as_str()));
-        let body = s3.get_object().bucket(BUCKET).key(key).send().await.expect("get").body.collect().await.expect("body");
+        let body =
+            s3.get_object().bucket(BUCKET).key(key).send().await.expect("get").body.collect().await.expect("body");
         assert_eq!(body.into_bytes().as_ref(), [0xFF, 0xD8, 0xFF, i as u8, 0xFF, 0xD9]);
     }
     let listed = s3.list_objects_v2().bucket(BUCKET).send().await.expect("list");
@@ -156,7 +154,8 @@ async fn events_land_in_kinesis_s3_and_dynamodb() {
 
     // An older event delivered late (a redelivery after a restart) does not overwrite the state.
     let sink = DynamoDbSink::new(kvs_infer::aws::dynamodb_client(&sdk), ddb_cfg);
-    let mut late = vec![Pending { seq: 1, record: OutboxRecord { event: events[0].clone(), snapshot: None }, done: false }];
+    let mut late =
+        vec![Pending { seq: 1, record: OutboxRecord { event: events[0].clone(), snapshot: None }, done: false }];
     sink.deliver(&mut late).await.expect("a stale state write is not an error");
     assert!(late[0].done);
     assert_eq!(state("gate-1").await["event_id"].as_s().expect("id"), &events[3].event_id);

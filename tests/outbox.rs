@@ -102,8 +102,12 @@ fn the_bound_refuses_new_records_until_space_is_freed() {
     outbox.ack("kinesis", batch[0].0).expect("ack");
     outbox.append(&record("a", 99, 30_000)).expect("space was freed");
     // Nothing was lost: the three that fit plus the one after the ack.
-    let all: Vec<u64> =
-        outbox.pending("kinesis", 100, usize::MAX).expect("pending").into_iter().map(|(_, r)| r.event.track_id).collect();
+    let all: Vec<u64> = outbox
+        .pending("kinesis", 100, usize::MAX)
+        .expect("pending")
+        .into_iter()
+        .map(|(_, r)| r.event.track_id)
+        .collect();
     assert_eq!(all, [1, 2, 99]);
 }
 
@@ -117,8 +121,12 @@ fn a_damaged_record_is_quarantined_and_delivery_goes_on() {
     let mut torn = record("a", 2, 10).encode().expect("encode");
     torn.truncate(torn.len() - 5);
     outbox.damage_for_tests(3, &torn).expect("damage");
-    let ids: Vec<u64> =
-        outbox.pending("kinesis", 100, usize::MAX).expect("pending").into_iter().map(|(_, r)| r.event.track_id).collect();
+    let ids: Vec<u64> = outbox
+        .pending("kinesis", 100, usize::MAX)
+        .expect("pending")
+        .into_iter()
+        .map(|(_, r)| r.event.track_id)
+        .collect();
     assert_eq!(ids, [0, 1, 3, 4], "the torn record (seq 3, track 2) is skipped");
     assert_eq!(outbox.quarantined().expect("quarantined"), 1, "and kept aside, not silently dropped");
     assert_eq!(outbox.stats().records, 4);

@@ -143,8 +143,8 @@ pub fn configured(config: &crate::config::SinksConfig) -> Vec<&'static str> {
 
 /// The running sink side of `serve`.
 pub struct SinkSet {
-    /// Where cameras send events. When every sender is dropped the dispatcher finishes, then the
-    /// delivery loops flush what their sinks will take and stop.
+    /// Where cameras send events. Once every sender is dropped and the service is shutting down,
+    /// the delivery loops flush what their sinks will take and stop.
     pub events: tokio::sync::mpsc::Sender<crate::pipeline::camera::EventWithFrame>,
     pub done: tokio::task::JoinHandle<()>,
 }
@@ -157,12 +157,14 @@ pub struct SinkContext<'a> {
     pub health: crate::health::Health,
     /// Events waiting for the dispatcher; cameras wait (never drop) when it is full.
     pub queue: usize,
+    /// The service's shutdown: delivery loops keep retrying until it, then flush what they can.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Opens every configured sink and starts the dispatcher and one delivery loop per sink.
 pub fn start(ctx: SinkContext<'_>) -> Result<SinkSet, SinkError> {
     use std::sync::Arc;
-    let SinkContext { config, sdk, outbox, health, queue } = ctx;
+    let SinkContext { config, sdk, outbox, health, queue, shutdown } = ctx;
     let sinks_cfg = &config.sinks;
     let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
     if let Some(local) = &sinks_cfg.local {
@@ -200,7 +202,10 @@ pub fn start(ctx: SinkContext<'_>) -> Result<SinkSet, SinkError> {
     let loops: Vec<_> = sinks.into_iter().map(|sink| tokio::spawn(delivery::run(sink, dctx.clone()))).collect();
     let dispatcher = tokio::spawn(dispatch::run(rx, outbox, plan, health));
     let done = tokio::spawn(async move {
+        // Cameras may end early (a file that does not loop): sinks still deliver until shutdown,
+        // and then until the dispatcher has queued the last event.
         let _ = dispatcher.await;
+        shutdown.cancelled().await;
         flush.cancel();
         for l in loops {
             let _ = l.await;

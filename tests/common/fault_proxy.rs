@@ -108,7 +108,8 @@ async fn forward(State(s): State<Shared>, req: Request) -> Response {
         }
         fail
     };
-    let kept: Vec<serde_json::Value> = records.iter().zip(&fail).filter(|(_, f)| !**f).map(|(r, _)| r.clone()).collect();
+    let kept: Vec<serde_json::Value> =
+        records.iter().zip(&fail).filter(|(_, f)| !**f).map(|(r, _)| r.clone()).collect();
     let mut answers = Vec::new();
     if !kept.is_empty() {
         request["Records"] = serde_json::Value::Array(kept);

@@ -5,3 +5,4 @@ pub mod fault_proxy;
 pub mod kvs_server;
 pub mod mkv;
 pub mod moto;
+pub mod service;

@@ -1,0 +1,186 @@
+//! `kvs-infer serve` end to end against moto: the sample camera's events land in Kinesis (read
+//! back with GetRecords), their snapshots in S3 (with the SSE header) and state and events in
+//! DynamoDB, through a 20-second emulator outage (SIGSTOP) during which the service stays healthy
+//! and says `degraded`; and after a SIGKILL the restarted service delivers the outbox backlog.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::moto::{self, Moto};
+use common::service::{self, Service};
+
+const STREAM: &str = "kvs-infer-events";
+const BUCKET: &str = "kvs-infer-snapshots";
+
+fn write_config(dir: &Path, realtime: bool) -> std::path::PathBuf {
+    let yaml = std::fs::read_to_string("config/local.yaml")
+        .expect("config")
+        .replace("port: 8080", "port: 0")
+        .replace("realtime: true ", &format!("realtime: {realtime} "))
+        .replace(
+            "sinks:\n  local:\n    dir: out",
+            &format!(
+                "health:\n  drain_timeout: 20s\n\
+                 sinks:\n  local:\n    dir: {out}\n  kinesis:\n    stream_name: {STREAM}\n  \
+                 s3:\n    bucket: {BUCKET}\n    prefix: snaps\n  \
+                 dynamodb:\n    state_table: camera-state\n    events_table: camera-events\n\
+                 outbox:\n  dir: {outbox}\n",
+                out = dir.join("out").display(),
+                outbox = dir.join("outbox").display(),
+            ),
+        );
+    assert!(yaml.contains(STREAM) && yaml.contains(&format!("realtime: {realtime}")), "{yaml}");
+    let path = dir.join("aws.yaml");
+    std::fs::write(&path, yaml).expect("config");
+    path
+}
+
+fn local_events(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("out/events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+fn ids(events: &[serde_json::Value]) -> BTreeSet<String> {
+    events.iter().map(|e| e["event_id"].as_str().expect("event_id").to_owned()).collect()
+}
+
+/// Waits until every sink has acknowledged everything (`outbox_records 0`) after `min_events`.
+async fn wait_delivered(url: &str, dir: &Path, min_events: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, metrics) = service::get(&format!("{url}/metrics")).await;
+        let outbox = service::metric(&metrics, "outbox_records");
+        if local_events(dir).len() >= min_events && outbox == Some(0.0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not delivered in {within:?}: outbox_records {outbox:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Everything the local sink wrote is in Kinesis, S3 (when it has a snapshot) and DynamoDB.
+async fn assert_everywhere(moto: &Moto, events: &[serde_json::Value], latest_state: bool) {
+    let sdk = moto.sdk().await;
+    let in_stream = ids(&moto::read_stream(&sdk, STREAM).await);
+    let missing: Vec<_> = ids(events).difference(&in_stream).cloned().collect();
+    assert!(missing.is_empty(), "not in Kinesis: {missing:?}");
+
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    for e in events {
+        let id = e["event_id"].as_str().expect("id");
+        let uri = e["snapshot"].as_str().expect("new and end events have snapshots");
+        let key = uri.strip_prefix(&format!("s3://{BUCKET}/")).unwrap_or_else(|| panic!("{uri} is not in the bucket"));
+        assert!(key.starts_with("snaps/local-0/"), "{key}");
+        let head = s3.head_object().bucket(BUCKET).key(key).send().await.unwrap_or_else(|e| panic!("{key}: {e:?}"));
+        assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("AES256"));
+        assert_eq!(head.content_type(), Some("image/jpeg"));
+        let item = ddb
+            .get_item()
+            .table_name("camera-events")
+            .key("event_id", AttributeValue::S(id.to_owned()))
+            .send()
+            .await
+            .expect("get")
+            .item;
+        assert!(item.is_some_and(|i| i.contains_key("expires_at")), "{id} not in DynamoDB");
+    }
+    if !latest_state {
+        return;
+    }
+    let state = ddb
+        .get_item()
+        .table_name("camera-state")
+        .key("camera", AttributeValue::S("local-0".into()))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("camera state");
+    assert!(ids(events).contains(state["event_id"].as_s().expect("id")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_is_delivered_through_a_20s_emulator_outage() {
+    let moto = Moto::start();
+    moto::create_resources(&moto.sdk().await, STREAM, BUCKET, "camera-state", "camera-events").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), true);
+    let mut svc = Service::start(&config, &moto::env_for(&moto.url()));
+    let url = svc.base_url();
+    svc.wait_for_log("ready");
+
+    // The first event is out: freeze the emulator for 20 s while the camera keeps producing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while local_events(dir.path()).is_empty() {
+        assert!(Instant::now() < deadline, "no event within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    moto.pause();
+    let paused = Instant::now();
+    let mut degraded_seen = false;
+    while paused.elapsed() < Duration::from_secs(20) {
+        let (status, body) = service::get(&format!("{url}/healthz")).await;
+        assert_eq!(status, 200, "a sink outage is not a health failure: {body}");
+        degraded_seen |= body.contains("\"sink.");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    moto.resume();
+    assert!(degraded_seen, "the outage showed as degraded in /healthz");
+
+    // Recovery: the camera finishes its 12 s of video; every event reaches every sink.
+    svc.wait_for_log_within("camera stopped", Duration::from_secs(120));
+    let events = local_events(dir.path());
+    wait_delivered(&url, dir.path(), events.len(), Duration::from_secs(120)).await;
+    assert!(events.len() >= 4, "{events:#?}");
+    assert_everywhere(&moto, &events, true).await;
+    let (status, body) = service::get(&format!("{url}/healthz")).await;
+    assert_eq!(status, 200);
+    assert!(!body.contains("\"sink."), "degraded clears after recovery: {body}");
+
+    svc.signal("-TERM");
+    assert_eq!(svc.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkill_the_restarted_service_delivers_the_backlog() {
+    let moto = Moto::start();
+    moto::create_resources(&moto.sdk().await, STREAM, BUCKET, "camera-state", "camera-events").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), false);
+
+    // Run 1: AWS unreachable (nothing listens there); the local sink gets every event at once,
+    // the outbox holds them for the others. Then SIGKILL: no drain, no goodbye.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
+    let first = {
+        let svc = Service::start(&config, &moto::env_for(&format!("http://{dead}")));
+        let url = svc.base_url();
+        svc.wait_for_log_within("camera stopped", Duration::from_secs(120));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while local_events(dir.path()).len() < 4 {
+            assert!(Instant::now() < deadline, "local sink did not get the 4 events");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_, metrics) = service::get(&format!("{url}/metrics")).await;
+        assert_eq!(service::metric(&metrics, "outbox_records"), Some(4.0), "the backlog is in the outbox");
+        svc.signal("-KILL");
+        local_events(dir.path())
+    };
+
+    // Run 2: AWS is back. The backlog from run 1 is delivered (besides run 2's own events).
+    let svc = Service::start(&config, &moto::env_for(&moto.url()));
+    let url = svc.base_url();
+    svc.wait_for_log("ready");
+    svc.wait_for_log_within("camera stopped", Duration::from_secs(120));
+    let all = local_events(dir.path());
+    wait_delivered(&url, dir.path(), all.len(), Duration::from_secs(120)).await;
+    assert_everywhere(&moto, &first, false).await;
+    assert_everywhere(&moto, &all, true).await;
+}
