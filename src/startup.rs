@@ -143,7 +143,7 @@ async fn start_pipelines(
         shutdown: shutdown.clone(),
     })
     .context("cannot start the sinks")?;
-    let supervisor = Supervisor { engine, events: sinks.events, shutdown, sdk };
+    let supervisor = Supervisor { engine, events: sinks.events, shutdown, sdk, health: health.clone() };
     let cameras = supervisor.start(config.cameras.clone());
     Ok(Pipelines { cameras, sinks: sinks.done })
 }

@@ -184,3 +184,60 @@ async fn after_sigkill_the_restarted_service_delivers_the_backlog() {
     assert_everywhere(&moto, &first, false).await;
     assert_everywhere(&moto, &all, true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kvs_camera_streams_through_serve_and_checkpoints_on_shutdown() {
+    use common::kvs_server::{KvsServer, fragments_of};
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    moto::create_table(&aws_sdk_dynamodb::Client::new(&sdk), "kvs-checkpoints", "stream").await;
+    let fragments = fragments_of(&std::fs::read("tests/fixtures/kvs/output_get_media.mkv").expect("capture"));
+    let server = KvsServer::start(fragments.clone(), vec![]).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = std::fs::read_to_string("config/local.yaml")
+        .expect("config")
+        .replace("port: 8080", "port: 0")
+        .replace("id: local-0", "id: gate")
+        .replace(
+            "kind: file\n      path: tests/fixtures/sample/plates.mkv\n      realtime: true          # paced like a live camera",
+            "kind: kvs\n      stream_name: gate-stream\n      start: earliest\n      checkpoint_table: kvs-checkpoints",
+        )
+        .replace("dir: out", &format!("dir: {}\noutbox:\n  dir: {}", dir.path().join("out").display(), dir.path().join("outbox").display()));
+    assert!(yaml.contains("kind: kvs"), "{yaml}");
+    let config = dir.path().join("kvs.yaml");
+    std::fs::write(&config, yaml).expect("config");
+    // Everything goes to moto except Kinesis Video, which one SDK variable sends to the test server.
+    let mut env = moto::env_for(&moto.url());
+    env.push(("AWS_ENDPOINT_URL_KINESIS_VIDEO", server.url.clone()));
+    let mut svc = Service::start(&config, &env);
+    let url = svc.base_url();
+    svc.wait_for_log("ready");
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, metrics) = service::get(&format!("{url}/metrics")).await;
+        if service::metric(&metrics, "kvs_fragments_total{camera=\"gate\"}") == Some(5.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "5 fragments not read: {:?}", server.calls());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(server.calls()[0].selector["StartSelectorType"], "EARLIEST");
+    assert_eq!(server.calls()[0].stream.as_deref(), Some("gate-stream"));
+    svc.signal("-TERM");
+    assert_eq!(svc.wait_exit(Duration::from_secs(30)), Some(0));
+
+    let item = aws_sdk_dynamodb::Client::new(&sdk)
+        .get_item()
+        .table_name("kvs-checkpoints")
+        .key("stream", AttributeValue::S("gate-stream".into()))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("a checkpoint was written");
+    let stored = item["fragment_number"].as_s().expect("number");
+    let pos = fragments.iter().position(|f| &f.number == stored).expect("a fragment of the stream");
+    assert!(pos >= 3, "checkpoint at fragment {} of 5", pos + 1);
+}

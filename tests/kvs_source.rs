@@ -70,6 +70,7 @@ async fn run_until_last(
         checkpoints,
         progress: progress.clone(),
         shutdown: shutdown.clone(),
+        health: kvs_infer::health::Health::new(),
     };
     let reader = tokio::spawn(source.run(tx));
     let (events, mut drain) = mpsc::channel(64);

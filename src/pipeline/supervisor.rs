@@ -34,6 +34,7 @@ pub struct Supervisor {
     pub shutdown: CancellationToken,
     /// The AWS configuration, when any camera reads from KVS.
     pub sdk: Option<aws_config::SdkConfig>,
+    pub health: crate::health::Health,
 }
 
 impl Supervisor {
@@ -113,6 +114,7 @@ impl Supervisor {
             checkpoints,
             progress: progress.clone(),
             shutdown: ctx.shutdown.clone(),
+            health: self.health.clone(),
         };
         let reader = tokio::spawn(source.run(tx));
         let opts = RunOptions { live: true, pace: false, progress: Some(progress) };

@@ -46,6 +46,9 @@ pub struct KvsSource {
     pub checkpoints: Option<Arc<Checkpoints>>,
     pub progress: Arc<FragmentProgress>,
     pub shutdown: CancellationToken,
+    /// A camera that cannot connect shows as `degraded: camera.{id}` (not a liveness failure:
+    /// a new task would meet the same stream).
+    pub health: crate::health::Health,
 }
 
 /// Why a session ended, for `kvs_reconnects_total{reason}`.
@@ -181,6 +184,7 @@ impl KvsSource {
             };
             tracing::info!(camera, after = after.as_ref().map(ToString::to_string), "GetMedia connected");
             crate::metrics::set_kvs_connected(&camera, true);
+            self.health.clear_degraded(&self.health_key());
             let (ended, bytes) = self.stream_body(output.payload, &tx).await;
             crate::metrics::set_kvs_connected(&camera, false);
             if matches!(ended, SessionEnd::Shutdown | SessionEnd::ReceiverGone) {
@@ -342,8 +346,13 @@ impl KvsSource {
         })
     }
 
+    fn health_key(&self) -> String {
+        format!("camera.{}", self.camera)
+    }
+
     fn failed(&self, e: &SourceError, reason: &'static str) {
         crate::metrics::count_kvs_reconnect(&self.camera, reason);
+        self.health.set_degraded(&self.health_key(), e.to_string());
         tracing::warn!(camera = self.camera, error = %crate::error_chain(e), "KVS call failed; retrying");
     }
 
