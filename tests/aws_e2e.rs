@@ -133,12 +133,14 @@ async fn every_event_is_delivered_through_a_20s_emulator_outage() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     moto.resume();
+    let resumed = Instant::now();
     assert!(degraded_seen, "the outage showed as degraded in /healthz");
 
     // Recovery: the camera finishes its 12 s of video; every event reaches every sink.
     svc.wait_for_log_within("camera stopped", Duration::from_secs(120));
     let events = local_events(dir.path());
     wait_delivered(&url, dir.path(), events.len(), Duration::from_secs(120)).await;
+    eprintln!("backlog delivered {:.1} s after the emulator came back", resumed.elapsed().as_secs_f64());
     assert!(events.len() >= 4, "{events:#?}");
     assert_everywhere(&moto, &events, true).await;
     let (status, body) = service::get(&format!("{url}/healthz")).await;
