@@ -195,3 +195,53 @@ fn sigkill_mid_commit_loses_nothing_acknowledged() {
         assert_eq!(outbox.stats().records, stored.len() as u64);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_outbox_holds_events_back_says_degraded_and_loses_nothing() {
+    use kvs_infer::health::Health;
+    use kvs_infer::pipeline::camera::EventWithFrame;
+    use kvs_infer::sink::dispatch::{self, SnapshotPlan};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one = record("a", 0, 0).encode().expect("encode").len() as u64;
+    let outbox = Arc::new(Outbox::open(dir.path(), one * 3 + one / 2, &["kinesis"]).expect("open"));
+    let health = Health::new();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let plan = SnapshotPlan { enabled: false, quality: 85, s3: None };
+    let dispatcher = tokio::spawn(dispatch::run(rx, outbox.clone(), plan, health.clone()));
+    let producer = tokio::spawn(async move {
+        for n in 0..6 {
+            tx.send(EventWithFrame { event: event("a", n), frame: None }).await.expect("send");
+        }
+    });
+    // Three fit; the fourth waits in the dispatcher and the channel fills behind it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !health.snapshot().degraded.contains_key("outbox") {
+        assert!(std::time::Instant::now() < deadline, "a full outbox is reported as degraded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(outbox.stats().records, 3);
+    assert!(!producer.is_finished(), "back-pressure reaches the producer");
+    assert!(health.snapshot().liveness_failures.is_empty(), "a full outbox is not a liveness failure");
+
+    // A sink catches up: the waiting events go in, in order, and the degraded reason clears.
+    let mut delivered = Vec::new();
+    while delivered.len() < 6 {
+        let o = outbox.clone();
+        let batch = tokio::task::spawn_blocking(move || o.pending("kinesis", 2, usize::MAX).expect("pending"))
+            .await
+            .expect("join");
+        if let Some(&(last, _)) = batch.last() {
+            delivered.extend(batch.into_iter().map(|(_, r)| r.event.track_id));
+            let o = outbox.clone();
+            tokio::task::spawn_blocking(move || o.ack("kinesis", last).expect("ack")).await.expect("join");
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(delivered, [0, 1, 2, 3, 4, 5]);
+    producer.await.expect("producer");
+    dispatcher.await.expect("dispatcher");
+    assert!(!health.snapshot().degraded.contains_key("outbox"));
+}
