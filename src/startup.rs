@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, ExecutionProviderKind, SourceSpec};
 use crate::health::gpu::{self, GpuProbe};
+use crate::health::watchdog::Watchdog;
 use crate::health::{Health, Stage};
 use crate::infer::engine::{self, Engine};
 use crate::infer::runtime::{self, ActiveProvider};
@@ -63,13 +64,15 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
         }
     };
 
+    let mut steps = ServiceStartup::new(config.clone());
     let started = tokio::select! {
-        result = bring_up(&config, &health) => Some(result),
+        result = run_stages(&health, &mut steps) => Some(result),
         () = shutdown.cancelled() => None,
     };
     let mut pipelines = None;
     match started {
-        Some(Ok(engine)) => {
+        Some(Ok(Started { engine, worker, gpu })) => {
+            spawn_monitors(&config, &health, worker, gpu, shutdown.clone());
             if let Some(camera) = config.cameras.first() {
                 let _ = infer_target.set(crate::server::InferTarget { engine: engine.clone(), camera: camera.clone() });
             }
@@ -187,6 +190,25 @@ async fn watch_signals(shutdown: CancellationToken, health: Health) {
     }
 }
 
+/// Liveness sources that run for the life of the service: the stall/CUDA watchdog on the
+/// inference worker, and the GPU telemetry loop when there is a GPU.
+fn spawn_monitors(
+    config: &Config,
+    health: &Health,
+    worker: crate::infer::worker::InferHandle,
+    monitor: Option<Box<dyn gpu::GpuMonitor>>,
+    shutdown: CancellationToken,
+) {
+    let watchdog =
+        Watchdog { stats: worker.stats().clone(), stall_after: config.health.stall_after, health: health.clone() };
+    tokio::spawn(watchdog.run(crate::health::watchdog::TICK, shutdown.clone()));
+    if let Some(monitor) = monitor
+        && let Err(e) = gpu::spawn_telemetry(monitor, config.health.gpu_poll_interval, health.clone(), shutdown)
+    {
+        warn!(error = %e, "cannot start the GPU telemetry thread");
+    }
+}
+
 /// Opens (or creates) the durable outbox with a cursor for every configured sink.
 async fn open_outbox(config: &Config) -> anyhow::Result<Arc<Outbox>> {
     let (dir, max) = (config.outbox.dir.clone(), config.outbox.max_bytes);
@@ -197,75 +219,123 @@ async fn open_outbox(config: &Config) -> anyhow::Result<Arc<Outbox>> {
     Ok(Arc::new(outbox))
 }
 
-/// Stages `gpu` → `models_loaded` → `warmed_up` → `ready`. A failure marks its stage failed.
-async fn bring_up(config: &Config, health: &Health) -> anyhow::Result<Engine> {
+/// The work behind the startup stages. `serve` runs [`ServiceStartup`]; tests substitute steps
+/// that take as long as they like (under paused time) to check what `/healthz` says meanwhile.
+pub trait StartupSteps {
+    type Output;
+    /// Stage `gpu`: the detail shown for the stage when it passes.
+    fn gpu(&mut self, health: &Health) -> impl std::future::Future<Output = anyhow::Result<String>> + Send;
+    /// Stage `models_loaded`.
+    fn load_models(&mut self, health: &Health) -> impl std::future::Future<Output = anyhow::Result<String>> + Send;
+    /// Stage `warmed_up`: the running service's handle and the stage's detail.
+    fn warm_up(
+        &mut self,
+        health: &Health,
+    ) -> impl std::future::Future<Output = anyhow::Result<(Self::Output, String)>> + Send;
+}
+
+/// Runs the stages in order: `gpu` → `models_loaded` → `warmed_up` → `ready`. A failure marks its
+/// stage failed (with the error chain in the body) and ends startup.
+pub async fn run_stages<S: StartupSteps>(health: &Health, steps: &mut S) -> anyhow::Result<S::Output> {
     health.complete(Stage::Starting, None);
-
-    health.begin(Stage::Gpu);
-    let device = config.runtime.device_id;
-    let probe = tokio::task::spawn_blocking(move || gpu::probe(device)).await?;
-    match (&probe, config.runtime.execution_provider) {
-        (GpuProbe::Available(info), _) => {
-            health.set_info("gpu_name", info.name.clone());
-            health.set_info("gpu_uuid", info.uuid.clone());
-            health.set_info("nvidia_driver_version", info.driver_version.clone());
-            health.complete(Stage::Gpu, Some(format!("{} ({})", info.name, info.uuid)));
-        }
-        (GpuProbe::Unavailable { reason }, ExecutionProviderKind::Cuda) => {
-            let reason = format!("execution_provider is cuda but no GPU is usable: {reason}");
-            health.fail(Stage::Gpu, reason.clone());
-            bail!(reason);
-        }
-        (GpuProbe::Unavailable { reason }, kind) => {
-            let provider = if kind == ExecutionProviderKind::Auto { "auto" } else { "cpu" };
-            let note = format!("no GPU ({reason}); execution_provider {provider} allows that");
-            if kind == ExecutionProviderKind::Auto {
-                warn!("{note}");
-            }
-            health.complete(Stage::Gpu, Some(note));
-        }
-    }
-
-    health.begin(Stage::ModelsLoaded);
-    let cfg = config.clone();
-    let loaded = tokio::task::spawn_blocking(move || {
-        let rt = runtime::init(&cfg.runtime)?;
-        let models = session::load_models(rt, &cfg.runtime, &cfg.models)?;
-        Ok::<_, crate::infer::InferError>((rt.library.display().to_string(), models))
-    })
-    .await?;
-    let mut models = match loaded {
-        Ok((library, models)) => {
-            health.set_info("onnxruntime_library", library);
-            health.set_info("execution_provider", models.provider.name());
-            if config.runtime.execution_provider == ExecutionProviderKind::Auto
-                && models.provider == ActiveProvider::Cpu
-            {
-                health.set_info("execution_provider_note", "auto: CUDA unavailable, running on the CPU");
-            }
-            health.complete(Stage::ModelsLoaded, Some(format!("{} session(s)", models.sessions.len())));
-            models
-        }
-        Err(e) => {
-            health.fail(Stage::ModelsLoaded, crate::error_chain(&e));
-            return Err(e.into());
-        }
+    let failed = |stage: Stage, e: anyhow::Error| {
+        health.fail(stage, format!("{e:#}"));
+        e
     };
-
+    health.begin(Stage::Gpu);
+    let detail = steps.gpu(health).await.map_err(|e| failed(Stage::Gpu, e))?;
+    health.complete(Stage::Gpu, Some(detail));
+    health.begin(Stage::ModelsLoaded);
+    let detail = steps.load_models(health).await.map_err(|e| failed(Stage::ModelsLoaded, e))?;
+    health.complete(Stage::ModelsLoaded, Some(detail));
     health.begin(Stage::WarmedUp);
-    let runs = config.runtime.warmup_runs;
-    let (models, warmed) = tokio::task::spawn_blocking(move || {
-        let result = session::warm_up(&mut models, runs);
-        (models, result)
-    })
-    .await?;
-    if let Err(e) = warmed {
-        health.fail(Stage::WarmedUp, crate::error_chain(&e));
-        return Err(e.into());
-    }
-    let (engine, _handle) = engine::start_worker(&config.runtime, models)?;
-    health.complete(Stage::WarmedUp, Some(format!("{runs} run(s) per session")));
-
+    let (output, detail) = steps.warm_up(health).await.map_err(|e| failed(Stage::WarmedUp, e))?;
+    health.complete(Stage::WarmedUp, Some(detail));
     health.complete(Stage::Ready, None);
-    Ok(engine)
+    Ok(output)
+}
+
+/// What a started service runs on.
+pub struct Started {
+    pub engine: Engine,
+    pub worker: crate::infer::worker::InferHandle,
+    /// The GPU monitor, when there is a GPU (its telemetry loop starts after ready).
+    pub gpu: Option<Box<dyn gpu::GpuMonitor>>,
+}
+
+/// The real stages: NVML probe, ONNX Runtime sessions, warm-up runs, the inference worker.
+pub struct ServiceStartup {
+    config: Config,
+    gpu: Option<Box<dyn gpu::GpuMonitor>>,
+    models: Option<session::LoadedModels>,
+}
+
+impl ServiceStartup {
+    pub fn new(config: Config) -> Self {
+        Self { config, gpu: None, models: None }
+    }
+}
+
+impl StartupSteps for ServiceStartup {
+    type Output = Started;
+
+    async fn gpu(&mut self, health: &Health) -> anyhow::Result<String> {
+        let device = self.config.runtime.device_id;
+        let (probe, monitor) = tokio::task::spawn_blocking(move || gpu::probe(device)).await?;
+        self.gpu = monitor;
+        match (probe, self.config.runtime.execution_provider) {
+            (GpuProbe::Available(info), _) => {
+                health.set_info("gpu_name", info.name.clone());
+                health.set_info("gpu_uuid", info.uuid.clone());
+                health.set_info("nvidia_driver_version", info.driver_version.clone());
+                health.set_info("cuda_driver_version", info.cuda_driver_version.clone());
+                health.set_info("gpu_memory_total_bytes", info.memory_total_bytes.to_string());
+                Ok(format!("{} ({}), index {}", info.name, info.uuid, info.index))
+            }
+            (GpuProbe::Unavailable { reason }, ExecutionProviderKind::Cuda) => {
+                bail!("execution_provider is cuda but no GPU is usable: {reason}")
+            }
+            (GpuProbe::Unavailable { reason }, kind) => {
+                let provider = if kind == ExecutionProviderKind::Auto { "auto" } else { "cpu" };
+                let note = format!("no GPU ({reason}); execution_provider {provider} allows that");
+                if kind == ExecutionProviderKind::Auto {
+                    warn!("{note}");
+                }
+                Ok(note)
+            }
+        }
+    }
+
+    async fn load_models(&mut self, health: &Health) -> anyhow::Result<String> {
+        let cfg = self.config.clone();
+        let (library, models) = tokio::task::spawn_blocking(move || {
+            let rt = runtime::init(&cfg.runtime)?;
+            let models = session::load_models(rt, &cfg.runtime, &cfg.models)?;
+            Ok::<_, crate::infer::InferError>((rt.library.display().to_string(), models))
+        })
+        .await??;
+        health.set_info("onnxruntime_library", library);
+        health.set_info("execution_provider", models.provider.name());
+        if self.config.runtime.execution_provider == ExecutionProviderKind::Auto
+            && models.provider == ActiveProvider::Cpu
+        {
+            health.set_info("execution_provider_note", "auto: CUDA unavailable, running on the CPU");
+        }
+        let detail = format!("{} session(s)", models.sessions.len());
+        self.models = Some(models);
+        Ok(detail)
+    }
+
+    async fn warm_up(&mut self, _health: &Health) -> anyhow::Result<(Started, String)> {
+        let mut models = self.models.take().context("warm-up before the models were loaded")?;
+        let runs = self.config.runtime.warmup_runs;
+        let (models, warmed) = tokio::task::spawn_blocking(move || {
+            let result = session::warm_up(&mut models, runs);
+            (models, result)
+        })
+        .await?;
+        warmed?;
+        let (engine, worker) = engine::start_worker(&self.config.runtime, models)?;
+        Ok((Started { engine, worker, gpu: self.gpu.take() }, format!("{runs} run(s) per session")))
+    }
 }

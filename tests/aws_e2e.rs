@@ -158,9 +158,11 @@ async fn after_sigkill_the_restarted_service_delivers_the_backlog() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), false);
 
-    // Run 1: AWS unreachable (nothing listens there); the local sink gets every event at once,
-    // the outbox holds them for the others. Then SIGKILL: no drain, no goodbye.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
+    // Run 1: AWS unreachable (a port that accepts and never answers, held so no other test can
+    // take it); the local sink gets every event at once, the outbox holds them for the others.
+    // Then SIGKILL: no drain, no goodbye.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let dead = black_hole.local_addr().expect("addr");
     let first = {
         let svc = Service::start(&config, &moto::env_for(&format!("http://{dead}")));
         let url = svc.base_url();
@@ -175,6 +177,7 @@ async fn after_sigkill_the_restarted_service_delivers_the_backlog() {
         svc.signal("-KILL");
         local_events(dir.path())
     };
+    drop(black_hole);
 
     // Run 2: AWS is back. The backlog from run 1 is delivered (besides run 2's own events).
     let svc = Service::start(&config, &moto::env_for(&moto.url()));

@@ -12,6 +12,7 @@
 //!   metrics, never a health failure: a new task would not fix it.
 
 pub mod gpu;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -79,6 +80,16 @@ pub struct StageStatus {
     started: Option<Instant>,
 }
 
+/// A camera's or a sink's state in the body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComponentStatus {
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Wall-clock time of the last change of `state`, RFC 3339.
+    pub since: String,
+}
+
 /// Overall status word in the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -106,6 +117,10 @@ pub struct HealthSnapshot {
     pub liveness_failures: BTreeMap<String, String>,
     /// Outside problems that do not fail health, by component.
     pub degraded: BTreeMap<String, String>,
+    /// Each camera's stream (after ready): `running`, `connecting`, `streaming`, `reconnecting`, `stopped`.
+    pub cameras: BTreeMap<String, ComponentStatus>,
+    /// Each sink's delivery (after ready): `ok` or `failing`, with its backlog.
+    pub sinks: BTreeMap<String, ComponentStatus>,
     /// Facts worth seeing in the body: execution provider, ONNX Runtime library, GPU name.
     pub info: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,6 +151,8 @@ impl HealthSnapshot {
             stages,
             liveness_failures: BTreeMap::new(),
             degraded: BTreeMap::new(),
+            cameras: BTreeMap::new(),
+            sinks: BTreeMap::new(),
             info: BTreeMap::new(),
             time_to_ready_seconds: None,
             process_start,
@@ -314,12 +331,32 @@ impl Health {
         self.update(|s, _| s.draining = true);
     }
 
+    /// A camera's stream state for the body.
+    pub fn set_camera(&self, camera: &str, state: &'static str, detail: Option<String>) {
+        self.update(|s, _| set_component(&mut s.cameras, camera, state, detail));
+    }
+
+    /// A sink's delivery state for the body.
+    pub fn set_sink(&self, sink: &str, state: &'static str, detail: Option<String>) {
+        self.update(|s, _| set_component(&mut s.sinks, sink, state, detail));
+    }
+
     /// A fact for the body (`execution_provider`, `onnxruntime_library`, `gpu_name`).
     pub fn set_info(&self, key: &str, value: impl Into<String>) {
         let value = value.into();
         self.update(|s, _| {
             s.info.insert(key.to_owned(), value);
         });
+    }
+}
+
+fn set_component(map: &mut BTreeMap<String, ComponentStatus>, name: &str, state: &'static str, detail: Option<String>) {
+    match map.get_mut(name) {
+        Some(c) if c.state == state => c.detail = detail,
+        _ => {
+            let since = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+            map.insert(name.to_owned(), ComponentStatus { state, detail, since });
+        }
     }
 }
 

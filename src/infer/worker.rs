@@ -72,6 +72,26 @@ pub struct WorkerStats {
     /// Milliseconds since the worker started when the last batch completed (0 = none yet).
     pub last_batch_ms: AtomicU64,
     pub failed_batches: AtomicU64,
+    /// The first CUDA error a run reported (the context is unusable after one): health fails
+    /// liveness on it.
+    pub cuda_error: std::sync::OnceLock<String>,
+}
+
+/// Whether a failed run's error comes from CUDA itself (a device fault, not bad input): ONNX
+/// Runtime's CUDA provider reports them as `CUDA failure N: ...`, `CUDA error ...`,
+/// `CUBLAS_STATUS_...` or `CUDNN_STATUS_...`.
+pub fn is_cuda_fault(message: &str) -> bool {
+    const MARKERS: &[&str] = &[
+        "CUDA failure",
+        "CUDA error",
+        "cudaError",
+        "CUBLAS_STATUS_",
+        "CUDNN_STATUS_",
+        "device-side assert",
+        "illegal memory access",
+        "unspecified launch failure",
+    ];
+    MARKERS.iter().any(|m| message.contains(m))
 }
 
 /// Cloneable access to the worker.
@@ -298,6 +318,10 @@ fn execute(
             }
             Err(e) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                let message = crate::error_chain(&e);
+                if is_cuda_fault(&message) {
+                    let _ = stats.cuda_error.set(message);
+                }
                 tracing::warn!(model, part, error = %e, "inference batch failed");
                 let shared = Arc::new(e);
                 for reply in replies {
@@ -337,7 +361,11 @@ mod tests {
                 let _ = gate.recv_timeout(Duration::from_secs(5));
             }
             if self.fail {
-                return Err(InferError::BadImage { reason: "boom".into() });
+                let batch = self.batches.lock().expect("lock").len();
+                // The fourth failed batch looks like what ONNX Runtime's CUDA provider reports.
+                let reason =
+                    if batch >= 4 { "CUDA failure 700: an illegal memory access was encountered" } else { "boom" };
+                return Err(InferError::BadImage { reason: reason.into() });
             }
             Ok(Tensor { shape: input.shape, data: input.data.iter().map(|v| v * 2.0).collect() })
         }
@@ -470,6 +498,22 @@ mod tests {
         assert!(matches!(again, Err(InferError::BatchFailed { .. })), "the worker is still there");
         let ran = batches.lock().expect("lock").len() as u64;
         assert_eq!(h.stats().failed_batches.load(Ordering::Relaxed), ran, "every batch failed and was counted");
+        assert!(h.stats().cuda_error.get().is_none(), "bad input is not a CUDA fault");
+        while h.stats().cuda_error.get().is_none() {
+            assert!(h.run(key(), item(4.0)).await.is_err());
+        }
+        assert!(h.stats().cuda_error.get().is_some_and(|m| m.contains("illegal memory access")));
+    }
+
+    #[test]
+    fn cuda_faults_are_told_from_other_failures() {
+        assert!(is_cuda_fault(
+            "model m (yolo): run failed: CUDA failure 700: an illegal memory access was encountered"
+        ));
+        assert!(is_cuda_fault("CUDNN_STATUS_EXECUTION_FAILED"));
+        assert!(is_cuda_fault("device-side assert triggered"));
+        assert!(!is_cuda_fault("Got invalid dimensions for input: images"));
+        assert!(!is_cuda_fault("boom"));
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -48,6 +48,14 @@ pub const KVS_BYTES_TOTAL: &str = "kvs_bytes_total";
 pub const KVS_MILLIS_BEHIND_NOW: &str = "kvs_millis_behind_now";
 pub const KVS_ERROR_FRAGMENTS_TOTAL: &str = "kvs_error_fragments_total";
 pub const KVS_CHECKPOINTS_TOTAL: &str = "kvs_checkpoints_total";
+pub const GPU_UTILIZATION_RATIO: &str = "gpu_utilization_ratio";
+pub const GPU_MEMORY_USED_BYTES: &str = "gpu_memory_used_bytes";
+pub const GPU_MEMORY_TOTAL_BYTES: &str = "gpu_memory_total_bytes";
+pub const GPU_TEMPERATURE_CELSIUS: &str = "gpu_temperature_celsius";
+pub const GPU_POWER_WATTS: &str = "gpu_power_watts";
+pub const GPU_ECC_ERRORS_TOTAL: &str = "gpu_ecc_errors_total";
+pub const GPU_XID_ERRORS_TOTAL: &str = "gpu_xid_errors_total";
+pub const INFER_STALLED: &str = "infer_stalled";
 
 /// Buckets for inference latencies (seconds): sub-millisecond CPU steps to multi-second runs.
 const INFER_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -110,6 +118,22 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (KVS_MILLIS_BEHIND_NOW, "gauge", "AWS_KINESISVIDEO_MILLIS_BEHIND_NOW of the latest fragment; label: camera."),
     (KVS_ERROR_FRAGMENTS_TOTAL, "counter", "Error fragments KVS sent instead of media; labels: camera, code."),
     (KVS_CHECKPOINTS_TOTAL, "counter", "Checkpoint writes; labels: camera, result (ok, stale, error)."),
+    (GPU_UTILIZATION_RATIO, "gauge", "GPU busy fraction over NVML's last sample period; labels: gpu (UUID), index."),
+    (GPU_MEMORY_USED_BYTES, "gauge", "GPU memory in use; labels: gpu, index."),
+    (GPU_MEMORY_TOTAL_BYTES, "gauge", "GPU memory size; labels: gpu, index."),
+    (GPU_TEMPERATURE_CELSIUS, "gauge", "GPU core temperature; labels: gpu, index."),
+    (GPU_POWER_WATTS, "gauge", "GPU power draw; labels: gpu, index."),
+    (
+        GPU_ECC_ERRORS_TOTAL,
+        "counter",
+        "ECC errors since the driver loaded; labels: gpu, index, type (corrected, uncorrected).",
+    ),
+    (GPU_XID_ERRORS_TOTAL, "counter", "XID events seen; labels: gpu, index, xid."),
+    (
+        INFER_STALLED,
+        "gauge",
+        "1 while the inference worker has work queued and completed no batch for health.stall_after.",
+    ),
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -300,4 +324,37 @@ pub fn count_kvs_error_fragment(camera: &str, code: &str) {
 
 pub fn count_kvs_checkpoint(camera: &str, result: &'static str) {
     metrics::counter!(KVS_CHECKPOINTS_TOTAL, "camera" => camera.to_owned(), "result" => result).increment(1);
+}
+
+pub fn record_gpu(uuid: &str, index: u32, s: &crate::health::gpu::GpuSample) {
+    let labels = [("gpu", uuid.to_owned()), ("index", index.to_string())];
+    if let Some(v) = s.utilization_ratio {
+        gauge!(GPU_UTILIZATION_RATIO, &labels).set(v);
+    }
+    if let Some(v) = s.memory_used_bytes {
+        gauge!(GPU_MEMORY_USED_BYTES, &labels).set(v as f64);
+    }
+    if let Some(v) = s.memory_total_bytes {
+        gauge!(GPU_MEMORY_TOTAL_BYTES, &labels).set(v as f64);
+    }
+    if let Some(v) = s.temperature_celsius {
+        gauge!(GPU_TEMPERATURE_CELSIUS, &labels).set(f64::from(v));
+    }
+    if let Some(v) = s.power_watts {
+        gauge!(GPU_POWER_WATTS, &labels).set(v);
+    }
+    for (kind, total) in [("corrected", s.ecc_corrected_total), ("uncorrected", s.ecc_uncorrected_total)] {
+        if let Some(total) = total {
+            metrics::counter!(GPU_ECC_ERRORS_TOTAL, "gpu" => uuid.to_owned(), "index" => index.to_string(), "type" => kind)
+                .absolute(total);
+        }
+    }
+    for xid in &s.xids {
+        metrics::counter!(GPU_XID_ERRORS_TOTAL, "gpu" => uuid.to_owned(), "index" => index.to_string(), "xid" => xid.to_string())
+            .increment(1);
+    }
+}
+
+pub fn set_infer_stalled(stalled: bool) {
+    gauge!(INFER_STALLED).set(if stalled { 1.0 } else { 0.0 });
 }

@@ -52,6 +52,8 @@ impl Supervisor {
         let id = camera.id.0.clone();
         let mut backoff = RESTART_BACKOFF_MIN;
         loop {
+            let state = if matches!(camera.source, SourceSpec::Kvs { .. }) { "connecting" } else { "running" };
+            self.health.set_camera(&id, state, None);
             let ctx = CameraContext {
                 camera: camera.clone(),
                 engine: self.engine.clone(),
@@ -71,6 +73,7 @@ impl Supervisor {
                 }
                 Err(e) => {
                     warn!(camera = id, error = %crate::error_chain(&e), retry_in = ?backoff, "camera failed; restarting");
+                    self.health.set_camera(&id, "restarting", Some(e.to_string()));
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         () = self.shutdown.cancelled() => break,
@@ -83,6 +86,7 @@ impl Supervisor {
                 break;
             }
         }
+        self.health.set_camera(&id, "stopped", None);
     }
 
     /// One KVS camera: the GetMedia source task, the pipeline, and the checkpoint writer.

@@ -76,6 +76,7 @@ pub async fn run(sink: Arc<dyn Sink>, ctx: DeliveryContext) {
         };
         if batch.is_empty() {
             crate::metrics::set_sink_backlog(name, 0);
+            ctx.health.set_sink(name, "ok", Some("backlog 0".to_owned()));
             if ctx.shutdown.is_cancelled() {
                 return;
             }
@@ -107,6 +108,7 @@ pub async fn run(sink: Arc<dyn Sink>, ctx: DeliveryContext) {
                     let left = pending.iter().filter(|p| !p.done).count();
                     crate::metrics::count_sink_error(name, e.reason());
                     ctx.health.set_degraded(&health_key, e.to_string());
+                    ctx.health.set_sink(name, "failing", Some(format!("{e} ({left} record(s) of a batch waiting)")));
                     tracing::warn!(sink = name, records_left = left, attempt, error = %crate::error_chain(&e), "delivery failed; retrying");
                 }
             }
@@ -128,7 +130,10 @@ pub async fn run(sink: Arc<dyn Sink>, ctx: DeliveryContext) {
         })
         .await;
         match acked {
-            Ok(Ok(backlog)) => crate::metrics::set_sink_backlog(name, backlog),
+            Ok(Ok(backlog)) => {
+                crate::metrics::set_sink_backlog(name, backlog);
+                ctx.health.set_sink(name, "ok", Some(format!("backlog {backlog}")));
+            }
             Ok(Err(e)) => {
                 tracing::error!(sink = name, error = %crate::error_chain(&e), "cannot record the acknowledgement; records will be delivered again")
             }

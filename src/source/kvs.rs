@@ -185,6 +185,7 @@ impl KvsSource {
             tracing::info!(camera, after = after.as_ref().map(ToString::to_string), "GetMedia connected");
             crate::metrics::set_kvs_connected(&camera, true);
             self.health.clear_degraded(&self.health_key());
+            self.health.set_camera(&camera, "streaming", after.as_ref().map(|n| format!("after fragment {n}")));
             let (ended, bytes) = self.stream_body(output.payload, &tx).await;
             crate::metrics::set_kvs_connected(&camera, false);
             if matches!(ended, SessionEnd::Shutdown | SessionEnd::ReceiverGone) {
@@ -211,6 +212,7 @@ impl KvsSource {
                 other => {
                     crate::metrics::count_kvs_reconnect(&camera, other.reason());
                     tracing::info!(camera, reason = other.reason(), bytes, "GetMedia session ended; reconnecting");
+                    self.health.set_camera(&camera, "reconnecting", Some(other.reason().to_owned()));
                     if other != SessionEnd::BodyEnded {
                         endpoint = None;
                     }
@@ -353,6 +355,7 @@ impl KvsSource {
     fn failed(&self, e: &SourceError, reason: &'static str) {
         crate::metrics::count_kvs_reconnect(&self.camera, reason);
         self.health.set_degraded(&self.health_key(), e.to_string());
+        self.health.set_camera(&self.camera, "reconnecting", Some(e.to_string()));
         tracing::warn!(camera = self.camera, error = %crate::error_chain(e), "KVS call failed; retrying");
     }
 

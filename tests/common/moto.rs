@@ -1,7 +1,6 @@
 //! `moto_server` (the AWS emulator, installed by `make emulator`) on a free port, for one test.
 //! Every service answers on the one port; the process is killed when the handle drops.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,43 +15,41 @@ fn binary() -> String {
     std::env::var("MOTO_SERVER").unwrap_or_else(|_| ".cache/moto/bin/moto_server".to_owned())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
 impl Moto {
+    /// Starts moto on a port the OS picks (`-p 0`) and reads the port from its startup line, so
+    /// no other test's listener can be mistaken for it.
     pub fn start() -> Self {
+        use std::io::{BufRead, BufReader};
         let bin = binary();
         assert!(std::path::Path::new(&bin).exists(), "{bin} not found: run `make emulator` (or set MOTO_SERVER)");
-        for _ in 0..5 {
-            let port = free_port();
-            let child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start moto_server");
-            let mut moto = Self { port, child };
-            if moto.wait_ready(Duration::from_secs(30)) {
-                return moto;
+        let mut child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start moto_server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            // Keep draining after the port is known: a full pipe would block moto's logging.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(port) =
+                    line.split("Running on http://127.0.0.1:").nth(1).and_then(|p| p.trim().parse::<u16>().ok())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(port);
+                }
             }
-            let _ = moto.child.kill();
+        });
+        let port = rx.recv_timeout(Duration::from_secs(60)).expect("moto_server did not report its port");
+        let moto = Self { port, child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server is not accepting connections");
+            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("moto_server did not start");
-    }
-
-    fn wait_ready(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
+        moto
     }
 
     pub fn url(&self) -> String {
