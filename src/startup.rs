@@ -30,6 +30,9 @@ use crate::sink::outbox::Outbox;
 /// Events waiting for the sinks; cameras wait (never drop) when it is full.
 const EVENT_QUEUE: usize = 256;
 
+/// How long open HTTP connections get to finish once the drain is over.
+const SERVER_STOP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Exit status when a second signal cuts the drain short (128 + SIGINT, as shells report it).
 pub const EXIT_FORCED: u8 = 130;
 
@@ -51,7 +54,10 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
     info!(addr = %listener.local_addr()?, "HTTP server listening");
     let state = AppState::new(health.subscribe(), metrics, config.server.max_request_bytes);
     let infer_target = state.infer.clone();
-    let server = spawn_server(listener, state, shutdown.clone());
+    // The HTTP server outlives the drain: the load balancer keeps seeing 503 `draining` (not a
+    // refused connection) and Prometheus can scrape the last numbers until the pipelines are done.
+    let server_stop = CancellationToken::new();
+    let server = spawn_server(listener, state, server_stop.clone());
 
     // The outbox first: a backlog from the last run is delivered as soon as the sinks start,
     // and a service that cannot keep results durably must not report ready.
@@ -59,6 +65,7 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
         Ok(outbox) => outbox,
         Err(e) => {
             shutdown.cancel();
+            server_stop.cancel();
             let _ = server.await;
             return Err(e);
         }
@@ -81,6 +88,7 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
                 Ok(p) => pipelines = Some(p),
                 Err(e) => {
                     shutdown.cancel();
+                    server_stop.cancel();
                     let _ = server.await;
                     return Err(e);
                 }
@@ -89,6 +97,7 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
         }
         Some(Err(e)) => {
             shutdown.cancel();
+            server_stop.cancel();
             let _ = server.await;
             return Err(e);
         }
@@ -96,17 +105,21 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
     }
 
     info!(timeout = ?config.health.drain_timeout, "draining");
-    let drain = async {
+    let drained = async {
         if let Some(pipelines) = pipelines {
             pipelines.finish().await;
         }
-        server.await
     };
-    match tokio::time::timeout(config.health.drain_timeout, drain).await {
-        Ok(Ok(Ok(()))) => info!("drained; bye"),
+    match tokio::time::timeout(config.health.drain_timeout, drained).await {
+        Ok(()) => info!("drained; bye"),
+        Err(_) => warn!("drain timed out; exiting with work in flight (the outbox keeps every event)"),
+    }
+    server_stop.cancel();
+    match tokio::time::timeout(SERVER_STOP, server).await {
+        Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
         Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
-        Err(_) => warn!("drain timed out; exiting with work in flight"),
+        Err(_) => warn!("HTTP connections still open; closing them"),
     }
     Ok(())
 }

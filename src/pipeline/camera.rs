@@ -219,6 +219,8 @@ pub async fn run(
             .map_err(|_| PipelineError::EventsClosed { camera: camera.clone() })?;
     }
     live.close();
+    // A decode thread blocked handing off a frame (offline mode) must see the consumer is gone.
+    drop(offline_rx);
     let decoded = decoder.await.unwrap_or_default();
     if let Some(progress) = opts.progress.as_ref().filter(|_| !ctx.shutdown.is_cancelled()) {
         // The input ended and every queued frame was analysed.

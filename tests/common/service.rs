@@ -49,6 +49,11 @@ impl Service {
         panic!("no log {message:?} within {within:?}");
     }
 
+    /// Every log line not read yet, up to the process's exit (its stderr closing).
+    pub fn remaining_logs(&self) -> Vec<serde_json::Value> {
+        self.logs.iter().collect()
+    }
+
     pub fn wait_for_log(&self, message: &str) -> serde_json::Value {
         self.wait_for_log_within(message, Duration::from_secs(60))
     }
