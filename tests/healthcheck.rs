@@ -47,8 +47,36 @@ async fn exit_code_follows_healthz() {
     let (code, stderr) = exit_code(port).await;
     assert_eq!(code, 0, "200 at ready → exit 0 ({stderr})");
 
+    health.set_degraded("sink.kinesis", "kinesis: PutRecords failed (timeout)");
+    assert_eq!(exit_code(port).await.0, 0, "a sink outage is not a reason to replace the task");
+
+    // A worker with work queued that completes no batch: the watchdog fails liveness.
+    let stats = std::sync::Arc::new(kvs_infer::infer::worker::WorkerStats::default());
+    stats.queued.store(2, std::sync::atomic::Ordering::Release);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let dog = kvs_infer::health::watchdog::Watchdog {
+        stats: stats.clone(),
+        stall_after: Duration::from_millis(300),
+        health: health.clone(),
+    };
+    tokio::spawn(dog.run(Duration::from_millis(50), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (code, stderr) = exit_code(port).await;
+    assert_eq!(code, 1, "stalled → exit 1");
+    assert!(stderr.contains("inference worker completed no batch"), "{stderr}");
+    // The batch completes and the queue empties: live again.
+    stats.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    stats.queued.store(0, std::sync::atomic::Ordering::Release);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(exit_code(port).await.0, 0, "progress again → exit 0");
+    stop.cancel();
+
     health.set_liveness_failure("gpu", "device lost");
     assert_eq!(exit_code(port).await.0, 1, "not live → exit 1");
+
+    health.clear_liveness_failure("gpu");
+    health.start_draining();
+    assert_eq!(exit_code(port).await.0, 1, "draining → exit 1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
