@@ -130,6 +130,7 @@ async fn every_event_is_delivered_through_a_20s_emulator_outage() {
         let (status, body) = service::get(&format!("{url}/healthz")).await;
         assert_eq!(status, 200, "a sink outage is not a health failure: {body}");
         degraded_seen |= body.contains("\"sink.");
+        assert_eq!(service::get(&format!("{url}/livez")).await.0, 200, "nor a liveness failure");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     moto.resume();
