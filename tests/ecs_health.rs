@@ -1,5 +1,5 @@
 //! The ECS container health check, simulated as ECS applies it, with the settings we document
-//! (`ecs/container-health-check.json`), against a real `serve` process running the real
+//! (the task definition's `healthCheck`, `ecs/templates/task-definition.json`), against a real `serve` process running the real
 //! `kvs-infer healthcheck` command:
 //! - a slow start (40 warm-up runs) is never marked UNHEALTHY, and the task turns HEALTHY once
 //!   ready;
@@ -18,8 +18,9 @@ use common::ecs::{HealthCheck, Simulator, Status};
 use common::service::{self, Service};
 
 fn documented() -> (HealthCheck, Vec<String>) {
-    let text = std::fs::read_to_string("ecs/container-health-check.json").expect("health check settings");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let text = std::fs::read_to_string("ecs/templates/task-definition.json").expect("task definition");
+    let task: serde_json::Value = serde_json::from_str(&text).expect("json (placeholders are inside strings)");
+    let v = &task["containerDefinitions"][0]["healthCheck"];
     let secs = |k: &str| Duration::from_secs(v[k].as_u64().unwrap_or_else(|| panic!("{k}")));
     let cfg = HealthCheck {
         interval: secs("interval"),

@@ -43,4 +43,4 @@ frame tests/fixtures/kvs/output-get-media-equal-timecode.mkv 200 frame_talk_200
 frame tests/fixtures/kvs/vogels_480.mkv 300 frame_vogels_300
 frame tests/fixtures/kvs/vogels_480.mkv 700 frame_vogels_700
 frame tests/fixtures/kvs/output_get_media.mkv 100 frame_site_100
-echo "parity frames: $(ls "$parity" | wc -l)"
+echo "parity frames: $(find "$parity" -maxdepth 1 -type f | wc -l)"
