@@ -38,9 +38,11 @@ $(MOTO_VENV)/.installed: tests/emulator/requirements.txt
 	$(MOTO_VENV)/bin/pip install --disable-pip-version-check --quiet -r tests/emulator/requirements.txt
 	touch $@
 
-## deploy-check: the ecs/ files against botocore's AWS API models, IAM through parliament, shellcheck
+## deploy-check: the ecs/ files against botocore's AWS API models, IAM through parliament, shellcheck; the image's rootfs (ldd, chrooted start)
 deploy-check: $(TOOLS_VENV)/.installed
 	$(TOOLS_VENV)/bin/python tests/deploy/check_deploy.py
+	$(CARGO) build --quiet
+	PATH="$(CURDIR)/$(TOOLS_VENV)/bin:$$PATH" tests/deploy/check_rootfs.sh target/debug/kvs-infer
 
 $(TOOLS_VENV)/.installed: tests/deploy/requirements.txt
 	$(PYTHON) -m venv $(TOOLS_VENV)

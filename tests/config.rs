@@ -211,13 +211,13 @@ fn each_rule_reports_its_path() {
             "sinks.dynamodb.ttl_days",
         ),
         ("outbox size", format!("{BASE}\noutbox: {{ max_bytes: 0 }}\n"), "outbox.max_bytes"),
-        ("outbox too small", format!("{BASE}\noutbox: {{ max_bytes: 100000 }}\n"), "outbox.max_bytes: must be at least"),
-        ("outbox dir", format!("{BASE}\noutbox: {{ dir: '' }}\n"), "outbox.dir"),
         (
-            "s3 quality",
-            format!("{BASE}  s3: {{ bucket: ok-bucket, jpeg_quality: 101 }}\n"),
-            "sinks.s3.jpeg_quality",
+            "outbox too small",
+            format!("{BASE}\noutbox: {{ max_bytes: 100000 }}\n"),
+            "outbox.max_bytes: must be at least",
         ),
+        ("outbox dir", format!("{BASE}\noutbox: {{ dir: '' }}\n"), "outbox.dir"),
+        ("s3 quality", format!("{BASE}  s3: {{ bucket: ok-bucket, jpeg_quality: 101 }}\n"), "sinks.s3.jpeg_quality"),
     ];
     for (what, yaml, expected) in cases {
         let got = problems(&yaml);

@@ -184,7 +184,7 @@ def check_timings(docs):
 
 def check_shell():
     scripts = [os.path.join(ROOT, p) for p in ("ecs/deploy.sh", ".ci/run")]
-    for folder in ("scripts", "tests/reference", "benches/compare"):
+    for folder in ("scripts", "tests/reference", "tests/deploy", "benches/compare"):
         scripts += [os.path.join(ROOT, folder, f) for f in sorted(os.listdir(os.path.join(ROOT, folder))) if f.endswith(".sh")]
     shellcheck = os.path.join(os.path.dirname(sys.executable), "shellcheck")
     result = subprocess.run([shellcheck, *scripts], capture_output=True, text=True)
@@ -194,11 +194,40 @@ def check_shell():
         print(f"ok   shellcheck: {', '.join(os.path.relpath(s, ROOT) for s in scripts)}")
 
 
+def check_dockerfile(docs):
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        text = f.read()
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    for image in froms:
+        if image != "scratch" and "@sha256:" not in image:
+            fail(f"Dockerfile: base image {image} is not pinned by digest")
+    if froms[-1] != "scratch":
+        fail("Dockerfile: the runtime stage must be FROM scratch + the assembled rootfs")
+    user = re.findall(r"^USER\s+(\S+)", text, re.M)
+    if not user or user[-1].split(":")[0] in ("0", "root"):
+        fail("Dockerfile: the runtime stage must run as a non-root user")
+    if "EXPOSE 8080" not in text:
+        fail("Dockerfile: EXPOSE 8080 missing")
+    if "scripts/assemble-rootfs.sh" not in text:
+        fail("Dockerfile: the runtime filesystem must come from scripts/assemble-rootfs.sh")
+    hc = docs["templates/task-definition.json"]["containerDefinitions"][0]["healthCheck"]
+    m = re.search(r"HEALTHCHECK\s+--interval=(\d+)s\s+--timeout=(\d+)s\s+--retries=(\d+)\s+--start-period=(\d+)s\s*\\?\s*CMD\s+(\[.*\])", text)
+    if not m:
+        fail("Dockerfile: no HEALTHCHECK in the expected form")
+    else:
+        got = [int(m.group(i)) for i in range(1, 5)] + [json.loads(m.group(5))]
+        want = [hc["interval"], hc["timeout"], hc["retries"], hc["startPeriod"], hc["command"][1:]]
+        if got != want:
+            fail(f"Dockerfile HEALTHCHECK {got} differs from the task definition's {want}")
+    print("ok   Dockerfile: pinned bases, scratch runtime, non-root, HEALTHCHECK = task definition")
+
+
 def main():
     values = render.read_env(os.path.join(ROOT, "ecs/.env.example"))
     docs = check_api_models(values)
     check_iam(docs)
     check_timings(docs)
+    check_dockerfile(docs)
     check_shell()
     if FAILURES:
         print(f"\n{len(FAILURES)} deployment check(s) failed")

@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1.7
+# kvs-infer for ECS GPU instances (g4dn, T4). Two stages:
+#   build:   compiles the release binary and assembles the runtime root filesystem with
+#            scripts/assemble-rootfs.sh (the same script tests/deploy/check_rootfs.sh checks):
+#            the binary, ONNX Runtime GPU, the CUDA 13 / cuDNN 9 user-space libraries from
+#            NVIDIA's PyPI wheels, the models, the default config, and the system libraries all
+#            of these need.
+#   runtime: FROM scratch + that folder. No shell, no package manager, no build tools, no caches.
+# The NVIDIA driver (libcuda, >= 580 for CUDA 13) comes from the host through the NVIDIA
+# container runtime (ECS GPU-optimised AMI).
+#
+# Build:  docker build -t kvs-infer .
+# Run:    docker run --gpus all -p 8080:8080 kvs-infer      (the sample camera, local sinks)
+
+# Rust 1.92 on Debian 12, pinned by digest (a tag can move; Dependabot proposes new digests).
+FROM rust:1.92-slim-bookworm@sha256:f1f73538ebe623fd3673a35aff3df358ae1084c64c55646516e5b17b321b6c9b AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates make gcc g++ \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked \
+ && scripts/assemble-rootfs.sh /rootfs --binary target/release/kvs-infer --variant gpu
+
+FROM scratch
+COPY --from=build /rootfs/ /
+ENV CONFIG_FILE=/etc/kvs-infer/config.yaml \
+    HTTP_PORT=8080 \
+    LOG_FORMAT=json \
+    ORT_DYLIB_PATH=/opt/kvs-infer/lib/libonnxruntime.so.1.31.1 \
+    LD_LIBRARY_PATH=/opt/kvs-infer/lib \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+USER 10001:10001
+EXPOSE 8080
+VOLUME ["/var/lib/kvs-infer"]
+# The same check ECS runs (ecs/templates/task-definition.json; timings in docs/health.md).
+HEALTHCHECK --interval=5s --timeout=3s --retries=3 --start-period=60s \
+  CMD ["/usr/local/bin/kvs-infer", "healthcheck", "--timeout", "2s"]
+ENTRYPOINT ["/usr/local/bin/kvs-infer"]
+CMD ["serve"]
