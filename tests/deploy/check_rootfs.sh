@@ -6,7 +6,7 @@
 #      folder's library directories on the path: anything found outside it is a failure);
 #   2. the binary, chrooted into the folder as uid 10001 with only the image's environment,
 #      becomes ready on the CPU provider and its own `healthcheck` exits 0.
-# Usage: tests/deploy/check_rootfs.sh [BINARY]   (default target/debug/kvs-infer)
+# Usage: [ROOTFS_VARIANT=gpu] tests/deploy/check_rootfs.sh [BINARY]   (default target/debug/kvs-infer)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 binary="${1:-target/debug/kvs-infer}"
@@ -20,7 +20,8 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "check-rootfs: FAIL $*" >&2; exit 1; }
 
-scripts/assemble-rootfs.sh "$rootfs" --binary "$binary" --variant cpu
+variant="${ROOTFS_VARIANT:-cpu}"
+scripts/assemble-rootfs.sh "$rootfs" --binary "$binary" --variant "$variant"
 
 libpath="$rootfs/opt/kvs-infer/lib:$rootfs/lib/x86_64-linux-gnu"
 checked=0
