@@ -79,9 +79,13 @@ def extract(pattern, keep):
                 target = os.path.join(dest, os.path.basename(name))
                 with z.open(name) as src, open(target, "wb") as dst:
                     dst.write(src.read())
-extract(f"onnxruntime_gpu-{ort}-*.whl", lambda n: "/capi/" in n and ".so" in n and "pybind" not in n)
+# The CUDA provider only: the TensorRT provider needs TensorRT, which the image does not carry.
+extract(f"onnxruntime_gpu-{ort}-*.whl",
+        lambda n: "/capi/" in n and ".so" in n and "pybind" not in n and "tensorrt" not in n)
+# Not loaded by the CUDA provider or cuDNN: NVRTC's alternative builds, cuFFTW, NVBLAS.
+unused = (".alt.", "libcufftw", "libnvblas")
 for pkg in ["nvidia_cuda_runtime", "nvidia_cublas", "nvidia_cudnn_cu13", "nvidia_cufft", "nvidia_curand", "nvidia_cuda_nvrtc"]:
-    extract(f"{pkg}-*.whl", lambda n: "/lib/" in n and ".so" in n)
+    extract(f"{pkg}-*.whl", lambda n: "/lib/" in n and ".so" in n and not any(u in n for u in unused))
 PY
   install -m 0755 "$tmp"/*.so* "$lib/"
 fi
