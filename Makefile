@@ -42,7 +42,7 @@ $(MOTO_VENV)/.installed: tests/emulator/requirements.txt
 deploy-check: $(TOOLS_VENV)/.installed
 	$(TOOLS_VENV)/bin/python tests/deploy/check_deploy.py
 	$(CARGO) build --quiet
-	PATH="$(CURDIR)/$(TOOLS_VENV)/bin:$$PATH" ROOTFS_VARIANT=gpu tests/deploy/check_rootfs.sh target/debug/kvs-infer
+	PATH="$(CURDIR)/$(TOOLS_VENV)/bin:$$PATH" ROOTFS_VARIANT=gpu tests/deploy/check_rootfs.sh "$${CARGO_TARGET_DIR:-target}/debug/kvs-infer"
 
 $(TOOLS_VENV)/.installed: tests/deploy/requirements.txt
 	$(PYTHON) -m venv $(TOOLS_VENV)
