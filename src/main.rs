@@ -355,7 +355,11 @@ fn serve(config_path: PathBuf) -> ExitCode {
         startup::serve(ctx).await
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(startup::Outcome::Drained) => ExitCode::SUCCESS,
+        Ok(startup::Outcome::GpuFault(reason)) => {
+            tracing::error!(reason, exit_code = startup::EXIT_GPU_FAULT, "exiting after a GPU fault");
+            ExitCode::from(startup::EXIT_GPU_FAULT)
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "startup failed");
             ExitCode::FAILURE

@@ -33,6 +33,22 @@ const EVENT_QUEUE: usize = 256;
 /// How long open HTTP connections get to finish once the drain is over.
 const SERVER_STOP: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Exit status after a GPU fault (device lost, reset-class XID, CUDA error) when
+/// `health.exit_on_gpu_fault` is on: distinct, so ECS task-stop events name the cause.
+pub const EXIT_GPU_FAULT: u8 = 86;
+
+/// Liveness components that mean the GPU (not the application) failed.
+const GPU_FAULTS: [&str; 2] = ["gpu", "cuda"];
+
+/// How `serve` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A signal, then a drain.
+    Drained,
+    /// The GPU failed; the service drained and should exit with [`EXIT_GPU_FAULT`].
+    GpuFault(String),
+}
+
 /// Exit status when a second signal cuts the drain short (128 + SIGINT, as shells report it).
 pub const EXIT_FORCED: u8 = 130;
 
@@ -43,11 +59,15 @@ pub struct ServeContext {
     pub metrics: PrometheusHandle,
 }
 
-/// Runs the service until a shutdown signal, then drains.
-pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
+/// Runs the service until a shutdown signal (or a GPU fault), then drains.
+pub async fn serve(ctx: ServeContext) -> anyhow::Result<Outcome> {
     let ServeContext { config, health, metrics } = ctx;
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone(), health.clone()));
+    let gpu_fault = Arc::new(std::sync::OnceLock::new());
+    if config.health.exit_on_gpu_fault {
+        tokio::spawn(watch_gpu_faults(health.clone(), shutdown.clone(), gpu_fault.clone()));
+    }
 
     let addr = (config.server.host.as_str(), config.server.port);
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot bind {}:{}", addr.0, addr.1))?;
@@ -121,7 +141,10 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<()> {
         Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
         Err(_) => warn!("HTTP connections still open; closing them"),
     }
-    Ok(())
+    Ok(match gpu_fault.get() {
+        Some(reason) => Outcome::GpuFault(reason.clone()),
+        None => Outcome::Drained,
+    })
 }
 
 /// The cameras and sinks of a running service.
@@ -172,6 +195,31 @@ fn spawn_server(
     tokio::spawn(async move {
         axum::serve(listener, server::app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
     })
+}
+
+/// A GPU liveness failure starts the drain, so the process exits with [`EXIT_GPU_FAULT`]
+/// instead of waiting for health checks to have it killed.
+async fn watch_gpu_faults(health: Health, shutdown: CancellationToken, fault: Arc<std::sync::OnceLock<String>>) {
+    let mut rx = health.subscribe();
+    loop {
+        let found = rx
+            .borrow_and_update()
+            .liveness_failures
+            .iter()
+            .find(|(k, _)| GPU_FAULTS.contains(&k.as_str()))
+            .map(|(k, r)| format!("{k}: {r}"));
+        if let Some(reason) = found {
+            tracing::error!(reason, exit_code = EXIT_GPU_FAULT, "GPU fault: draining, then exiting");
+            let _ = fault.set(reason);
+            health.start_draining();
+            shutdown.cancel();
+            return;
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// First SIGTERM/SIGINT: not ready, drain. Second: exit at once.

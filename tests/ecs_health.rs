@@ -42,16 +42,16 @@ const GPU_OK: &str = r#"{"info": {"index": 0, "name": "Tesla T4 (fake)", "uuid":
 const GPU_LOST: &str = r#"{"info": {"index": 0, "name": "Tesla T4 (fake)", "uuid": "GPU-fake-0"},
  "sample": {"xids": [79], "lost": null}}"#;
 
-fn write_config(dir: &Path) -> std::path::PathBuf {
+fn write_config(dir: &Path, warmup_runs: u32, exit_on_gpu_fault: bool) -> std::path::PathBuf {
     let yaml = std::fs::read_to_string("config/local.yaml")
         .expect("config")
         .replace("port: 8080", "port: 0")
-        .replace("warmup_runs: 1", "warmup_runs: 40")
+        .replace("warmup_runs: 1", &format!("warmup_runs: {warmup_runs}"))
         .replace("realtime: true ", "loop: true\n      realtime: true ")
         .replace(
             "dir: out",
             &format!(
-                "dir: {}\noutbox:\n  dir: {}\nhealth:\n  gpu_poll_interval: 1s",
+                "dir: {}\noutbox:\n  dir: {}\nhealth:\n  gpu_poll_interval: 1s\n  exit_on_gpu_fault: {exit_on_gpu_fault}",
                 dir.join("out").display(),
                 dir.join("outbox").display()
             ),
@@ -67,7 +67,9 @@ async fn ecs_keeps_a_slow_start_and_replaces_a_task_whose_gpu_is_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gpu = dir.path().join("gpu.json");
     std::fs::write(&gpu, GPU_OK).expect("fake gpu");
-    let svc = Service::start(&write_config(dir.path()), &[("KVS_INFER_FAKE_GPU", gpu.display().to_string())]);
+    // The health-check path alone: the service does not exit on the fault (see the next test).
+    let svc =
+        Service::start(&write_config(dir.path(), 40, false), &[("KVS_INFER_FAKE_GPU", gpu.display().to_string())]);
     let base = svc.base_url();
     let healthcheck = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kvs-infer"));
@@ -115,4 +117,21 @@ async fn ecs_keeps_a_slow_start_and_replaces_a_task_whose_gpu_is_lost() {
     let xids = service::metric(&metrics, "gpu_xid_errors_total{gpu=\"GPU-fake-0\",index=\"0\",xid=\"79\"}");
     assert!(xids.is_some_and(|n| n >= 1.0), "XIDs are counted: {xids:?}");
     drop(svc);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_gpu_drains_and_exits_with_the_gpu_fault_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gpu = dir.path().join("gpu.json");
+    std::fs::write(&gpu, GPU_OK).expect("fake gpu");
+    let mut svc =
+        Service::start(&write_config(dir.path(), 1, true), &[("KVS_INFER_FAKE_GPU", gpu.display().to_string())]);
+    svc.wait_for_log("ready");
+    std::fs::write(&gpu, GPU_LOST).expect("lose the gpu");
+    let lost = Instant::now();
+    let fault = svc.wait_for_log("GPU fault: draining, then exiting");
+    assert!(fault["reason"].as_str().expect("reason").contains("XID 79"), "{fault}");
+    let code = svc.wait_exit(Duration::from_secs(30));
+    assert_eq!(code, Some(i32::from(kvs_infer::startup::EXIT_GPU_FAULT)), "ECS sees the GPU-fault exit code");
+    eprintln!("exited {:.1} s after the GPU loss", lost.elapsed().as_secs_f64());
 }

@@ -81,6 +81,10 @@ pub struct HealthConfig {
     /// How often the GPU probe samples NVML.
     #[serde(with = "humantime_serde")]
     pub gpu_poll_interval: Duration,
+    /// On a GPU fault (device lost, reset-class XID, CUDA error) drain and exit with
+    /// `EXIT_GPU_FAULT` (86) so ECS replaces the task at once and recovery tooling can tell a GPU
+    /// failure from an application one. `false`: only `/livez` fails.
+    pub exit_on_gpu_fault: bool,
 }
 
 impl Default for HealthConfig {
@@ -89,6 +93,7 @@ impl Default for HealthConfig {
             stall_after: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(25),
             gpu_poll_interval: Duration::from_secs(5),
+            exit_on_gpu_fault: true,
         }
     }
 }
