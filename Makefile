@@ -41,7 +41,8 @@ $(MOTO_VENV)/.installed: tests/emulator/requirements.txt
 ## deploy-check: the ecs/ files against botocore's AWS API models, IAM through parliament, shellcheck; the image's rootfs (ldd, chrooted start)
 deploy-check: $(TOOLS_VENV)/.installed
 	$(TOOLS_VENV)/bin/python tests/deploy/check_deploy.py
-	$(CARGO) build --quiet
+	# --all-targets: the same feature set as `cargo test --all-targets`, so nothing rebuilds.
+	$(CARGO) build --quiet --all-targets
 	PATH="$(CURDIR)/$(TOOLS_VENV)/bin:$$PATH" ROOTFS_VARIANT=gpu tests/deploy/check_rootfs.sh "$${CARGO_TARGET_DIR:-target}/debug/kvs-infer"
 
 $(TOOLS_VENV)/.installed: tests/deploy/requirements.txt
