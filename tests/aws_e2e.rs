@@ -51,14 +51,24 @@ fn ids(events: &[serde_json::Value]) -> BTreeSet<String> {
     events.iter().map(|e| e["event_id"].as_str().expect("event_id").to_owned()).collect()
 }
 
-/// Waits until every sink has acknowledged everything (`outbox_records 0`) after `min_events`.
+/// Waits until every sink has acknowledged everything (`outbox_records 0`) after `min_events`,
+/// and nothing new has arrived for a second (the dispatcher may still be appending the last
+/// events of a camera that has just stopped).
 async fn wait_delivered(url: &str, dir: &Path, min_events: usize, within: Duration) {
     let deadline = Instant::now() + within;
+    let mut settled: Option<(usize, Instant)> = None;
     loop {
         let (_, metrics) = service::get(&format!("{url}/metrics")).await;
         let outbox = service::metric(&metrics, "outbox_records");
-        if local_events(dir).len() >= min_events && outbox == Some(0.0) {
-            return;
+        let seen = local_events(dir).len();
+        if seen >= min_events && outbox == Some(0.0) {
+            match settled {
+                Some((n, since)) if n == seen && since.elapsed() >= Duration::from_secs(1) => return,
+                Some((n, _)) if n == seen => {}
+                _ => settled = Some((seen, Instant::now())),
+            }
+        } else {
+            settled = None;
         }
         assert!(Instant::now() < deadline, "not delivered in {within:?}: outbox_records {outbox:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -139,8 +149,8 @@ async fn every_event_is_delivered_through_a_20s_emulator_outage() {
 
     // Recovery: the camera finishes its 12 s of video; every event reaches every sink.
     svc.wait_for_log_within("camera stopped", Duration::from_secs(120));
+    wait_delivered(&url, dir.path(), local_events(dir.path()).len(), Duration::from_secs(120)).await;
     let events = local_events(dir.path());
-    wait_delivered(&url, dir.path(), events.len(), Duration::from_secs(120)).await;
     eprintln!("backlog delivered {:.1} s after the emulator came back", resumed.elapsed().as_secs_f64());
     assert!(events.len() >= 4, "{events:#?}");
     assert_everywhere(&moto, &events, true).await;
@@ -185,8 +195,9 @@ async fn after_sigkill_the_restarted_service_delivers_the_backlog() {
     let url = svc.base_url();
     svc.wait_for_log("ready");
     svc.wait_for_log_within("camera stopped", Duration::from_secs(120));
+    wait_delivered(&url, dir.path(), local_events(dir.path()).len(), Duration::from_secs(120)).await;
+    // Read after delivery: the last events may reach the local sink after "camera stopped".
     let all = local_events(dir.path());
-    wait_delivered(&url, dir.path(), all.len(), Duration::from_secs(120)).await;
     assert_everywhere(&moto, &first, false).await;
     assert_everywhere(&moto, &all, true).await;
 }
