@@ -83,12 +83,7 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<Outcome> {
     // and a service that cannot keep results durably must not report ready.
     let outbox = match open_outbox(&config).await {
         Ok(outbox) => outbox,
-        Err(e) => {
-            shutdown.cancel();
-            server_stop.cancel();
-            let _ = server.await;
-            return Err(e);
-        }
+        Err(e) => return Err(abort(&shutdown, &server_stop, server, e).await),
     };
 
     let mut steps = ServiceStartup::new(config.clone());
@@ -106,21 +101,11 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<Outcome> {
             info!(time_to_ready_seconds = health.snapshot().time_to_ready_seconds, "ready");
             match start_pipelines(&config, engine, outbox, shutdown.clone(), &health).await {
                 Ok(p) => pipelines = Some(p),
-                Err(e) => {
-                    shutdown.cancel();
-                    server_stop.cancel();
-                    let _ = server.await;
-                    return Err(e);
-                }
+                Err(e) => return Err(abort(&shutdown, &server_stop, server, e).await),
             }
             shutdown.cancelled().await;
         }
-        Some(Err(e)) => {
-            shutdown.cancel();
-            server_stop.cancel();
-            let _ = server.await;
-            return Err(e);
-        }
+        Some(Err(e)) => return Err(abort(&shutdown, &server_stop, server, e).await),
         None => info!("shutdown requested during startup"),
     }
 
@@ -195,6 +180,19 @@ fn spawn_server(
     tokio::spawn(async move {
         axum::serve(listener, server::app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
     })
+}
+
+/// Startup failed: stop everything started so far and the HTTP server, then hand the error back.
+async fn abort(
+    shutdown: &CancellationToken,
+    server_stop: &CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    shutdown.cancel();
+    server_stop.cancel();
+    let _ = server.await;
+    error
 }
 
 /// A GPU liveness failure starts the drain, so the process exits with [`EXIT_GPU_FAULT`]

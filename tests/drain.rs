@@ -29,12 +29,7 @@ async fn sigterm_mid_run_exits_0_in_time_with_every_event_kept() {
         );
     let config = dir.path().join("drain.yaml");
     std::fs::write(&config, yaml).expect("config");
-    let env = vec![
-        ("AWS_ENDPOINT_URL", format!("http://{}", black_hole.local_addr().expect("addr"))),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-    ];
+    let env = common::moto::env_for(&format!("http://{}", black_hole.local_addr().expect("addr")));
     let mut svc = Service::start(&config, &env);
     let base = svc.base_url();
     svc.wait_for_log("ready");

@@ -245,9 +245,7 @@ impl Outbox {
                     quarantine.insert(seq, raw.as_slice())?;
                 }
             }
-            let mut meta = txn.open_table(META)?;
-            let total = meta.get("bytes")?.map_or(0, |v| v.value()).saturating_sub(freed);
-            meta.insert("bytes", total)?;
+            subtract_bytes(txn, freed)?;
             Ok(freed)
         })?;
         for &seq in seqs {
@@ -277,9 +275,7 @@ impl Outbox {
                 freed += v.value().len() as u64;
             }
             drop(records);
-            let mut meta = txn.open_table(META)?;
-            let total = meta.get("bytes")?.map_or(0, |v| v.value()).saturating_sub(freed);
-            meta.insert("bytes", total)?;
+            subtract_bytes(txn, freed)?;
             Ok((removed, freed))
         })?;
         self.forget(removed, freed);
@@ -367,4 +363,12 @@ impl Outbox {
         };
         run().map_err(|source| OutboxError::Storage { path: self.path.clone(), source })
     }
+}
+
+/// Lowers the stored `bytes` counter by what a transaction removed.
+fn subtract_bytes(txn: &redb::WriteTransaction, freed: u64) -> Result<(), redb::Error> {
+    let mut meta = txn.open_table(META)?;
+    let total = meta.get("bytes")?.map_or(0, |v| v.value()).saturating_sub(freed);
+    meta.insert("bytes", total)?;
+    Ok(())
 }
