@@ -12,7 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 binary="${1:-target/debug/kvs-infer}"
-rootfs="$(mktemp -d)/rootfs"
+# On the repository's disk, not /tmp: the GPU rootfs is ~1.9 GB, more than a small /tmp holds.
+mkdir -p .cache
+rootfs="$(mktemp -d -p "$PWD/.cache" rootfs-check.XXXXXX)/rootfs"
 pid=""
 # shellcheck disable=SC2329  # invoked by the EXIT trap
 cleanup() {
