@@ -20,6 +20,7 @@
 //! | [`startup`] | the order `serve` brings the service up in, and graceful shutdown |
 //! | [`healthcheck`] | the container health-check client behind `kvs-infer healthcheck` |
 //! | [`telemetry`] | tracing subscriber setup (human or JSON lines for CloudWatch) |
+//! | [`recovery`] | the GPU recovery Lambda (`kvs-infer-recovery`): diagnose, drain, reboot, quarantine |
 #![warn(clippy::unwrap_used)]
 
 pub mod aws;
@@ -30,6 +31,7 @@ pub mod infer;
 pub mod media;
 pub mod metrics;
 pub mod pipeline;
+pub mod recovery;
 pub mod server;
 pub mod sink;
 pub mod source;

@@ -1,7 +1,8 @@
 //! `kvs-infer`: command line, startup order and exit codes.
 //!
 //! Exit codes: 0 success; 1 invalid config, failed startup, or unhealthy (`healthcheck`);
-//! 2 usage errors (clap) and commands not available yet; 130 a second signal during the drain.
+//! 2 usage errors (clap) and commands not available yet; 86 a GPU fault (the GPU lost while
+//! serving, or a required GPU not usable at startup); 130 a second signal during the drain.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::config::{Config, ExecutionProviderKind, SourceSpec};
 use crate::health::gpu::{self, GpuProbe};
 use crate::health::watchdog::Watchdog;
-use crate::health::{Health, Stage};
+use crate::health::{Health, Stage, StageState};
 use crate::infer::engine::{self, Engine};
 use crate::infer::runtime::{self, ActiveProvider};
 use crate::infer::session;
@@ -105,7 +105,17 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<Outcome> {
             }
             shutdown.cancelled().await;
         }
-        Some(Err(e)) => return Err(abort(&shutdown, &server_stop, server, e).await),
+        Some(Err(e)) => {
+            // A GPU that the config requires but that is not usable is a GPU fault, not a bad
+            // release: exit with EXIT_GPU_FAULT so recovery tooling diagnoses the instance.
+            let gpu_failed =
+                health.snapshot().stages.iter().any(|s| s.stage == Stage::Gpu && s.state == StageState::Failed);
+            let e = abort(&shutdown, &server_stop, server, e).await;
+            if gpu_failed {
+                return Ok(Outcome::GpuFault(format!("startup failed in the gpu stage: {e:#}")));
+            }
+            return Err(e);
+        }
         None => info!("shutdown requested during startup"),
     }
 

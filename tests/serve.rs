@@ -66,8 +66,10 @@ async fn serve_becomes_ready_and_drains_on_sigterm() {
 fn cuda_without_a_gpu_fails_startup_clearly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut svc = Service::start(&write_config(dir.path(), "cuda"), &[]);
-    let failed = svc.wait_for_log("startup failed");
-    let error = failed["error"].as_str().expect("error field");
-    assert!(error.contains("execution_provider is cuda but no GPU is usable"), "{error}");
-    assert_eq!(svc.wait_exit(Duration::from_secs(10)), Some(1));
+    let failed = svc.wait_for_log("exiting after a GPU fault");
+    let reason = failed["reason"].as_str().expect("reason field");
+    assert!(reason.contains("execution_provider is cuda but no GPU is usable"), "{reason}");
+    // A required GPU that is not usable is a GPU fault: the distinct exit code that the
+    // recovery function (kvs-infer-recovery) reads as "diagnose this instance".
+    assert_eq!(svc.wait_exit(Duration::from_secs(10)), Some(86));
 }
