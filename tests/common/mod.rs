@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 //! Helpers shared by the integration tests (each test crate uses some of them).
 
+pub mod cluster;
 pub mod ecs;
 pub mod fault_proxy;
 pub mod kvs_server;
