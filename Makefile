@@ -38,12 +38,14 @@ $(MOTO_VENV)/.installed: tests/emulator/requirements.txt
 	$(MOTO_VENV)/bin/pip install --disable-pip-version-check --quiet -r tests/emulator/requirements.txt
 	touch $@
 
-## deploy-check: the ecs/ files against botocore's AWS API models, IAM through parliament, shellcheck; the image's rootfs (ldd, chrooted start)
+## deploy-check: the ecs/ files against botocore's AWS API models, IAM through parliament, shellcheck, recovery/template.yaml through cfn-lint; the image's rootfs (ldd, chrooted start)
 deploy-check: $(TOOLS_VENV)/.installed
 	$(TOOLS_VENV)/bin/python tests/deploy/check_deploy.py
+	$(TOOLS_VENV)/bin/cfn-lint recovery/template.yaml
 	# --all-targets: the same feature set as `cargo test --all-targets`, so nothing rebuilds.
 	$(CARGO) build --quiet --all-targets
 	PATH="$(CURDIR)/$(TOOLS_VENV)/bin:$$PATH" ROOTFS_VARIANT=gpu tests/deploy/check_rootfs.sh "$${CARGO_TARGET_DIR:-target}/debug/kvs-infer"
+	tests/deploy/check_recovery_bundle.sh "$${CARGO_TARGET_DIR:-target}/debug/kvs-infer-recovery"
 
 $(TOOLS_VENV)/.installed: tests/deploy/requirements.txt
 	$(PYTHON) -m venv $(TOOLS_VENV)

@@ -545,3 +545,44 @@ fn the_lambda_binary_refuses_an_invalid_configuration() {
         assert!(stderr.contains(needle), "{needle} missing:\n{stderr}");
     }
 }
+
+#[test]
+fn the_template_configures_every_variable_the_function_reads() {
+    use kvs_infer::recovery::config::*;
+    let template = std::fs::read_to_string("recovery/template.yaml").expect("recovery/template.yaml");
+    let known = [
+        ENV_CLUSTER,
+        ENV_DIAG_TASK_DEFINITION,
+        ENV_DIAG_CONTAINER,
+        ENV_TASK_TABLE,
+        ENV_JOB_TABLE,
+        ENV_NODE_TABLE,
+        ENV_SNS_TOPIC_ARN,
+        ENV_MAX_ATTEMPTS_PER_INSTANCE,
+        ENV_MAX_ATTEMPTS_PER_JOB,
+        ENV_ATTEMPT_WINDOW,
+        ENV_GPU_EXIT_CODES,
+        ENV_REJOIN_GRACE,
+        ENV_LEASE,
+    ];
+    let required =
+        [ENV_CLUSTER, ENV_DIAG_TASK_DEFINITION, ENV_TASK_TABLE, ENV_JOB_TABLE, ENV_NODE_TABLE, ENV_SNS_TOPIC_ARN];
+    for var in required {
+        assert!(
+            template.contains(&format!("          {var}: ")),
+            "the function's environment in the template lacks {var}"
+        );
+    }
+    for line in template.lines() {
+        let trimmed = line.trim_start();
+        if let Some((name, _)) = trimmed.split_once(':')
+            && name.starts_with("RECOVERY_")
+        {
+            assert!(known.contains(&name), "the template sets {name}, which the function does not read");
+        }
+    }
+    let docs = std::fs::read_to_string("docs/recovery.md").expect("docs/recovery.md");
+    for var in known {
+        assert!(docs.contains(&format!("`{var}`")), "docs/recovery.md does not document {var}");
+    }
+}
