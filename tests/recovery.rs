@@ -325,8 +325,14 @@ async fn duplicate_and_racing_events_act_exactly_once() {
         let out = h.await.expect("join").expect("handled");
         started += usize::from(matches!(out, Outcome::DiagnosisStarted { .. }));
     }
+    let diags = c.diag_tasks(&ci).await;
     assert_eq!(started, 1);
-    assert_eq!(c.diag_tasks(&ci).await.len(), 1, "exactly one diagnostic");
+    assert_eq!(
+        diags.len(),
+        1,
+        "exactly one diagnostic: {:?}",
+        diags.iter().map(|t| t.started_by()).collect::<Vec<_>>()
+    );
 
     // Drains: one per instance (of 3), no more.
     let drains = c.calls("UpdateContainerInstancesState");

@@ -34,7 +34,9 @@ async fn main() -> ExitCode {
     let recovery = recovery::from_sdk(cfg, &sdk);
     let recovery = &recovery;
     let handler = service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        match recovery.handle(&event.payload).await {
+        // Boxed: the handler's future nests inside the runtime's, and unboxed the optimised
+        // build's layout computation overflows the compiler's query depth.
+        match Box::pin(recovery.handle(&event.payload)).await {
             Ok(outcome) => Ok(serde_json::to_value(outcome)?),
             Err(e) => {
                 let chain = error_chain(&e);

@@ -316,10 +316,18 @@ impl<F: Fleet> Recovery<F> {
                 }
                 return Ok(step.outcome);
             };
+            // New steps go after the pending ones. While another invocation holds a valid lease
+            // it runs them all (two executors of one step could both start a diagnostic);
+            // otherwise this invocation takes the steps.
             next.todo = node.todo.iter().cloned().chain(step.actions).collect();
             next.version = node.version + 1;
-            (next.owner, next.lease_until) =
-                if next.todo.is_empty() { (None, None) } else { (Some(owner.to_string()), Some(now + lease)) };
+            let held = node.owner.is_some() && !node.todo.is_empty() && node.lease_until.is_some_and(|t| t > now);
+            let mine = !next.todo.is_empty() && !held;
+            if next.todo.is_empty() {
+                (next.owner, next.lease_until) = (None, None);
+            } else if mine {
+                (next.owner, next.lease_until) = (Some(owner.to_string()), Some(now + lease));
+            }
             match self.store.save_node(&next, node.version).await {
                 Ok(()) => {
                     if next.state != node.state {
@@ -330,7 +338,9 @@ impl<F: Fleet> Recovery<F> {
                             "instance state changed"
                         );
                     }
-                    self.run_todo(next, owner).await?;
+                    if mine {
+                        self.run_todo(next, owner).await?;
+                    }
                     return Ok(step.outcome);
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -367,6 +377,22 @@ impl<F: Fleet> Recovery<F> {
                 let _ = self.store.save_node(&released, node.version).await;
                 return Err(e);
             }
+            match self.pop_done(node, &action, owner).await? {
+                Some(next) => node = next,
+                None => return Ok(()), // another invocation took the steps over
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the step just taken (the head of `todo`). Transitions only append steps, and
+    /// only an expired lease changes the owner, so while this invocation owns the steps the
+    /// head is still the one it took, even after a conflicting write.
+    async fn pop_done(&self, mut node: Node, done: &Action, owner: &str) -> Result<Option<Node>, RecoveryError> {
+        for _ in 0..CONFLICT_RETRIES {
+            if node.owner.as_deref() != Some(owner) || node.todo.first() != Some(done) {
+                return Ok(None);
+            }
             let mut next = node.clone();
             next.todo.remove(0);
             next.version = node.version + 1;
@@ -375,18 +401,12 @@ impl<F: Fleet> Recovery<F> {
                 next.lease_until = None;
             }
             match self.store.save_node(&next, node.version).await {
-                Ok(()) => node = next,
-                Err(StoreError::Conflict { .. }) => {
-                    let fresh = self.store.load_node(&node.container_instance_arn).await?;
-                    if fresh.owner.as_deref() != Some(owner) {
-                        return Ok(()); // a newer transition took the steps over
-                    }
-                    node = fresh;
-                }
+                Ok(()) => return Ok(Some(next)),
+                Err(StoreError::Conflict { .. }) => node = self.store.load_node(&node.container_instance_arn).await?,
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
+        Err(RecoveryError::Contention { what: format!("node {}", node.container_instance_arn) })
     }
 
     async fn execute(&self, node: &Node, action: &Action) -> Result<(), RecoveryError> {

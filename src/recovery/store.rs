@@ -124,19 +124,41 @@ impl Store {
         Self { ddb, task_table: task_table.into(), job_table: job_table.into(), node_table: node_table.into() }
     }
 
-    // ---- node table ----
-
-    pub async fn load_node(&self, container_instance_arn: &str) -> Result<Node, StoreError> {
+    /// A strongly consistent read of one item.
+    async fn get(&self, table: &str, key: &str, value: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .ddb
             .get_item()
-            .table_name(&self.node_table)
-            .key("container_instance_arn", s(container_instance_arn))
+            .table_name(table)
+            .key(key, s(value))
             .consistent_read(true)
             .send()
             .await
-            .map_err(aws_err(&self.node_table, "GetItem"))?;
-        match out.item {
+            .map_err(aws_err(table, "GetItem"))?;
+        Ok(out.item)
+    }
+
+    /// Writes `item` if the stored one still has version `expected` (0: it must not exist yet).
+    async fn put_versioned(&self, table: &str, key: &str, item: Item, expected: u64) -> Result<(), StoreError> {
+        let mut req = self.ddb.put_item().table_name(table).set_item(Some(item));
+        req = if expected == 0 {
+            req.condition_expression(format!("attribute_not_exists({key})"))
+        } else {
+            req.condition_expression("#v = :v")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":v", n(expected))
+        };
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict { table: table.to_string() }),
+            Err(e) => Err(aws_err(table, "PutItem")(e)),
+        }
+    }
+
+    // ---- node table ----
+
+    pub async fn load_node(&self, container_instance_arn: &str) -> Result<Node, StoreError> {
+        match self.get(&self.node_table, "container_instance_arn", container_instance_arn).await? {
             None => Ok(Node::new(container_instance_arn)),
             Some(item) => self.node_from(&item, container_instance_arn),
         }
@@ -202,19 +224,7 @@ impl Store {
 
     /// Writes `node` if the stored one still has version `expected` (0: does not exist yet).
     pub async fn save_node(&self, node: &Node, expected: u64) -> Result<(), StoreError> {
-        let mut req = self.ddb.put_item().table_name(&self.node_table).set_item(Some(Self::node_item(node)));
-        req = if expected == 0 {
-            req.condition_expression("attribute_not_exists(container_instance_arn)")
-        } else {
-            req.condition_expression("#v = :v")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":v", n(expected))
-        };
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict { table: self.node_table.clone() }),
-            Err(e) => Err(aws_err(&self.node_table, "PutItem")(e)),
-        }
+        self.put_versioned(&self.node_table, "container_instance_arn", Self::node_item(node), expected).await
     }
 
     // ---- task table ----
@@ -247,16 +257,8 @@ impl Store {
     }
 
     pub async fn load_task(&self, task_arn: &str) -> Result<Option<TaskRecord>, StoreError> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.task_table)
-            .key("task_arn", s(task_arn))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws_err(&self.task_table, "GetItem"))?;
-        Ok(out.item.map(|item| TaskRecord {
+        let item = self.get(&self.task_table, "task_arn", task_arn).await?;
+        Ok(item.map(|item| TaskRecord {
             task_arn: task_arn.to_string(),
             container_instance_arn: get_s(&item, "container_instance_arn").unwrap_or_default(),
             job_id: get_s(&item, "job_id").unwrap_or_default(),
@@ -297,16 +299,7 @@ impl Store {
     // ---- job table ----
 
     pub async fn load_job(&self, job_id: &str) -> Result<JobRecord, StoreError> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.job_table)
-            .key("job_id", s(job_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(aws_err(&self.job_table, "GetItem"))?;
-        let Some(item) = out.item else {
+        let Some(item) = self.get(&self.job_table, "job_id", job_id).await? else {
             return Ok(JobRecord { job_id: job_id.to_string(), ..JobRecord::default() });
         };
         let incidents = item
@@ -332,18 +325,6 @@ impl Store {
             AttributeValue::M(job.incidents.iter().map(|(k, v)| (k.clone(), n(v))).collect()),
         );
         put_opt(&mut item, "notified_at", job.notified_at.map(n));
-        let mut req = self.ddb.put_item().table_name(&self.job_table).set_item(Some(item));
-        req = if expected == 0 {
-            req.condition_expression("attribute_not_exists(job_id)")
-        } else {
-            req.condition_expression("#v = :v")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":v", n(expected))
-        };
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(StoreError::Conflict { table: self.job_table.clone() }),
-            Err(e) => Err(aws_err(&self.job_table, "PutItem")(e)),
-        }
+        self.put_versioned(&self.job_table, "job_id", item, expected).await
     }
 }

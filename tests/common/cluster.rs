@@ -94,7 +94,7 @@ impl GpuCluster {
     pub async fn start(instances: usize, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let recording = dir.path().join("moto-recording.jsonl");
-        let moto = Moto::start_recording(&recording);
+        let moto = Moto::start_serial_recording(&recording);
         let sdk = sdk_for(&moto.url()).await;
         let ecs = aws_sdk_ecs::Client::new(&sdk);
         let ec2 = aws_sdk_ec2::Client::new(&sdk);

@@ -19,22 +19,27 @@ impl Moto {
     /// Starts moto on a port the OS picks (`-p 0`) and reads the port from its startup line, so
     /// no other test's listener can be mistaken for it.
     pub fn start() -> Self {
-        Self::start_with_env(&[])
-    }
-
-    /// Moto recording every request it serves (JSON lines in `path`): tests count the calls
-    /// that reached the emulator, on the wire.
-    pub fn start_recording(path: &std::path::Path) -> Self {
-        let path = path.to_str().expect("utf-8 path");
-        Self::start_with_env(&[("MOTO_ENABLE_RECORDING", "True"), ("MOTO_RECORDER_FILEPATH", path)])
-    }
-
-    fn start_with_env(env: &[(&str, &str)]) -> Self {
-        use std::io::{BufRead, BufReader};
         let bin = binary();
         assert!(std::path::Path::new(&bin).exists(), "{bin} not found: run `make emulator` (or set MOTO_SERVER)");
-        let mut child = Command::new(&bin)
-            .envs(env.iter().copied())
+        Self::start_command(Command::new(&bin))
+    }
+
+    /// Moto serving one request at a time (conditional writes atomic, as in AWS: see
+    /// `tests/emulator/serial_moto_server.py`) and recording every request it serves (JSON lines
+    /// in `path`), so tests can count the calls that reached the emulator, on the wire.
+    pub fn start_serial_recording(path: &std::path::Path) -> Self {
+        let path = path.to_str().expect("utf-8 path");
+        let bin = binary();
+        let python = std::path::Path::new(&bin).with_file_name("python");
+        let mut cmd = Command::new(python);
+        cmd.arg("tests/emulator/serial_moto_server.py")
+            .envs([("MOTO_ENABLE_RECORDING", "True"), ("MOTO_RECORDER_FILEPATH", path)]);
+        Self::start_command(cmd)
+    }
+
+    fn start_command(mut cmd: Command) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = cmd
             .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
