@@ -260,17 +260,18 @@ async fn past_the_retry_limit_the_instance_stays_drained_and_sns_hears_once() {
 async fn the_job_limit_leaves_a_gpu_breaking_job_to_ecs() {
     let c = GpuCluster::start(3, &[("RECOVERY_MAX_ATTEMPTS_PER_JOB", "1")]).await;
     let r = c.recovery();
-    let mut outcomes = Vec::new();
-    for (i, inst) in c.instances.iter().enumerate() {
-        let task = c.stopped_task(SERVICE_FAMILY, &inst.arn, Some("service:kvs-infer"), None).await;
-        let t = T0 + 100 * i as i64;
-        outcomes.push(
-            r.handle_at(&c.task_event("task-stopped-gpu-exit-86", &task, &inst.arn, t), t).await.expect("handled"),
-        );
-    }
-    assert_eq!(action(&outcomes[0]), "diagnosis_started");
-    assert!(matches!(&outcomes[1], Outcome::JobLimit { notified: true, incidents: 2, .. }), "{:?}", outcomes[1]);
-    assert!(matches!(&outcomes[2], Outcome::JobLimit { notified: false, incidents: 3, .. }), "{:?}", outcomes[2]);
+    let fail_on = async |i: usize, t: i64| {
+        let inst = &c.instances[i].arn;
+        let task = c.stopped_task(SERVICE_FAMILY, inst, Some("service:kvs-infer"), None).await;
+        r.handle_at(&c.task_event("task-stopped-gpu-exit-86", &task, inst, t), t).await.expect("handled")
+    };
+    assert_eq!(action(&fail_on(0, T0).await), "diagnosis_started");
+    // A second task of the job failing on the same instance is the same incident.
+    assert_eq!(action(&fail_on(0, T0 + 5).await), "attached");
+    let second = fail_on(1, T0 + 100).await;
+    assert!(matches!(&second, Outcome::JobLimit { notified: true, incidents: 2, .. }), "{second:?}");
+    let third = fail_on(2, T0 + 200).await;
+    assert!(matches!(&third, Outcome::JobLimit { notified: false, incidents: 3, .. }), "{third:?}");
     assert_eq!(c.instance_status(&c.instances[1].arn).await, "ACTIVE", "not drained past the job limit");
     assert!(c.diag_tasks(&c.instances[2].arn).await.is_empty());
     let messages = c.sns_messages();
@@ -280,8 +281,7 @@ async fn the_job_limit_leaves_a_gpu_breaking_job_to_ecs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_and_racing_events_act_exactly_once() {
-    // Every failure below is the same job (the service): lift its limit, which has its own test.
-    let c = Arc::new(GpuCluster::start(3, &[("RECOVERY_MAX_ATTEMPTS_PER_JOB", "10")]).await);
+    let c = Arc::new(GpuCluster::start(3, &[]).await);
     let r = Arc::new(c.recovery());
 
     // The same event twice, one after the other.

@@ -52,8 +52,8 @@ pub struct RecoveryConfig {
 pub struct Limits {
     /// Diagnoses of one instance within `window` before it is quarantined.
     pub max_attempts_per_instance: u32,
-    /// GPU incidents of one job (task group) within `window` before the job's further
-    /// incidents are left to ECS (an application that breaks GPUs must not drain the fleet).
+    /// Instances one job (task group) may have GPU failures on within `window` before its
+    /// further failures are left to ECS (an application that breaks GPUs must not drain the fleet).
     pub max_attempts_per_job: u32,
     pub window: Duration,
     pub rejoin_grace: Duration,

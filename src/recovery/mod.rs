@@ -79,7 +79,8 @@ pub enum Outcome {
     Retired {
         container_instance: String,
     },
-    /// The job had more GPU incidents in the window than allowed: left to ECS (and notified once).
+    /// The job had GPU failures on more instances in the window than allowed: left to ECS (and
+    /// notified once).
     JobLimit {
         job_id: String,
         incidents: usize,
@@ -243,8 +244,10 @@ impl<F: Fleet> Recovery<F> {
         self.apply(&d.container_instance_arn, &input, now, owner).await
     }
 
-    /// Counts the incident against its job; past the limit returns the outcome that leaves the
-    /// task to ECS (and notifies once per window).
+    /// Counts the incident against its job: one per instance the job had a GPU failure on
+    /// within the window (several tasks failing together on one instance are one incident; the
+    /// same instance failing again is the per-instance limit's business). Past the limit returns
+    /// the outcome that leaves the task to ECS (and notifies once per window).
     async fn job_limit(&self, rec: &TaskRecord, now: i64) -> Result<Option<Outcome>, RecoveryError> {
         let limits = &self.cfg.limits;
         let window = limits.window.as_secs() as i64;
@@ -252,9 +255,9 @@ impl<F: Fleet> Recovery<F> {
             let mut job = self.store.load_job(&rec.job_id).await?;
             let expected = job.version;
             job.incidents.retain(|_, t| now - *t < window);
-            let task_id = short(&rec.task_arn).to_string();
-            let new_incident = !job.incidents.contains_key(&task_id);
-            job.incidents.insert(task_id, now);
+            let instance_id = short(&rec.container_instance_arn).to_string();
+            let new_incident = !job.incidents.contains_key(&instance_id);
+            job.incidents.insert(instance_id, now);
             let count = job.incidents.len();
             let over = count > limits.max_attempts_per_job as usize;
             let notify = over && new_incident && job.notified_at.is_none_or(|t| now - t >= window);
@@ -277,13 +280,13 @@ impl<F: Fleet> Recovery<F> {
             if notify {
                 let subject = node::truncate(&format!("GPU recovery stopped for job {}", rec.job_id), 100);
                 let message = serde_json::json!({
-                    "summary": format!("{} GPU-suspect failures of job {} within {}: further failures are left to ECS \
-                                        (the job itself may be breaking GPUs).", count, rec.job_id, humantime::format_duration(limits.window)),
+                    "summary": format!("GPU-suspect failures of job {} on {} instances within {}: further failures are left to ECS \
+                                        (the job itself may be breaking GPUs).", rec.job_id, count, humantime::format_duration(limits.window)),
                     "cluster": self.cfg.cluster,
                     "job_id": rec.job_id,
                     "last_task": rec.task_arn,
                     "last_reason": rec.reason,
-                    "incidents": job.incidents,
+                    "instances": job.incidents,
                 });
                 self.fleet.notify(&subject, &message.to_string()).await.map_err(|source| RecoveryError::Fleet {
                     step: "notifying SNS of the job limit".into(),

@@ -57,7 +57,7 @@ pub struct TaskRecord {
 pub struct JobRecord {
     pub job_id: String,
     pub version: u64,
-    /// Task id → time of the incident.
+    /// Container instance id → time of the job's last GPU failure there.
     pub incidents: HashMap<String, i64>,
     pub notified_at: Option<i64>,
 }
