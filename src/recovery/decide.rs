@@ -26,8 +26,8 @@ pub enum Verdict {
     Application(String),
 }
 
-/// Why a task may have stopped because of its health check.
-fn health_check_failure(detail: &TaskDetail) -> bool {
+/// Whether ECS stopped the task for failing its container or load-balancer health check.
+pub fn health_check_failure(detail: &TaskDetail) -> bool {
     detail.stopped_reason.as_deref().is_some_and(|r| r.to_lowercase().contains("health check"))
 }
 

@@ -30,7 +30,7 @@ use crate::recovery::decide::Verdict;
 use crate::recovery::event::{Input, InstanceChange, TaskChange};
 use crate::recovery::fleet::{Fleet, FleetError, StartSpec};
 use crate::recovery::node::{Action, Node, NodeInput};
-use crate::recovery::store::{Store, StoreError, TaskRecord};
+use crate::recovery::store::{Store, StoreError, TaskRecord, TaskState};
 
 /// Re-reads after a lost conditional write before giving up (and letting Lambda retry).
 const CONFLICT_RETRIES: usize = 8;
@@ -174,9 +174,7 @@ impl<F: Fleet> Recovery<F> {
 
         let codes = &self.cfg.gpu_exit_codes;
         let mut verdict = decide::classify(d, codes, false);
-        if matches!(verdict, Verdict::Application(_))
-            && d.stopped_reason.as_deref().is_some_and(|r| r.to_lowercase().contains("health check"))
-        {
+        if matches!(verdict, Verdict::Application(_)) && decide::health_check_failure(d) {
             let node = self.store.load_node(ci).await?;
             verdict = decide::classify(d, codes, node.gpu_fault_recorded(now, &self.cfg.limits));
         }
@@ -210,25 +208,26 @@ impl<F: Fleet> Recovery<F> {
             service_task: d.is_service_task(),
             reason: reason.clone(),
             received_at: now,
-            state: "RECEIVED".to_string(),
+            state: TaskState::Received,
             restarted_as: None,
         };
         // An earlier delivery that stopped half-way left RECEIVED: go on, every later step is
         // idempotent. Anything further along has been handled.
         if let Some(existing) = self.store.claim_task(&record).await?
-            && existing.state != "RECEIVED"
+            && existing.state != TaskState::Received
         {
             return Ok(Outcome::Duplicate {
-                reason: format!("task {} already handled ({})", short(&d.task_arn), existing.state),
+                reason: format!("task {} already handled ({})", short(&d.task_arn), existing.state.as_str()),
             });
         }
         if let Some(limited) = self.job_limit(&record, now).await? {
-            self.store.set_task_state(&record.task_arn, "JOB_LIMIT", None).await?;
+            self.store.set_task_state(&record.task_arn, TaskState::JobLimit, None, Some(TaskState::Received)).await?;
             return Ok(limited);
         }
         let outcome =
             self.apply(ci, &NodeInput::GpuSuspect { task_arn: d.task_arn.clone(), reason }, now, owner).await?;
-        self.store.set_task_state(&record.task_arn, "ATTACHED", None).await?;
+        // Conditional: the instance's recovery may have restarted the task already.
+        self.store.set_task_state(&record.task_arn, TaskState::Attached, None, Some(TaskState::Received)).await?;
         Ok(outcome)
     }
 
@@ -464,11 +463,11 @@ impl<F: Fleet> Recovery<F> {
             warn!(task = task_arn, "no task record: not restarted");
             return Ok(());
         };
-        if matches!(rec.state.as_str(), "RESTARTED" | "LEFT_TO_SERVICE" | "RESTART_FAILED") {
+        if rec.state.restart_settled() {
             return Ok(());
         }
         if rec.service_task {
-            self.store.set_task_state(task_arn, "LEFT_TO_SERVICE", None).await?;
+            self.store.set_task_state(task_arn, TaskState::LeftToService, None, None).await?;
             return Ok(());
         }
         let fleet_err = |step: &'static str| {
@@ -476,7 +475,7 @@ impl<F: Fleet> Recovery<F> {
         };
         let token = node::restart_token(task_arn);
         if let Some(arn) = self.fleet.find_task(ci, &token).await.map_err(fleet_err("finding a restarted task"))? {
-            self.store.set_task_state(task_arn, "RESTARTED", Some(&arn)).await?;
+            self.store.set_task_state(task_arn, TaskState::Restarted, Some(&arn), None).await?;
             return Ok(());
         }
         let described = self.fleet.describe_task(task_arn).await.map_err(fleet_err("describing the stopped task"))?;
@@ -494,12 +493,12 @@ impl<F: Fleet> Recovery<F> {
         match self.fleet.start_task(spec).await {
             Ok(arn) => {
                 info!(task = task_arn, restarted_as = %arn, "task restarted");
-                self.store.set_task_state(task_arn, "RESTARTED", Some(&arn)).await?;
+                self.store.set_task_state(task_arn, TaskState::Restarted, Some(&arn), None).await?;
             }
             // ECS said no (the definition is gone, no room): retrying will not help.
             Err(e @ FleetError::Rejected { .. }) => {
                 warn!(task = task_arn, error = %error_chain(&e), "task not restarted");
-                self.store.set_task_state(task_arn, "RESTART_FAILED", None).await?;
+                self.store.set_task_state(task_arn, TaskState::RestartFailed, None, None).await?;
             }
             Err(source) => {
                 return Err(RecoveryError::Fleet {

@@ -35,6 +35,52 @@ pub enum StoreError {
 
 type Item = HashMap<String, AttributeValue>;
 
+/// Where a GPU-suspect stopped task stands (task table `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    /// Recorded; the steps after it have not all been taken (a retry goes on from here).
+    Received,
+    /// Part of its instance's recovery.
+    Attached,
+    /// Its job is over the per-job limit: left to ECS.
+    JobLimit,
+    Restarted,
+    LeftToService,
+    /// ECS refused the restart (definition gone, no room): not retried.
+    RestartFailed,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 6] = [
+        TaskState::Received,
+        TaskState::Attached,
+        TaskState::JobLimit,
+        TaskState::Restarted,
+        TaskState::LeftToService,
+        TaskState::RestartFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Received => "RECEIVED",
+            TaskState::Attached => "ATTACHED",
+            TaskState::JobLimit => "JOB_LIMIT",
+            TaskState::Restarted => "RESTARTED",
+            TaskState::LeftToService => "LEFT_TO_SERVICE",
+            TaskState::RestartFailed => "RESTART_FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether the task's restart has been dealt with, one way or another.
+    pub fn restart_settled(self) -> bool {
+        matches!(self, TaskState::Restarted | TaskState::LeftToService | TaskState::RestartFailed)
+    }
+}
+
 /// One GPU-suspect stopped task (task table).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRecord {
@@ -46,9 +92,8 @@ pub struct TaskRecord {
     pub service_task: bool,
     pub reason: String,
     pub received_at: i64,
-    /// RECEIVED → ATTACHED (part of a node's recovery) | JOB_LIMIT; then RESTARTED |
-    /// LEFT_TO_SERVICE | RESTART_FAILED.
-    pub state: String,
+    /// RECEIVED → ATTACHED | JOB_LIMIT; ATTACHED → RESTARTED | LEFT_TO_SERVICE | RESTART_FAILED.
+    pub state: TaskState,
     pub restarted_as: Option<String>,
 }
 
@@ -239,7 +284,7 @@ impl Store {
         item.insert("service_task".into(), AttributeValue::Bool(rec.service_task));
         item.insert("reason".into(), s(&rec.reason));
         item.insert("received_at".into(), n(rec.received_at));
-        item.insert("state".into(), s(&rec.state));
+        item.insert("state".into(), s(rec.state.as_str()));
         put_opt(&mut item, "group", rec.group.as_ref().map(s));
         let result = self
             .ddb
@@ -257,8 +302,16 @@ impl Store {
     }
 
     pub async fn load_task(&self, task_arn: &str) -> Result<Option<TaskRecord>, StoreError> {
-        let item = self.get(&self.task_table, "task_arn", task_arn).await?;
-        Ok(item.map(|item| TaskRecord {
+        let Some(item) = self.get(&self.task_table, "task_arn", task_arn).await? else {
+            return Ok(None);
+        };
+        let state =
+            get_s(&item, "state").and_then(|st| TaskState::parse(&st)).ok_or_else(|| StoreError::Malformed {
+                table: self.task_table.clone(),
+                key: task_arn.to_string(),
+                what: "no valid `state`".into(),
+            })?;
+        Ok(Some(TaskRecord {
             task_arn: task_arn.to_string(),
             container_instance_arn: get_s(&item, "container_instance_arn").unwrap_or_default(),
             job_id: get_s(&item, "job_id").unwrap_or_default(),
@@ -267,33 +320,41 @@ impl Store {
             service_task: item.get("service_task").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
             reason: get_s(&item, "reason").unwrap_or_default(),
             received_at: get_n(&item, "received_at").unwrap_or(0),
-            state: get_s(&item, "state").unwrap_or_default(),
+            state,
             restarted_as: get_s(&item, "restarted_as"),
         }))
     }
 
-    /// Moves a task record to `state` (with the restarted task's ARN when there is one).
+    /// Moves a task record to `state` (with the restarted task's ARN when there is one); with
+    /// `from`, only if it is still there (`Ok(false)` when it is not).
     pub async fn set_task_state(
         &self,
         task_arn: &str,
-        state: &str,
+        state: TaskState,
         restarted_as: Option<&str>,
-    ) -> Result<(), StoreError> {
+        from: Option<TaskState>,
+    ) -> Result<bool, StoreError> {
         let mut req = self
             .ddb
             .update_item()
             .table_name(&self.task_table)
             .key("task_arn", s(task_arn))
             .expression_attribute_names("#s", "state")
-            .expression_attribute_values(":s", s(state));
+            .expression_attribute_values(":s", s(state.as_str()));
         req = match restarted_as {
             Some(arn) => {
                 req.update_expression("SET #s = :s, restarted_as = :r").expression_attribute_values(":r", s(arn))
             }
             None => req.update_expression("SET #s = :s"),
         };
-        req.send().await.map_err(aws_err(&self.task_table, "UpdateItem"))?;
-        Ok(())
+        if let Some(from) = from {
+            req = req.condition_expression("#s = :from").expression_attribute_values(":from", s(from.as_str()));
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if from.is_some() && is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(aws_err(&self.task_table, "UpdateItem")(e)),
+        }
     }
 
     // ---- job table ----
