@@ -26,6 +26,11 @@ fn aws<E: std::error::Error + Send + Sync + 'static>(op: &'static str) -> impl F
     move |e| FleetError::Aws { op, source: Box::new(e) }
 }
 
+/// An ECS answer's `failures` entry (the call succeeded, ECS refused the thing).
+fn rejected(op: &'static str, f: &aws_sdk_ecs::types::Failure) -> FleetError {
+    FleetError::Rejected { op, reason: format!("{}: {}", f.reason().unwrap_or("no reason"), f.detail().unwrap_or("")) }
+}
+
 /// What to start where.
 #[derive(Debug, Clone)]
 pub struct StartSpec {
@@ -142,10 +147,7 @@ impl Fleet for AwsFleet {
             .await
             .map_err(aws("ecs:StartTask"))?;
         if let Some(f) = out.failures().first() {
-            return Err(FleetError::Rejected {
-                op: "ecs:StartTask",
-                reason: format!("{}: {}", f.reason().unwrap_or("no reason"), f.detail().unwrap_or("")),
-            });
+            return Err(rejected("ecs:StartTask", f));
         }
         out.tasks()
             .first()
@@ -166,10 +168,7 @@ impl Fleet for AwsFleet {
             .await
             .map_err(aws("ecs:UpdateContainerInstancesState"))?;
         match out.failures().first() {
-            Some(f) => Err(FleetError::Rejected {
-                op: "ecs:UpdateContainerInstancesState",
-                reason: format!("{}: {}", f.reason().unwrap_or("no reason"), f.detail().unwrap_or("")),
-            }),
+            Some(f) => Err(rejected("ecs:UpdateContainerInstancesState", f)),
             None => Ok(()),
         }
     }
