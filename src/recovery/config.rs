@@ -24,7 +24,9 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_ATTEMPT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// A connected-agent event this long after the reboot counts as the instance having rejoined,
 /// even when the disconnect event was never seen (EventBridge does not promise delivery order).
-pub const DEFAULT_REJOIN_GRACE: Duration = Duration::from_secs(60);
+/// Long enough that ECS has noticed the agent going away: container instance events come with
+/// every task change, and one still saying "connected" a minute into a reboot is stale news.
+pub const DEFAULT_REJOIN_GRACE: Duration = Duration::from_secs(300);
 /// How long one invocation owns a node's pending steps before another may take them over: above
 /// the function's timeout (60 s in `recovery/template.yaml`), below Lambda's first retry delay.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(90);

@@ -430,7 +430,7 @@ mod tests {
         let (n, _) = apply(&Node::new(CI), suspect("t1"), 1000);
         let (n, s) = apply(&n, diag(&n, false), 1100);
         assert_eq!((n.state, s.actions.clone()), (NodeState::Rebooting, vec![Action::Reboot]));
-        // A connected event right after the reboot request is not the rejoin.
+        // A connected event soon after the reboot request is not the rejoin.
         let (n, s) = apply(&n, rejoin(1110, 5), 1110);
         assert!(matches!(s.outcome, Outcome::Noted { .. }) && n.state == NodeState::Rebooting);
         let (n, _) = apply(
@@ -451,6 +451,18 @@ mod tests {
     }
 
     #[test]
+    fn without_a_disconnect_event_the_grace_period_decides_the_rejoin() {
+        let (n, _) = apply(&Node::new(CI), suspect("t1"), 1000);
+        let (n, _) = apply(&n, diag(&n, false), 1100);
+        let grace = limits().rejoin_grace.as_secs() as i64;
+        let (n, s) = apply(&n, rejoin(1100 + grace - 1, 5), 1100 + grace - 1);
+        assert!(matches!(s.outcome, Outcome::Noted { .. }) && n.state == NodeState::Rebooting);
+        let (n, s) = apply(&n, rejoin(1100 + grace, 6), 1100 + grace);
+        assert!(matches!(s.outcome, Outcome::DiagnosisStarted { attempt: 2, .. }), "{:?}", s.outcome);
+        assert_eq!(n.state, NodeState::Diagnosing);
+    }
+
+    #[test]
     fn the_attempt_limit_quarantines_and_notifies_once() {
         let (mut n, _) = apply(&Node::new(CI), suspect("t1"), 1000);
         let mut notifications = 0;
@@ -462,7 +474,16 @@ mod tests {
             notifications += s.actions.iter().filter(|a| matches!(a, Action::Notify { .. })).count();
             n = m;
             if n.state == NodeState::Rebooting {
-                let (m, _) = apply(&n, rejoin(2200 + round * 300, 10 + round), 2200 + round * 300);
+                let t = 2100 + round * 300;
+                let down = NodeInput::InstanceChange {
+                    connected: false,
+                    status: "DRAINING".into(),
+                    version: Some(20 + 2 * round),
+                    time: t,
+                    ec2_instance_id: None,
+                };
+                let (m, _) = apply(&n, down, t);
+                let (m, _) = apply(&m, rejoin(t + 100, 21 + 2 * round), t + 100);
                 n = m;
             }
         }
