@@ -173,7 +173,7 @@ impl RecoveryConfig {
 
     /// Whether a cluster ARN from an event names the configured cluster (name or ARN).
     pub fn is_our_cluster(&self, cluster_arn: &str) -> bool {
-        cluster_arn == self.cluster || cluster_arn.rsplit('/').next() == Some(self.cluster.as_str())
+        cluster_arn == self.cluster || crate::recovery::event::resource_id(cluster_arn) == self.cluster
     }
 }
 

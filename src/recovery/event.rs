@@ -174,15 +174,20 @@ impl TaskDetail {
     }
 }
 
+/// The last part of an ARN's resource (`.../cluster/gpu` → `gpu`); a bare name as it is.
+pub fn resource_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
 /// `family` from a task definition ARN, `family:revision` or a bare family.
 pub fn family_of(task_definition: &str) -> &str {
-    let tail = task_definition.rsplit('/').next().unwrap_or(task_definition);
+    let tail = resource_id(task_definition);
     tail.split(':').next().unwrap_or(tail)
 }
 
 /// Parses an invocation payload. `received` is used when the envelope has no `time`.
 pub fn parse(raw: &serde_json::Value, received: i64) -> Result<Input, EventError> {
-    let envelope: Envelope = serde_json::from_value(raw.clone()).map_err(EventError::Envelope)?;
+    let envelope = Envelope::deserialize(raw).map_err(EventError::Envelope)?;
     let id = envelope.id.clone();
     if envelope.source != "aws.ecs" {
         return Err(EventError::Source { id, source_name: envelope.source });

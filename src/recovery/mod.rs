@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::error_chain;
 use crate::recovery::config::RecoveryConfig;
 use crate::recovery::decide::Verdict;
-use crate::recovery::event::{Input, InstanceChange, TaskChange};
+use crate::recovery::event::{Input, InstanceChange, TaskChange, resource_id};
 use crate::recovery::fleet::{Fleet, FleetError, StartSpec};
 use crate::recovery::node::{Action, Node, NodeInput};
 use crate::recovery::store::{Store, StoreError, TaskRecord, TaskState};
@@ -114,10 +114,6 @@ pub struct Recovery<F: Fleet> {
     fleet: F,
 }
 
-fn short(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
-}
-
 impl<F: Fleet> Recovery<F> {
     pub fn new(cfg: RecoveryConfig, store: Store, fleet: F) -> Self {
         Self { cfg, store, fleet }
@@ -158,12 +154,12 @@ impl<F: Fleet> Recovery<F> {
         let d = &t.detail;
         if d.last_status != "STOPPED" {
             return Ok(Outcome::Ignored {
-                reason: format!("task {} is {}, not STOPPED", short(&d.task_arn), d.last_status),
+                reason: format!("task {} is {}, not STOPPED", resource_id(&d.task_arn), d.last_status),
             });
         }
         let Some(ci) = d.container_instance_arn.as_deref().filter(|c| !c.is_empty()) else {
             return Ok(Outcome::Ignored {
-                reason: format!("task {} ran on no container instance (Fargate?)", short(&d.task_arn)),
+                reason: format!("task {} ran on no container instance (Fargate?)", resource_id(&d.task_arn)),
             });
         };
         if let Some(token) = d.started_by.as_deref().filter(|s| node::is_diagnostic_token(s)) {
@@ -217,7 +213,7 @@ impl<F: Fleet> Recovery<F> {
             && existing.state != TaskState::Received
         {
             return Ok(Outcome::Duplicate {
-                reason: format!("task {} already handled ({})", short(&d.task_arn), existing.state.as_str()),
+                reason: format!("task {} already handled ({})", resource_id(&d.task_arn), existing.state.as_str()),
             });
         }
         if let Some(limited) = self.job_limit(&record, now).await? {
@@ -254,7 +250,7 @@ impl<F: Fleet> Recovery<F> {
             let mut job = self.store.load_job(&rec.job_id).await?;
             let expected = job.version;
             job.incidents.retain(|_, t| now - *t < window);
-            let instance_id = short(&rec.container_instance_arn).to_string();
+            let instance_id = resource_id(&rec.container_instance_arn).to_string();
             let new_incident = !job.incidents.contains_key(&instance_id);
             job.incidents.insert(instance_id, now);
             let count = job.incidents.len();

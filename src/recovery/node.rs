@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::recovery::Outcome;
 use crate::recovery::config::Limits;
-use crate::recovery::event::format_time;
+use crate::recovery::event::{format_time, resource_id};
 
 /// Prefix of the `startedBy` of every task this function starts (ECS allows 36 characters).
 pub const STARTED_BY_PREFIX: &str = "gpu-recovery/";
@@ -153,10 +153,6 @@ impl Node {
             let excess = self.history.len() - HISTORY_LINES;
             self.history.drain(..excess);
         }
-    }
-
-    fn short_id(&self) -> &str {
-        self.container_instance_arn.rsplit('/').next().unwrap_or(&self.container_instance_arn)
     }
 }
 
@@ -348,7 +344,7 @@ fn quarantine(mut next: Node, now: i64, cluster: &str, why: &str) -> Step {
     next.quarantined_at = Some(now);
     next.diag_token = None;
     next.note(now, format!("quarantined: {why}"));
-    let subject = format!("GPU instance {} quarantined", next.short_id());
+    let subject = format!("GPU instance {} quarantined", resource_id(&next.container_instance_arn));
     let message = serde_json::json!({
         "summary": format!("kvs-infer-recovery gave up on container instance {} and left it DRAINING: {why}. \
                             Investigate or replace it; set it ACTIVE to release it.", next.container_instance_arn),

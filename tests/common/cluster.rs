@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ecs::types::{ContainerDefinition, ResourceRequirement, ResourceType, TaskOverride};
 use kvs_infer::recovery::config::RecoveryConfig;
+use kvs_infer::recovery::event::resource_id;
 use kvs_infer::recovery::fleet::AwsFleet;
 use kvs_infer::recovery::{self, Recovery};
 use serde_json::{Value, json};
@@ -51,10 +52,6 @@ fn fixture(name: &str) -> Value {
 
 pub fn rfc3339(secs: i64) -> String {
     kvs_infer::recovery::event::format_time(secs)
-}
-
-fn short(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
 }
 
 /// An HTTP listener that keeps what SNS's HTTP subscription delivers.
@@ -221,7 +218,7 @@ impl GpuCluster {
     /// A recorded event shape with this cluster's, task's and instance's identities.
     pub fn task_event(&self, name: &str, task_arn: &str, ci: &str, time: i64) -> Value {
         let mut e = fixture(name);
-        e["id"] = json!(format!("{}-{}", e["id"].as_str().unwrap_or("event"), short(task_arn)));
+        e["id"] = json!(format!("{}-{}", e["id"].as_str().unwrap_or("event"), resource_id(task_arn)));
         e["time"] = json!(rfc3339(time));
         e["resources"] = json!([task_arn]);
         let d = &mut e["detail"];
@@ -245,7 +242,7 @@ impl GpuCluster {
 
     pub fn instance_event(&self, instance: &Instance, status: &str, connected: bool, version: i64, time: i64) -> Value {
         let mut e = fixture("container-instance-state-change");
-        e["id"] = json!(format!("ci-{}-{version}", short(&instance.arn)));
+        e["id"] = json!(format!("ci-{}-{version}", resource_id(&instance.arn)));
         e["time"] = json!(rfc3339(time));
         e["resources"] = json!([instance.arn]);
         let d = &mut e["detail"];
