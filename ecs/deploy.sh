@@ -77,8 +77,8 @@ ensure_role "$(value TASK_ROLE_NAME)" "$here/iam/task-role-policy.json"
 ensure_role "$(value EXECUTION_ROLE_NAME)" "$here/iam/execution-role-policy.json"
 
 # --- Logs ------------------------------------------------------------------------------------
-if ! aws logs describe-log-groups --log-group-name-prefix "$log_group" \
-  --query "logGroups[?logGroupName=='$log_group'] | length(@)" --output text | grep -qx 1; then
+if [ "$(aws logs describe-log-groups --log-group-name-prefix "$log_group" \
+  --query "logGroups[?logGroupName=='$log_group'] | length(@)" --output text)" != 1 ]; then
   aws logs create-log-group --log-group-name "$log_group"
   aws logs put-retention-policy --log-group-name "$log_group" --retention-in-days 30
   say "created log group $log_group (30 days)"

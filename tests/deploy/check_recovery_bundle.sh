@@ -12,7 +12,10 @@ mkdir -p .cache
 work="$(mktemp -d -p "$PWD/.cache" recovery-bundle.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 
-host_glibc="$(ldd --version | head -1 | grep -o '[0-9][0-9.]*$')"
+# getconf, not `ldd --version | head -1`: under pipefail, head closing the pipe early can kill ldd
+# with SIGPIPE and fail the script (exit 141, seen in CI).
+host_glibc="$(getconf GNU_LIBC_VERSION)"
+host_glibc="${host_glibc##* }"
 GLIBC_CEILING="$host_glibc" scripts/bundle-recovery.sh "$binary" "$work/bundle.zip" >/dev/null
 python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$work/bundle.zip" "$work/task"
 chmod -R u+x "$work/task"
