@@ -15,7 +15,7 @@ setup:
 	$(PYTHON) scripts/provision.py
 
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release -p kvs-infer
 
 ## run: provision, build and run the service on the embedded default config
 run: setup build
@@ -38,14 +38,14 @@ $(MOTO_VENV)/.installed: tests/emulator/requirements.txt
 	$(MOTO_VENV)/bin/pip install --disable-pip-version-check --quiet -r tests/emulator/requirements.txt
 	touch $@
 
-## deploy-check: the ecs/ files against botocore's AWS API models, IAM through parliament, shellcheck, recovery/template.yaml through cfn-lint; the image's rootfs (ldd, chrooted start)
+## deploy-check: the ecs/ files against botocore's AWS API models, IAM through parliament, shellcheck, crates/kvs-infer-recovery/template.yaml through cfn-lint; the image's rootfs (ldd, chrooted start); the recovery function's Lambda zip
 deploy-check: $(TOOLS_VENV)/.installed
 	$(TOOLS_VENV)/bin/python tests/deploy/check_deploy.py
-	$(TOOLS_VENV)/bin/cfn-lint recovery/template.yaml
-	# --all-targets: the same feature set as `cargo test --all-targets`, so nothing rebuilds.
-	$(CARGO) build --quiet --all-targets
+	$(TOOLS_VENV)/bin/cfn-lint crates/kvs-infer-recovery/template.yaml
+	# --workspace --all-targets: the same feature set as `make unit`, so nothing rebuilds.
+	$(CARGO) build --quiet --workspace --all-targets
 	PATH="$(CURDIR)/$(TOOLS_VENV)/bin:$$PATH" ROOTFS_VARIANT=gpu tests/deploy/check_rootfs.sh "$${CARGO_TARGET_DIR:-target}/debug/kvs-infer"
-	tests/deploy/check_recovery_bundle.sh "$${CARGO_TARGET_DIR:-target}/debug/kvs-infer-recovery"
+	crates/kvs-infer-recovery/tests/check_bundle.sh "$${CARGO_TARGET_DIR:-target}/debug/kvs-infer-recovery"
 
 $(TOOLS_VENV)/.installed: tests/deploy/requirements.txt
 	$(PYTHON) -m venv $(TOOLS_VENV)
@@ -59,10 +59,10 @@ fmt:
 	$(CARGO) fmt --all -- --check
 
 lint:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
 
 bench: setup
 	$(CARGO) bench

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use kvs_infer::config::{self, EnvOverrides, ModelId, OcrDetConfig};
 use kvs_infer::infer::engine::{self, Engine};
-use kvs_infer::infer::image::{Normalization, RgbImage, letterbox};
 use kvs_infer::infer::ocr::det::{self, DetGeometry};
 use kvs_infer::infer::ocr::rec::Dictionary;
+use kvs_infer::infer::preprocess::{Normalization, letterbox};
 use kvs_infer::infer::yolo::{Candidate, nms};
 use kvs_infer::infer::{runtime, session};
+use kvs_infer::media::image::RgbImage;
 
 fn frame() -> RgbImage {
     RgbImage::decode(&std::fs::read("tests/fixtures/parity/frame_talk_50.png").expect("frame")).expect("png")
@@ -122,7 +123,7 @@ fn engine_det_map(img: &RgbImage, dw: u32, dh: u32) -> Vec<f32> {
     let det = models.sessions.iter_mut().find(|s| s.part == session::ModelPart::OcrDet).expect("det session");
     let resized = img.resize(dw, dh).expect("resize");
     let mut input = vec![0f32; 3 * (dw * dh) as usize];
-    kvs_infer::infer::image::write_chw(&resized, &Normalization::PADDLE, &mut input, dw as usize, dh as usize);
+    kvs_infer::infer::preprocess::write_chw(&resized, &Normalization::PADDLE, &mut input, dw as usize, dh as usize);
     let value = ort::value::Tensor::from_array(([1usize, 3, dh as usize, dw as usize], input)).expect("tensor");
     let out = det.session.run(ort::inputs![value]).expect("run");
     out[0].try_extract_tensor::<f32>().expect("f32").1.to_vec()

@@ -1,44 +1,18 @@
-//! AWS client construction: one shared SDK configuration for every client.
-//!
-//! Credentials come only from the SDK's default chain (on ECS: the task role through the
-//! container credentials endpoint); nothing secret is read from the config file or logged.
-//! Endpoints: `aws.endpoint_url` sends every service to one place (an emulator, a VPC endpoint);
-//! the SDK's own `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` variables work as usual
-//! (`..._KINESIS`, `..._S3`, `..._DYNAMODB`, `..._KINESIS_VIDEO`). With an endpoint override S3
-//! uses path-style addressing (emulators and most private endpoints have no per-bucket DNS).
+//! AWS clients of the service, built on the shared SDK configuration
+//! ([`kvs_infer_common::aws`]). With an endpoint override S3 uses path-style addressing
+//! (emulators and most private endpoints have no per-bucket DNS).
 
-use std::time::Duration;
-
+use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use kvs_infer_common::aws::{CONNECT_TIMEOUT, Endpoint};
 
 use crate::config::AwsConfig;
 
-/// Time to open a connection to an AWS endpoint.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// One attempt of a request/response call (not GetMedia, whose body streams for ~45 minutes).
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The SDK's own retries per call; the sinks and the KVS source retry on top, forever, with backoff.
-pub const SDK_ATTEMPTS: u32 = 2;
-
-/// The shared SDK configuration (region, endpoint, timeouts, retries, credentials chain).
+/// The shared SDK configuration with `aws:`'s region and endpoint.
 pub async fn sdk_config(cfg: &AwsConfig) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS));
-    if let Some(region) = &cfg.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    if let Some(url) = &cfg.endpoint_url {
-        loader = loader.endpoint_url(url.clone());
-    }
-    loader.load().await
+    kvs_infer_common::aws::sdk_config(Endpoint { region: cfg.region.as_deref(), url: cfg.endpoint_url.as_deref() })
+        .await
 }
 
 /// Whether S3 calls go somewhere other than AWS's own S3 endpoints.

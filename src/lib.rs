@@ -7,6 +7,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`geometry`] | boxes, IoU, polygons: pure functions every layer uses |
 //! | [`config`] | YAML schema, env overrides, `validate()` into a typed [`config::Config`] |
 //! | [`health`] | the staged startup state machine, liveness and degraded reasons, fed by `watch` |
 //! | [`metrics`] | every metric name, its help text and the Prometheus recorder |
@@ -19,33 +20,18 @@
 //! | [`server`] | the axum router: `/healthz`, `/livez`, `/readyz`, `/metrics`, `/` |
 //! | [`startup`] | the order `serve` brings the service up in, and graceful shutdown |
 //! | [`healthcheck`] | the container health-check client behind `kvs-infer healthcheck` |
-//! | [`telemetry`] | tracing subscriber setup (human or JSON lines for CloudWatch) |
-//! | [`recovery`] | the GPU recovery Lambda (`kvs-infer-recovery`): diagnose, drain, reboot, quarantine |
 #![warn(clippy::unwrap_used)]
 
 pub mod aws;
 pub mod config;
+pub mod geometry;
 pub mod health;
 pub mod healthcheck;
 pub mod infer;
 pub mod media;
 pub mod metrics;
 pub mod pipeline;
-pub mod recovery;
 pub mod server;
 pub mod sink;
 pub mod source;
 pub mod startup;
-pub mod telemetry;
-
-/// An error and all its sources on one line, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}

@@ -13,12 +13,13 @@ use kvs_infer::config::{self, CameraSpec, DEFAULT_CONFIG_FILE, EnvOverrides};
 use kvs_infer::health::Health;
 use kvs_infer::healthcheck::{self, Probe};
 use kvs_infer::infer::engine::Engine;
-use kvs_infer::infer::image::RgbImage;
+use kvs_infer::media::image::RgbImage;
 use kvs_infer::media::inspect::{InspectOptions, inspect};
+use kvs_infer::metrics;
 use kvs_infer::pipeline::{self, camera::CameraContext};
 use kvs_infer::sink::local::LocalSink;
 use kvs_infer::startup::{self, ServeContext};
-use kvs_infer::{metrics, telemetry};
+use kvs_infer_common::telemetry;
 
 /// Inference service for Kinesis Video Streams: ONNX detection and OCR on live camera video,
 /// with a staged /healthz for ECS and the ALB.
@@ -358,8 +359,8 @@ fn serve(config_path: PathBuf) -> ExitCode {
     match result {
         Ok(startup::Outcome::Drained) => ExitCode::SUCCESS,
         Ok(startup::Outcome::GpuFault(reason)) => {
-            tracing::error!(reason, exit_code = startup::EXIT_GPU_FAULT, "exiting after a GPU fault");
-            ExitCode::from(startup::EXIT_GPU_FAULT)
+            tracing::error!(reason, exit_code = kvs_infer_common::exit::GPU_FAULT, "exiting after a GPU fault");
+            ExitCode::from(kvs_infer_common::exit::GPU_FAULT)
         }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "startup failed");

@@ -33,10 +33,6 @@ const EVENT_QUEUE: usize = 256;
 /// How long open HTTP connections get to finish once the drain is over.
 const SERVER_STOP: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Exit status after a GPU fault (device lost, reset-class XID, CUDA error) when
-/// `health.exit_on_gpu_fault` is on: distinct, so ECS task-stop events name the cause.
-pub const EXIT_GPU_FAULT: u8 = 86;
-
 /// Liveness components that mean the GPU (not the application) failed.
 const GPU_FAULTS: [&str; 2] = ["gpu", "cuda"];
 
@@ -45,12 +41,9 @@ const GPU_FAULTS: [&str; 2] = ["gpu", "cuda"];
 pub enum Outcome {
     /// A signal, then a drain.
     Drained,
-    /// The GPU failed; the service drained and should exit with [`EXIT_GPU_FAULT`].
+    /// The GPU failed; the service drained and should exit with [`kvs_infer_common::exit::GPU_FAULT`].
     GpuFault(String),
 }
-
-/// Exit status when a second signal cuts the drain short (128 + SIGINT, as shells report it).
-pub const EXIT_FORCED: u8 = 130;
 
 /// What `serve` needs. Built by `main` after the config is valid.
 pub struct ServeContext {
@@ -107,7 +100,7 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<Outcome> {
         }
         Some(Err(e)) => {
             // A GPU that the config requires but that is not usable is a GPU fault, not a bad
-            // release: exit with EXIT_GPU_FAULT so recovery tooling diagnoses the instance.
+            // release: exit with kvs_infer_common::exit::GPU_FAULT so recovery tooling diagnoses the instance.
             let gpu_failed =
                 health.snapshot().stages.iter().any(|s| s.stage == Stage::Gpu && s.state == StageState::Failed);
             let e = abort(&shutdown, &server_stop, server, e).await;
@@ -205,7 +198,7 @@ async fn abort(
     error
 }
 
-/// A GPU liveness failure starts the drain, so the process exits with [`EXIT_GPU_FAULT`]
+/// A GPU liveness failure starts the drain, so the process exits with [`kvs_infer_common::exit::GPU_FAULT`]
 /// instead of waiting for health checks to have it killed.
 async fn watch_gpu_faults(health: Health, shutdown: CancellationToken, fault: Arc<std::sync::OnceLock<String>>) {
     let mut rx = health.subscribe();
@@ -217,7 +210,7 @@ async fn watch_gpu_faults(health: Health, shutdown: CancellationToken, fault: Ar
             .find(|(k, _)| GPU_FAULTS.contains(&k.as_str()))
             .map(|(k, r)| format!("{k}: {r}"));
         if let Some(reason) = found {
-            tracing::error!(reason, exit_code = EXIT_GPU_FAULT, "GPU fault: draining, then exiting");
+            tracing::error!(reason, exit_code = kvs_infer_common::exit::GPU_FAULT, "GPU fault: draining, then exiting");
             let _ = fault.set(reason);
             health.start_draining();
             shutdown.cancel();
@@ -254,7 +247,7 @@ async fn watch_signals(shutdown: CancellationToken, health: Health) {
             shutdown.cancel();
         } else {
             warn!("second signal: exiting without finishing the drain");
-            std::process::exit(i32::from(EXIT_FORCED));
+            std::process::exit(i32::from(kvs_infer_common::exit::FORCED));
         }
     }
 }

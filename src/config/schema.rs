@@ -61,12 +61,7 @@ impl Default for LoggingConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use kvs_infer_common::telemetry::LogFormat;
 
 /// Liveness and shutdown timings.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -98,7 +98,7 @@ fn check_server(c: &mut Checker, s: &ServerConfig) {
 }
 
 fn check_logging(c: &mut Checker, l: &LoggingConfig) {
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&l.level) {
+    if let Err(e) = kvs_infer_common::telemetry::check_filter(&l.level) {
         c.err("logging.level", format!("not a valid tracing filter ({e})"));
     }
 }

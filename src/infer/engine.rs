@@ -9,13 +9,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::image::{Normalization, RgbImage, letterbox};
 use super::ocr::{self, OcrModel, TextLine};
+use super::preprocess::{Normalization, letterbox};
 use super::session::{LoadedModels, ModelPart, SessionRunner, YoloModel};
 use super::worker::{self, InferHandle, WorkerConfig};
 use super::yolo::{self, Detection, YoloParams};
 use super::{InferError, Runner, Tensor};
 use crate::config::{CameraSpec, ModelId, RuntimeConfig};
+use crate::media::image::RgbImage;
 use crate::metrics;
 
 /// Margin around a detection when reading text inside it, as a fraction of its size.

@@ -6,7 +6,7 @@
 //! | [`runtime`] | finding and loading `libonnxruntime`, execution providers |
 //! | [`session`] | loading configured models into sessions, their metadata, warm-up |
 //! | [`worker`] | the session-owning thread, cross-camera batching, the handle |
-//! | [`image`] | RGB images, SIMD resizing, letterbox, tensor packing |
+//! | [`preprocess`] | normalisation, CHW tensor packing, letterbox |
 //! | [`yolo`] | Ultralytics detect outputs, class-aware NMS |
 //! | [`ocr`] | PP-OCR detection, classification, recognition |
 //! | [`engine`] | a camera's models composed: detect, read text, or detect then read inside |
@@ -15,8 +15,8 @@
 //! threads, model runs on the worker thread.
 
 pub mod engine;
-pub mod image;
 pub mod ocr;
+pub mod preprocess;
 pub mod runtime;
 pub mod session;
 pub mod worker;
@@ -146,6 +146,8 @@ pub enum InferError {
     UnknownModel(String),
     #[error("bad image: {reason}")]
     BadImage { reason: String },
+    #[error(transparent)]
+    Image(#[from] crate::media::image::ImageError),
     #[error("tensor shapes differ: expected [_, {expected:?}], got {got:?}")]
     ShapeMismatch { expected: Vec<usize>, got: Vec<usize> },
     #[error("empty batch")]

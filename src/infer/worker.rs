@@ -318,7 +318,7 @@ fn execute(
             }
             Err(e) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                let message = crate::error_chain(&e);
+                let message = kvs_infer_common::error_chain(&e);
                 if is_cuda_fault(&message) {
                     let _ = stats.cuda_error.set(message);
                 }

@@ -6,7 +6,8 @@
 
 use serde::Serialize;
 
-use super::image::Letterbox;
+use super::preprocess::Letterbox;
+use crate::geometry::iou;
 
 /// Ultralytics' cap on detections per image.
 pub const MAX_DETECTIONS: usize = 300;
@@ -79,17 +80,6 @@ pub struct YoloParams {
     pub iou: f32,
     /// Per class: keep it? Empty = keep all.
     pub keep_class: Vec<bool>,
-}
-
-/// Intersection over union of two `[x1, y1, x2, y2]` boxes; 0 when they do not overlap (the
-/// intersection is clamped at zero, never negative) or have no area.
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let union = area(a) + area(b) - inter;
-    if union <= 0.0 { 0.0 } else { inter / union }
 }
 
 /// A box before NMS, in model input coordinates.
@@ -176,17 +166,6 @@ mod tests {
 
     fn cand(bbox: [f32; 4], score: f32, class_id: usize) -> Candidate {
         Candidate { bbox, score, class_id }
-    }
-
-    #[test]
-    fn iou_cases() {
-        let a = [0.0, 0.0, 10.0, 10.0];
-        assert_eq!(iou(&a, &a), 1.0);
-        assert_eq!(iou(&a, &[20.0, 20.0, 30.0, 30.0]), 0.0, "disjoint");
-        assert_eq!(iou(&a, &[10.0, 0.0, 20.0, 10.0]), 0.0, "touching edges");
-        assert_eq!(iou(&a, &[30.0, 30.0, 20.0, 20.0]), 0.0, "inverted box never goes negative");
-        assert!((iou(&a, &[5.0, 0.0, 15.0, 10.0]) - 50.0 / 150.0).abs() < 1e-6, "half overlap");
-        assert_eq!(iou(&[0.0; 4], &[0.0; 4]), 0.0, "empty boxes");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod avc;
 pub mod decode;
 pub mod demux;
 pub mod ebml;
+pub mod image;
 pub mod inspect;
 pub mod kvs;
 

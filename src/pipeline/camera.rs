@@ -20,15 +20,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::events::{Event, EventOrigin};
+use super::events::{Event, EventOrigin, EventWithFrame};
 use super::roi::Roi;
 use super::sampler::{DropOldest, RateGate};
 use super::tracker::{EventKind, Observation, Tracker};
 use crate::config::CameraSpec;
 use crate::infer::engine::{Analysis, Engine};
-use crate::infer::image::RgbImage;
 use crate::media::decode::{OpenH264Decoder, VideoDecoder};
 use crate::media::demux::Demuxer;
+use crate::media::image::RgbImage;
 use crate::media::{Event as MediaEvent, FragmentMeta, FragmentNumber, MediaError};
 use crate::metrics::{self, FrameStage};
 use crate::source::file::FileSource;
@@ -52,13 +52,6 @@ pub struct SampledFrame {
     pub image: RgbImage,
     pub timestamp_ns: i64,
     pub fragment: Option<Arc<FragmentMeta>>,
-}
-
-/// An event, with the frame it happened on (for snapshots) when it is `new` or `end`.
-#[derive(Debug, Clone)]
-pub struct EventWithFrame {
-    pub event: Event,
-    pub frame: Option<RgbImage>,
 }
 
 /// What the camera pipeline needs.
@@ -316,7 +309,7 @@ fn decode_loop(mut source: Box<dyn MediaSource>, mut ctx: DecodeContext) -> RunS
                 session_over = Some(done);
             }
             Some(Err(e)) => {
-                tracing::error!(camera, error = %crate::error_chain(&e), "read failed");
+                tracing::error!(camera, error = %kvs_infer_common::error_chain(&e), "read failed");
                 break;
             }
         }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tracker::{EventKind, TrackState};
 use crate::media::FragmentMeta;
+use crate::media::image::RgbImage;
 
 /// Version of the event JSON; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -44,6 +45,13 @@ pub struct Event {
     /// Wall-clock time the event entered the outbox, Unix seconds (absent on `run-file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emitted_at: Option<f64>,
+}
+
+/// An event, with the frame it happened on (for snapshots) when it is `new` or `end`.
+#[derive(Debug, Clone)]
+pub struct EventWithFrame {
+    pub event: Event,
+    pub frame: Option<RgbImage>,
 }
 
 /// Where events come from: one run of one camera's pipeline.

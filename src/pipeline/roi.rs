@@ -3,22 +3,10 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Anchor, LabelFilter, Zone};
+use crate::geometry::contains;
 
 /// The zone name observations get when a camera has no zones (the whole frame counts).
 pub const WHOLE_FRAME: &str = "frame";
-
-/// Is `p` inside the polygon (ray casting; points on an edge may go either way)?
-pub fn contains(polygon: &[[f64; 2]], p: [f64; 2]) -> bool {
-    let mut inside = false;
-    let n = polygon.len();
-    for i in 0..n {
-        let (a, b) = (polygon[i], polygon[(i + n - 1) % n]);
-        if (a[1] > p[1]) != (b[1] > p[1]) && p[0] < (b[0] - a[0]) * (p[1] - a[1]) / (b[1] - a[1]) + a[0] {
-            inside = !inside;
-        }
-    }
-    inside
-}
 
 /// A camera's zones and filters.
 #[derive(Debug, Clone)]

@@ -11,7 +11,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::camera::{CameraContext, EventWithFrame, RunOptions, RunStats, run, run_file};
+use super::camera::{CameraContext, RunOptions, RunStats, run, run_file};
+use super::events::EventWithFrame;
 use crate::config::{CameraSpec, SourceSpec, StreamRef};
 use crate::infer::engine::Engine;
 use crate::source::checkpoint::Checkpoints;
@@ -72,7 +73,7 @@ impl Supervisor {
                     backoff = RESTART_BACKOFF_MIN;
                 }
                 Err(e) => {
-                    warn!(camera = id, error = %crate::error_chain(&e), retry_in = ?backoff, "camera failed; restarting");
+                    warn!(camera = id, error = %kvs_infer_common::error_chain(&e), retry_in = ?backoff, "camera failed; restarting");
                     self.health.set_camera(&id, "restarting", Some(e.to_string()));
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::Serialize;
 
 use crate::config::TrackingConfig;
-use crate::infer::yolo::iou;
+use crate::geometry::iou;
 
 /// One thing seen in one frame, after ROI and filters.
 #[derive(Debug, Clone, PartialEq)]

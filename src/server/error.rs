@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Json, Response};
 use serde::Serialize;
 
 use crate::infer::InferError;
+use crate::media::image::ImageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -16,11 +17,13 @@ pub enum ApiError {
     #[error("unsupported content type {0:?}: send image/jpeg or image/png")]
     UnsupportedType(String),
     #[error("the image cannot be decoded")]
-    Undecodable(#[source] InferError),
+    Undecodable(#[source] ImageError),
     #[error("the inference queue is full; retry")]
     Busy(#[source] InferError),
     #[error("inference failed")]
     Inference(#[source] InferError),
+    #[error("the request's task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 #[derive(Serialize)]
@@ -35,7 +38,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Undecodable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Inference(_) | ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

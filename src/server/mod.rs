@@ -20,7 +20,7 @@ use axum::routing::post;
 
 use crate::config::CameraSpec;
 use crate::infer::engine::{Analysis, Engine};
-use crate::infer::image::RgbImage;
+use crate::media::image::RgbImage;
 use error::ApiError;
 
 use axum::Router;
@@ -139,7 +139,7 @@ async fn infer(
         Ok::<_, ApiError>(InferResponse { width, height, analysis })
     })
     .await
-    .map_err(|e| ApiError::Inference(crate::infer::InferError::WorkerStart { reason: e.to_string() }))??;
+    .map_err(ApiError::Task)??;
     Ok(Json(analysis))
 }
 

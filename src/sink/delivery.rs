@@ -14,28 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::outbox::Outbox;
 use super::{Pending, Sink};
 use crate::health::Health;
-
-/// Retry delays after a failed delivery: doubling from `min` to `max`, with full jitter.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub min: Duration,
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self { min: Duration::from_millis(200), max: Duration::from_secs(30) }
-    }
-}
-
-impl Backoff {
-    /// The delay before retry number `attempt` (0-based): uniformly in [ceiling/2, ceiling].
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self.min.saturating_mul(1u32 << attempt.min(16)).min(self.max);
-        let half = ceiling / 2;
-        half + ceiling.saturating_sub(half).mul_f64(fastrand::f64())
-    }
-}
+use kvs_infer_common::backoff::Backoff;
 
 /// What a delivery loop needs.
 #[derive(Clone)]
@@ -62,7 +41,7 @@ pub async fn run(sink: Arc<dyn Sink>, ctx: DeliveryContext) {
                 batch
             }
             Ok(Err(e)) => {
-                tracing::error!(sink = name, error = %crate::error_chain(&e), "cannot read the outbox");
+                tracing::error!(sink = name, error = %kvs_infer_common::error_chain(&e), "cannot read the outbox");
                 storage_attempt += 1;
                 if !sleep_or_shutdown(&ctx, ctx.backoff.delay(storage_attempt)).await {
                     return;
@@ -109,7 +88,7 @@ pub async fn run(sink: Arc<dyn Sink>, ctx: DeliveryContext) {
                     crate::metrics::count_sink_error(name, e.reason());
                     ctx.health.set_degraded(&health_key, e.to_string());
                     ctx.health.set_sink(name, "failing", Some(format!("{e} ({left} record(s) of a batch waiting)")));
-                    tracing::warn!(sink = name, records_left = left, attempt, error = %crate::error_chain(&e), "delivery failed; retrying");
+                    tracing::warn!(sink = name, records_left = left, attempt, error = %kvs_infer_common::error_chain(&e), "delivery failed; retrying");
                 }
             }
             if ctx.shutdown.is_cancelled() {
@@ -135,7 +114,7 @@ pub async fn run(sink: Arc<dyn Sink>, ctx: DeliveryContext) {
                 ctx.health.set_sink(name, "ok", Some(format!("backlog {backlog}")));
             }
             Ok(Err(e)) => {
-                tracing::error!(sink = name, error = %crate::error_chain(&e), "cannot record the acknowledgement; records will be delivered again")
+                tracing::error!(sink = name, error = %kvs_infer_common::error_chain(&e), "cannot record the acknowledgement; records will be delivered again")
             }
             Err(e) => tracing::error!(sink = name, error = %e, "outbox ack task failed"),
         }
@@ -147,24 +126,5 @@ async fn sleep_or_shutdown(ctx: &DeliveryContext, delay: Duration) -> bool {
     tokio::select! {
         () = tokio::time::sleep(delay) => true,
         () = ctx.shutdown.cancelled() => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_within_jitter_and_caps() {
-        let b = Backoff { min: Duration::from_millis(100), max: Duration::from_secs(2) };
-        for attempt in 0..20 {
-            let ceiling = Duration::from_millis(100 * (1u64 << attempt.min(16))).min(Duration::from_secs(2));
-            let d = b.delay(attempt);
-            assert!(
-                d >= ceiling / 2 && d <= ceiling,
-                "attempt {attempt}: {d:?} not in [{:?}, {ceiling:?}]",
-                ceiling / 2
-            );
-        }
     }
 }

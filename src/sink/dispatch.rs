@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::outbox::{Outbox, OutboxError, OutboxRecord};
 use crate::health::Health;
-use crate::pipeline::camera::EventWithFrame;
+use crate::pipeline::events::EventWithFrame;
 
 /// How often a full outbox is tried again even without a wake-up.
 const FULL_RETRY: Duration = Duration::from_secs(1);
@@ -38,7 +38,7 @@ pub async fn run(mut rx: mpsc::Receiver<EventWithFrame>, outbox: Arc<Outbox>, pl
                 match tokio::task::spawn_blocking(move || super::snapshot::encode(&frame, &e, quality)).await {
                     Ok(Ok(jpeg)) => Some(jpeg),
                     Ok(Err(e)) => {
-                        tracing::error!(error = %crate::error_chain(&e), "snapshot not encoded; the event goes on without it");
+                        tracing::error!(error = %kvs_infer_common::error_chain(&e), "snapshot not encoded; the event goes on without it");
                         None
                     }
                     Err(e) => {
@@ -87,11 +87,11 @@ async fn append(outbox: &Arc<Outbox>, record: Arc<OutboxRecord>, health: &Health
                 let _ = tokio::time::timeout(FULL_RETRY, freed).await;
             }
             Ok(Err(e)) => {
-                tracing::error!(error = %crate::error_chain(&e), event_id = record.event.event_id, "cannot write to the outbox; retrying");
+                tracing::error!(error = %kvs_infer_common::error_chain(&e), event_id = record.event.event_id, "cannot write to the outbox; retrying");
                 health.set_degraded(HEALTH_KEY, e.to_string());
                 full_reported = true;
                 attempt += 1;
-                tokio::time::sleep(super::delivery::Backoff::default().delay(attempt)).await;
+                tokio::time::sleep(kvs_infer_common::backoff::Backoff::default().delay(attempt)).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "outbox append task failed");

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use super::SinkError;
 use crate::config::LocalSinkConfig;
-use crate::pipeline::camera::EventWithFrame;
 use crate::pipeline::events::Event;
+use crate::pipeline::events::EventWithFrame;
 
 pub struct LocalSink {
     dir: PathBuf,

@@ -20,10 +20,9 @@ pub mod snapshot;
 use std::future::Future;
 use std::pin::Pin;
 
-use self::outbox::OutboxRecord;
+use kvs_infer_common::BoxError;
 
-/// A boxed error from a remote service (the AWS SDK's error types are generic per operation).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use self::outbox::OutboxRecord;
 
 /// The sink layer's errors.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +144,7 @@ pub fn configured(config: &crate::config::SinksConfig) -> Vec<&'static str> {
 pub struct SinkSet {
     /// Where cameras send events. Once every sender is dropped and the service is shutting down,
     /// the delivery loops flush what their sinks will take and stop.
-    pub events: tokio::sync::mpsc::Sender<crate::pipeline::camera::EventWithFrame>,
+    pub events: tokio::sync::mpsc::Sender<crate::pipeline::events::EventWithFrame>,
     pub done: tokio::task::JoinHandle<()>,
 }
 
@@ -197,7 +196,7 @@ pub fn start(ctx: SinkContext<'_>) -> Result<SinkSet, SinkError> {
         outbox: outbox.clone(),
         health: health.clone(),
         shutdown: flush.clone(),
-        backoff: delivery::Backoff::default(),
+        backoff: kvs_infer_common::backoff::Backoff::default(),
     };
     let loops: Vec<_> = sinks.into_iter().map(|sink| tokio::spawn(delivery::run(sink, dctx.clone()))).collect();
     let dispatcher = tokio::spawn(dispatch::run(rx, outbox, plan, health));

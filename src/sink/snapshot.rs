@@ -6,7 +6,7 @@
 use image::codecs::jpeg::JpegEncoder;
 
 use super::SinkError;
-use crate::infer::image::RgbImage;
+use crate::media::image::RgbImage;
 use crate::pipeline::events::Event;
 
 /// Box outline colour and width on snapshots.

@@ -24,7 +24,7 @@ use super::checkpoint::Checkpoints;
 use super::{Chunk, FragmentProgress, SourceError};
 use crate::config::{StartSelector, StreamRef};
 use crate::media::FragmentNumber;
-use crate::sink::delivery::Backoff;
+use kvs_infer_common::backoff::Backoff;
 
 /// How long a data endpoint is used before GetDataEndpoint is asked again.
 pub const ENDPOINT_TTL: Duration = Duration::from_secs(30 * 60);
@@ -141,7 +141,7 @@ impl KvsSource {
                 Ok(s) => s,
                 Err(e) => {
                     // The config was validated; a selector the API refuses to build is a bug.
-                    tracing::error!(camera, error = %crate::error_chain(&e), "cannot build the start selector; camera stopped");
+                    tracing::error!(camera, error = %kvs_infer_common::error_chain(&e), "cannot build the start selector; camera stopped");
                     break;
                 }
             };
@@ -244,7 +244,7 @@ impl KvsSource {
                 Err(_) => return (SessionEnd::Idle, bytes),
                 Ok(None) => return (SessionEnd::BodyEnded, bytes),
                 Ok(Some(Err(e))) => {
-                    tracing::warn!(camera = self.camera, error = %crate::error_chain(&e), "GetMedia body broke");
+                    tracing::warn!(camera = self.camera, error = %kvs_infer_common::error_chain(&e), "GetMedia body broke");
                     return (SessionEnd::BodyError, bytes);
                 }
                 Ok(Some(Ok(data))) => {
@@ -302,7 +302,7 @@ impl KvsSource {
                 }
                 Err(e) => {
                     // Starting without it would re-read or skip video: wait for the table instead.
-                    tracing::warn!(camera = self.camera, error = %crate::error_chain(&e), "cannot read the checkpoint; retrying");
+                    tracing::warn!(camera = self.camera, error = %kvs_infer_common::error_chain(&e), "cannot read the checkpoint; retrying");
                     if !self.sleep(RECONNECT_BACKOFF.delay(attempt)).await {
                         return None;
                     }
@@ -356,7 +356,7 @@ impl KvsSource {
         crate::metrics::count_kvs_reconnect(&self.camera, reason);
         self.health.set_degraded(&self.health_key(), e.to_string());
         self.health.set_camera(&self.camera, "reconnecting", Some(e.to_string()));
-        tracing::warn!(camera = self.camera, error = %crate::error_chain(e), "KVS call failed; retrying");
+        tracing::warn!(camera = self.camera, error = %kvs_infer_common::error_chain(e), "KVS call failed; retrying");
     }
 
     /// Sleeps for `d`; `false` when shutdown came first.
@@ -398,7 +398,7 @@ pub async fn write_checkpoints(
                 }
                 Err(e) => {
                     crate::metrics::count_kvs_checkpoint(&camera, "error");
-                    tracing::warn!(camera, error = %crate::error_chain(&e), "checkpoint not written; the next one will be");
+                    tracing::warn!(camera, error = %kvs_infer_common::error_chain(&e), "checkpoint not written; the next one will be");
                 }
             }
         }

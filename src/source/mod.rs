@@ -40,14 +40,14 @@ pub enum SourceError {
         /// Bounded classification for metrics: `throttled`, `connection_limit`, `not_found`, ...
         reason: &'static str,
         #[source]
-        source: crate::sink::BoxError,
+        source: kvs_infer_common::BoxError,
     },
     #[error("camera {camera}: start selector {value:?} is not usable")]
     StartSelector {
         camera: String,
         value: String,
         #[source]
-        source: crate::sink::BoxError,
+        source: kvs_infer_common::BoxError,
     },
     #[error("checkpoint table {table}: {operation} for stream {stream} failed")]
     Checkpoint {
@@ -55,7 +55,7 @@ pub enum SourceError {
         stream: String,
         operation: &'static str,
         #[source]
-        source: crate::sink::BoxError,
+        source: kvs_infer_common::BoxError,
     },
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden outputs from the reference implementations, for tests/parity.rs.
+"""Golden outputs from the reference implementations, for tests/it/parity.rs.
 
   * renders text images with Debian's DejaVu fonts (deterministic) into tests/fixtures/parity/;
   * runs RapidOCR (rapidocr==3.10.0: PP-OCRv6 det/rec small + mobile cls, onnxruntime 1.31.1)

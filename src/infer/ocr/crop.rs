@@ -7,7 +7,7 @@
 
 use super::geometry::{self, Point};
 use crate::infer::InferError;
-use crate::infer::image::RgbImage;
+use crate::media::image::RgbImage;
 
 /// Keys' cubic (a = -0.75) in f32, exactly as OpenCV's `interpolateCubic`.
 fn cubic_weights(x: f32) -> [f32; 4] {

@@ -12,10 +12,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::image::{Normalization, RgbImage, write_chw};
+use super::preprocess::{Normalization, write_chw};
 use super::session::ModelPart;
 use super::{InferError, Runner, Tensor};
 use crate::config::{ModelId, OcrSpec};
+use crate::media::image::RgbImage;
 use crate::metrics;
 use det::{DetGeometry, TextBox};
 use rec::Dictionary;

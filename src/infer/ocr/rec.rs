@@ -1,8 +1,9 @@
 //! PP-OCR recognition and direction classification: line images → normalised batches, and
 //! CTC greedy decoding with the dictionary from the model's `character` metadata.
 
-use crate::infer::image::{Normalization, RgbImage, write_chw};
+use crate::infer::preprocess::{Normalization, write_chw};
 use crate::infer::{InferError, Tensor};
+use crate::media::image::RgbImage;
 
 /// Recognition input width at ratio 320/48: the narrowest a batch is padded to.
 pub const REC_BASE_WIDTH: u32 = 320;

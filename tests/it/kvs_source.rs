@@ -1,0 +1,213 @@
+//! The KVS source against a GetMedia test server serving a real 5-fragment capture
+//! (`output_get_media.mkv`): every fragment is processed exactly once across cut bodies,
+//! aborted connections and throttling; checkpoints (DynamoDB, in moto) never move backwards and a
+//! restart resumes after the checkpointed fragment.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::kvs_server::{Fault, Fragment, KvsServer, fragments_of};
+use crate::common::moto::{self, Moto};
+use kvs_infer::config::{self, EnvOverrides, StartSelector, StreamRef};
+use kvs_infer::infer::engine::Engine;
+use kvs_infer::infer::{engine, runtime, session};
+use kvs_infer::media::{FragmentMeta, FragmentNumber, KvsTimestamp};
+use kvs_infer::pipeline::camera::{self, CameraContext, RunOptions, RunStats};
+use kvs_infer::source::checkpoint::{Checkpoints, Written};
+use kvs_infer::source::kvs::{KvsSource, write_checkpoints};
+use kvs_infer::source::{ChannelSource, FragmentProgress};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const STREAM: &str = "cam-stream";
+
+fn capture() -> Vec<Fragment> {
+    let data = std::fs::read("tests/fixtures/kvs/output_get_media.mkv").expect("capture");
+    let fragments = fragments_of(&data);
+    assert_eq!(fragments.len(), 5);
+    fragments
+}
+
+fn engine_and_camera() -> (Engine, config::CameraSpec) {
+    let yaml = std::fs::read_to_string("config/local.yaml").expect("config").replace("level: info", "level: warn");
+    let cfg = config::load_str(&yaml, "config/local.yaml", &EnvOverrides::default()).expect("config");
+    let ort = runtime::init(&cfg.runtime).expect("ONNX Runtime (make setup)");
+    let models = session::load_models(ort, &cfg.runtime, &cfg.models).expect("models");
+    let (engine, _handle) = engine::start_worker(&cfg.runtime, models).expect("worker");
+    let mut camera = cfg.cameras[0].clone();
+    camera.id = config::CameraId("kvs-cam".into());
+    (engine, camera)
+}
+
+struct Run {
+    stats: RunStats,
+    progress: Arc<FragmentProgress>,
+}
+
+/// Runs source + pipeline until the last fragment has been read, then shuts down.
+async fn run_until_last(
+    server: &KvsServer,
+    start: StartSelector,
+    checkpoints: Option<Arc<Checkpoints>>,
+    until: &str,
+) -> Run {
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("kvs_infer=info,ort=warn").try_init();
+    let (engine, camera) = engine_and_camera();
+    let sdk = moto::sdk_for(&server.url).await;
+    let progress = Arc::new(FragmentProgress::default());
+    let shutdown = CancellationToken::new();
+    let writer = checkpoints.clone().map(|c| {
+        tokio::spawn(write_checkpoints("kvs-cam".into(), c, progress.subscribe_processed(), Duration::from_millis(50)))
+    });
+    let (tx, rx) = mpsc::channel(16);
+    let source = KvsSource {
+        camera: "kvs-cam".into(),
+        stream: StreamRef::Name(STREAM.into()),
+        start,
+        sdk,
+        checkpoints,
+        progress: progress.clone(),
+        shutdown: shutdown.clone(),
+        health: kvs_infer::health::Health::new(),
+    };
+    let reader = tokio::spawn(source.run(tx));
+    let (events, mut drain) = mpsc::channel(64);
+    tokio::spawn(async move { while drain.recv().await.is_some() {} });
+    let ctx = CameraContext { camera, engine, events, shutdown: shutdown.clone() };
+    let opts = RunOptions { live: true, pace: false, progress: Some(progress.clone()) };
+    let pipeline = tokio::spawn(camera::run(ctx, Box::new(ChannelSource(rx)), opts));
+
+    let until = FragmentNumber::parse(until);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while progress.last_demuxed().and_then(|m| m.fragment_number.clone()) != until {
+        assert!(Instant::now() < deadline, "the last fragment never arrived; calls: {:#?}", server.calls());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    let stats = pipeline.await.expect("join").expect("pipeline");
+    reader.await.expect("reader");
+    if let Some(w) = writer {
+        drop(progress.clone());
+        // The writer ends once the source and pipeline have let go of the progress.
+        let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+    }
+    Run { stats, progress }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fragment_once_across_cuts_aborts_and_throttling() {
+    let fragments = capture();
+    let size = |i: usize| fragments[i].bytes.len();
+    let faults = vec![
+        Fault::Throttle,
+        // Session 1 (from the start): broken in the middle of fragment 2.
+        Fault::AbortAfter(size(0) + size(1) / 2),
+        Fault::ConnectionLimit,
+        // Session 2 (after fragment 1): ends cleanly a third into fragment 3.
+        Fault::EndAfter(size(1) + size(2) / 3),
+        // Session 3 (after fragment 2): 10 bytes, not even an EBML header.
+        Fault::AbortAfter(10),
+    ];
+    let server = KvsServer::start(fragments.clone(), faults).await;
+    let run = run_until_last(&server, StartSelector::Earliest, None, &fragments[4].number).await;
+
+    assert_eq!(run.stats.fragments, 5, "{:?}", run.stats);
+    assert_eq!(run.stats.frames_decoded, 300, "each of the 5 x 60 frames exactly once: {:?}", run.stats);
+    assert!(run.stats.frames_repeated > 0, "re-read frames of cut fragments were decoded but not handed on");
+
+    let calls = server.calls();
+    let selectors: Vec<(String, Option<String>)> = calls
+        .iter()
+        .map(|c| {
+            (
+                c.selector["StartSelectorType"].as_str().unwrap_or_default().to_owned(),
+                c.selector["AfterFragmentNumber"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let after = |i: usize| ("FRAGMENT_NUMBER".to_owned(), Some(fragments[i].number.clone()));
+    assert_eq!(selectors[0], ("EARLIEST".to_owned(), None));
+    assert_eq!(selectors[1], ("EARLIEST".to_owned(), None), "a throttled call is retried as it was");
+    assert_eq!(selectors[2], after(0), "after the abort: resume after the last complete fragment");
+    assert_eq!(selectors[3], after(0), "a refused call is retried as it was");
+    assert_eq!(selectors[4], after(1), "the clean end a third into fragment 3 completed fragment 2");
+    assert_eq!(selectors[5], after(1), "10 bytes completed nothing");
+    assert!(calls[1].at - calls[0].at >= Duration::from_secs(1), "ClientLimitExceeded backs off at least 1 s");
+    assert!(calls[3].at - calls[2].at >= Duration::from_secs(1), "ConnectionLimitExceeded backs off at least 1 s");
+    for pair in calls.windows(2) {
+        assert!(pair[1].at - pair[0].at >= Duration::from_millis(200), "at most 5 GetMedia calls per second");
+    }
+    assert!(server.endpoint_calls() >= 1);
+    assert!(
+        server.endpoint_calls() < calls.len(),
+        "the data endpoint is cached ({} GetDataEndpoint for {} GetMedia)",
+        server.endpoint_calls(),
+        calls.len()
+    );
+    assert!(calls.iter().all(|c| c.stream.as_deref() == Some(STREAM)));
+    drop(run.progress);
+}
+
+fn meta(f: &Fragment) -> FragmentMeta {
+    FragmentMeta {
+        fragment_number: FragmentNumber::parse(&f.number),
+        producer_timestamp: Some(KvsTimestamp { millis: f.producer_ms }),
+        ..FragmentMeta::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_never_move_back_and_a_restart_resumes_after_them() {
+    let fragments = capture();
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    moto::create_table(&ddb, "kvs-checkpoints", "stream").await;
+    let checkpoints =
+        Arc::new(Checkpoints::new(ddb.clone(), "kvs-checkpoints".into(), STREAM.into(), "kvs-cam".into()));
+
+    assert_eq!(checkpoints.read().await.expect("read"), None);
+    assert_eq!(checkpoints.write(&meta(&fragments[1])).await.expect("write"), Written::Advanced);
+    assert_eq!(checkpoints.write(&meta(&fragments[0])).await.expect("write"), Written::Stale, "older never wins");
+    assert_eq!(checkpoints.write(&meta(&fragments[1])).await.expect("write"), Written::Stale);
+    assert_eq!(checkpoints.read().await.expect("read"), FragmentNumber::parse(&fragments[1].number));
+
+    // A restart: the configured start (EARLIEST) is overridden by the checkpoint.
+    let server = KvsServer::start(fragments.clone(), vec![]).await;
+    let run = run_until_last(&server, StartSelector::Earliest, Some(checkpoints.clone()), &fragments[4].number).await;
+    let first = &server.calls()[0];
+    assert_eq!(first.selector["StartSelectorType"], "FRAGMENT_NUMBER");
+    assert_eq!(first.selector["AfterFragmentNumber"], fragments[1].number.as_str());
+    assert_eq!(run.stats.fragments, 3, "fragments 3, 4 and 5 only: {:?}", run.stats);
+    assert_eq!(run.stats.frames_decoded, 180);
+
+    // Fragment 4's frames were all analysed once a frame of fragment 5 was taken.
+    let stored = checkpoints.read().await.expect("read").expect("a checkpoint");
+    assert!(stored >= FragmentNumber::parse(&fragments[3].number).expect("number"), "checkpoint {stored} not advanced");
+    let item = ddb
+        .get_item()
+        .table_name("kvs-checkpoints")
+        .key("stream", aws_sdk_dynamodb::types::AttributeValue::S(STREAM.into()))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("item");
+    assert!(item.contains_key("producer_timestamp") && item.contains_key("updated_at"), "{item:?}");
+    drop(moto);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_selectors_reach_the_api() {
+    let fragments = capture();
+    let server = KvsServer::start(fragments.clone(), vec![]).await;
+    // PRODUCER_TIMESTAMP: the fragment containing that time is the first one served.
+    let t = fragments[2].producer_ms + 500;
+    let rfc3339 = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(t as u64)).to_string();
+    let run = run_until_last(&server, StartSelector::ProducerTimestamp(rfc3339), None, &fragments[4].number).await;
+    let first = &server.calls()[0];
+    assert_eq!(first.selector["StartSelectorType"], "PRODUCER_TIMESTAMP");
+    assert_eq!((first.selector["StartTimestamp"].as_f64().expect("epoch seconds") * 1000.0).round() as i64, t);
+    assert_eq!(first.first, Some(2));
+    assert_eq!(run.stats.fragments, 3);
+}

@@ -1,0 +1,25 @@
+//! kvs-infer's integration tests, as one test binary (one link, one process to start): each
+//! module is one area; `common` holds the helpers they share (the service as a child process,
+//! the GetMedia test server, the fault proxy, MKV builders, the AWS emulator).
+
+mod aws_e2e;
+mod aws_sinks;
+mod common;
+mod config;
+mod drain;
+mod ecs_health;
+mod healthcheck;
+mod infer_api;
+mod infer_cli;
+mod inspect_cli;
+mod kvs_source;
+mod media;
+mod media_decode;
+mod onnx_smoke;
+mod outbox;
+mod parity;
+mod pipeline_e2e;
+mod provisioning;
+mod serve;
+mod server;
+mod startup_stages;
