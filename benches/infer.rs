@@ -7,11 +7,11 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use kvs_infer::config::{self, EnvOverrides, ModelId, OcrDetConfig};
 use kvs_infer::infer::engine::{self, Engine};
+use kvs_infer::infer::ocr;
 use kvs_infer::infer::ocr::det::{self, DetGeometry};
 use kvs_infer::infer::ocr::rec::Dictionary;
 use kvs_infer::infer::preprocess::{Normalization, letterbox};
 use kvs_infer::infer::yolo::{Candidate, nms};
-use kvs_infer::infer::{runtime, session};
 use kvs_infer::media::image::RgbImage;
 
 fn frame() -> RgbImage {
@@ -73,9 +73,8 @@ sinks: { local: {} }
 "#;
     let cfg = config::load_str(yaml, "bench", &EnvOverrides::default()).expect("config");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-    let ort = runtime::init(&cfg.runtime).expect("ONNX Runtime (make setup)");
-    let models = session::load_models(ort, &cfg.runtime, &cfg.models).expect("models");
-    let (engine, _) = rt.block_on(async { engine::start_worker(&cfg.runtime, models) }).expect("worker");
+    let (engine, _) =
+        rt.block_on(Engine::load(&cfg.runtime, &cfg.models)).expect("ONNX Runtime and models (make setup)");
     (rt, engine, cfg)
 }
 
@@ -118,9 +117,8 @@ fn engine_det_map(img: &RgbImage, dw: u32, dh: u32) -> Vec<f32> {
         &EnvOverrides::default(),
     )
     .expect("config");
-    let ort = runtime::init(&cfg.runtime).expect("runtime");
-    let mut models = session::load_models(ort, &cfg.runtime, &cfg.models).expect("models");
-    let det = models.sessions.iter_mut().find(|s| s.part == session::ModelPart::OcrDet).expect("det session");
+    let mut loaded = engine::load_models(&cfg.runtime, &cfg.models).expect("ONNX Runtime and models (make setup)");
+    let det = loaded.models.sessions.iter_mut().find(|s| s.part == ocr::DET).expect("det session");
     let resized = img.resize(dw, dh).expect("resize");
     let mut input = vec![0f32; 3 * (dw * dh) as usize];
     kvs_infer::infer::preprocess::write_chw(&resized, &Normalization::PADDLE, &mut input, dw as usize, dh as usize);

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use kvs_infer::config::{self, EnvOverrides};
-use kvs_infer::infer::{engine, runtime, session};
+use kvs_infer::infer::engine::Engine;
 use kvs_infer::pipeline::camera::{CameraContext, run_file};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -23,9 +23,8 @@ fn main() {
     let yaml = std::fs::read_to_string("config/local.yaml").expect("config").replace("level: info", "level: warn");
     let cfg = config::load_str(&yaml, "config/local.yaml", &EnvOverrides::default()).expect("config");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let ort = runtime::init(&cfg.runtime).expect("ONNX Runtime (make setup)");
-    let models = session::load_models(ort, &cfg.runtime, &cfg.models).expect("models");
-    let (engine, _handle) = rt.block_on(async { engine::start_worker(&cfg.runtime, models) }).expect("worker");
+    let (engine, _handle) =
+        rt.block_on(Engine::load(&cfg.runtime, &cfg.models)).expect("ONNX Runtime and models (make setup)");
     println!("| cameras | frames analysed | wall s | frames/s | latency p50 ms | latency p99 ms |");
     println!("|---|---|---|---|---|---|");
     for cameras in [1usize, 2, 4] {

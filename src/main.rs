@@ -224,13 +224,7 @@ fn camera_command(
 
 /// ONNX Runtime, every model, and the worker; no health stages (CLI use).
 async fn start_engine(config: &config::Config) -> anyhow::Result<Engine> {
-    let (rt_cfg, models) = (config.runtime.clone(), config.models.clone());
-    let loaded = tokio::task::spawn_blocking(move || {
-        let rt = kvs_infer::infer::runtime::init(&rt_cfg)?;
-        kvs_infer::infer::session::load_models(rt, &rt_cfg, &models)
-    })
-    .await??;
-    let (engine, _handle) = kvs_infer::infer::engine::start_worker(&config.runtime, loaded)?;
+    let (engine, _worker) = Engine::load(&config.runtime, &config.models).await?;
     Ok(engine)
 }
 

@@ -17,11 +17,10 @@ use std::sync::Arc;
 
 use crate::config::{Config, ExecutionProviderKind, SourceSpec};
 use crate::health::gpu::{self, GpuProbe};
-use crate::health::watchdog::Watchdog;
 use crate::health::{Health, Stage, StageState};
 use crate::infer::engine::{self, Engine};
-use crate::infer::runtime::{self, ActiveProvider};
-use crate::infer::session;
+use crate::infer::runtime::ActiveProvider;
+use crate::infer::watchdog::Watchdog;
 use crate::pipeline::supervisor::Supervisor;
 use crate::server::{self, AppState};
 use crate::sink::SinkContext;
@@ -263,7 +262,7 @@ fn spawn_monitors(
 ) {
     let watchdog =
         Watchdog { stats: worker.stats().clone(), stall_after: config.health.stall_after, health: health.clone() };
-    tokio::spawn(watchdog.run(crate::health::watchdog::TICK, shutdown.clone()));
+    tokio::spawn(watchdog.run(crate::infer::watchdog::TICK, shutdown.clone()));
     if let Some(monitor) = monitor
         && let Err(e) = gpu::spawn_telemetry(monitor, config.health.gpu_poll_interval, health.clone(), shutdown)
     {
@@ -329,7 +328,7 @@ pub struct Started {
 pub struct ServiceStartup {
     config: Config,
     gpu: Option<Box<dyn gpu::GpuMonitor>>,
-    models: Option<session::LoadedModels>,
+    models: Option<engine::Loaded>,
 }
 
 impl ServiceStartup {
@@ -370,20 +369,15 @@ impl StartupSteps for ServiceStartup {
 
     async fn load_models(&mut self, health: &Health) -> anyhow::Result<String> {
         let cfg = self.config.clone();
-        let (library, models) = tokio::task::spawn_blocking(move || {
-            let rt = runtime::init(&cfg.runtime)?;
-            let models = session::load_models(rt, &cfg.runtime, &cfg.models)?;
-            Ok::<_, crate::infer::InferError>((rt.library.display().to_string(), models))
-        })
-        .await??;
-        health.set_info("onnxruntime_library", library);
-        health.set_info("execution_provider", models.provider.name());
+        let models = tokio::task::spawn_blocking(move || engine::load_models(&cfg.runtime, &cfg.models)).await??;
+        health.set_info("onnxruntime_library", models.library.display().to_string());
+        health.set_info("execution_provider", models.provider().name());
         if self.config.runtime.execution_provider == ExecutionProviderKind::Auto
-            && models.provider == ActiveProvider::Cpu
+            && models.provider() == ActiveProvider::Cpu
         {
             health.set_info("execution_provider_note", "auto: CUDA unavailable, running on the CPU");
         }
-        let detail = format!("{} session(s)", models.sessions.len());
+        let detail = format!("{} session(s)", models.session_count());
         self.models = Some(models);
         Ok(detail)
     }
@@ -392,12 +386,12 @@ impl StartupSteps for ServiceStartup {
         let mut models = self.models.take().context("warm-up before the models were loaded")?;
         let runs = self.config.runtime.warmup_runs;
         let (models, warmed) = tokio::task::spawn_blocking(move || {
-            let result = session::warm_up(&mut models, runs);
+            let result = engine::warm_up(&mut models, runs);
             (models, result)
         })
         .await?;
         warmed?;
-        let (engine, worker) = engine::start_worker(&self.config.runtime, models)?;
+        let (engine, worker) = engine::start(&self.config.runtime, models)?;
         Ok((Started { engine, worker, gpu: self.gpu.take() }, format!("{runs} run(s) per session")))
     }
 }

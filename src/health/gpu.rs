@@ -69,6 +69,33 @@ pub struct GpuSample {
     pub lost: Option<String>,
 }
 
+impl GpuSample {
+    /// Exports the sample as the `gpu_*` metrics of device `uuid` at NVML `index`.
+    fn publish(&self, uuid: &str, index: u32) {
+        use crate::metrics::{self as m, set_gpu_gauge};
+        let gauges = [
+            (m::GPU_UTILIZATION_RATIO, self.utilization_ratio),
+            (m::GPU_MEMORY_USED_BYTES, self.memory_used_bytes.map(|v| v as f64)),
+            (m::GPU_MEMORY_TOTAL_BYTES, self.memory_total_bytes.map(|v| v as f64)),
+            (m::GPU_TEMPERATURE_CELSIUS, self.temperature_celsius.map(f64::from)),
+            (m::GPU_POWER_WATTS, self.power_watts),
+        ];
+        for (name, value) in gauges {
+            if let Some(v) = value {
+                set_gpu_gauge(name, uuid, index, v);
+            }
+        }
+        for (kind, total) in [("corrected", self.ecc_corrected_total), ("uncorrected", self.ecc_uncorrected_total)] {
+            if let Some(total) = total {
+                m::set_gpu_ecc_total(uuid, index, kind, total);
+            }
+        }
+        for &xid in &self.xids {
+            m::count_gpu_xid(uuid, index, xid);
+        }
+    }
+}
+
 /// Which NVML device CUDA ordinal `device_id` is, given `CUDA_VISIBLE_DEVICES`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -266,7 +293,7 @@ pub fn spawn_telemetry(
         let mut failed = false;
         while !stop.is_cancelled() {
             let sample = monitor.sample();
-            crate::metrics::record_gpu(&info.uuid, info.index, &sample);
+            sample.publish(&info.uuid, info.index);
             if !failed && let Some(reason) = fault(&sample) {
                 tracing::error!(gpu = info.uuid, reason, "GPU fault: failing liveness so the task is replaced");
                 health.set_liveness_failure("gpu", reason);

@@ -12,7 +12,6 @@
 //!   metrics, never a health failure: a new task would not fix it.
 
 pub mod gpu;
-pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,23 +1,24 @@
-//! A camera's models, composed by configuration: YOLO detection on the whole frame, text read
-//! on the whole frame, or text read inside chosen detections (a plate detector, then OCR).
+//! The engine: every loaded model behind the inference worker, and a camera's models composed by
+//! configuration: detection on the whole frame, text read on the whole frame, or text read inside
+//! chosen detections (a plate detector, then OCR).
 //!
-//! Blocking: call from a blocking thread. Model runs go through the [`Runner`] (the worker).
+//! [`Engine::load`] is the one way to bring it up (ONNX Runtime, sessions, warm-up, worker); the
+//! service runs the same steps one health stage at a time ([`load_models`], [`warm_up`],
+//! [`start`]). [`Engine`] methods block: call them from a blocking thread.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde::Serialize;
 
-use super::ocr::{self, OcrModel, TextLine};
-use super::preprocess::{Normalization, letterbox};
-use super::session::{LoadedModels, ModelPart, SessionRunner, YoloModel};
+use super::InferError;
+use super::model::Runner;
+use super::model::{Detection, Model, TextLine};
+use super::runtime::{self, ActiveProvider};
+use super::session::{self, LoadedModels, SessionRunner};
 use super::worker::{self, InferHandle, WorkerConfig};
-use super::yolo::{self, Detection, YoloParams};
-use super::{InferError, Runner, Tensor};
-use crate::config::{CameraSpec, ModelId, RuntimeConfig};
+use crate::config::{CameraSpec, ModelId, ModelSpec, RuntimeConfig};
 use crate::media::image::RgbImage;
-use crate::metrics;
 
 /// Margin around a detection when reading text inside it, as a fraction of its size.
 const WITHIN_MARGIN: f32 = 0.1;
@@ -29,17 +30,46 @@ pub struct Analysis {
     pub texts: Vec<TextLine>,
 }
 
-/// Hands the loaded sessions to a new worker thread and returns the engine that uses it.
-/// Must be called within a tokio runtime (the batcher is a task).
-pub fn start_worker(config: &RuntimeConfig, models: LoadedModels) -> Result<(Engine, InferHandle), InferError> {
-    let LoadedModels { sessions, yolo, ocr, .. } = models;
+/// Sessions loaded and not yet behind a worker, with what loading found out.
+pub struct Loaded {
+    pub models: LoadedModels,
+    /// Where `libonnxruntime` was loaded from.
+    pub library: std::path::PathBuf,
+}
+
+impl Loaded {
+    pub fn provider(&self) -> ActiveProvider {
+        self.models.provider
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.models.sessions.len()
+    }
+}
+
+/// Stage `models_loaded`: ONNX Runtime and one session per model part. Blocking.
+pub fn load_models(config: &RuntimeConfig, models: &BTreeMap<ModelId, ModelSpec>) -> Result<Loaded, InferError> {
+    let rt = runtime::init(config)?;
+    let models = session::load_models(rt, config, models)?;
+    Ok(Loaded { models, library: rt.library.clone() })
+}
+
+/// Stage `warmed_up`: `runs` forward passes per session. Blocking.
+pub fn warm_up(loaded: &mut Loaded, runs: u32) -> Result<(), InferError> {
+    session::warm_up(&mut loaded.models, runs)
+}
+
+/// Hands the sessions to a new worker thread and returns the engine that uses it. Must be called
+/// within a tokio runtime (the batcher is a task).
+pub fn start(config: &RuntimeConfig, loaded: Loaded) -> Result<(Engine, InferHandle), InferError> {
+    let LoadedModels { sessions, models, .. } = loaded.models;
     let cfg = WorkerConfig {
         max_batch: config.max_batch,
         max_delay: config.max_delay,
         queue_capacity: config.queue_capacity,
     };
     let handle = worker::spawn(cfg, SessionRunner::new(sessions))?;
-    let engine = Engine { runner: Arc::new(handle.clone()), yolo: Arc::new(yolo), ocr: Arc::new(ocr) };
+    let engine = Engine { runner: Arc::new(handle.clone()), models: Arc::new(models) };
     Ok((engine, handle))
 }
 
@@ -47,53 +77,45 @@ pub fn start_worker(config: &RuntimeConfig, models: LoadedModels) -> Result<(Eng
 #[derive(Clone)]
 pub struct Engine {
     runner: Arc<dyn Runner + Send + Sync>,
-    yolo: Arc<BTreeMap<ModelId, YoloModel>>,
-    ocr: Arc<BTreeMap<ModelId, OcrModel>>,
+    models: Arc<BTreeMap<ModelId, Model>>,
 }
 
 impl Engine {
-    pub fn yolo_model(&self, id: &ModelId) -> Option<&YoloModel> {
-        self.yolo.get(id)
+    /// Every step at once (the CLI, tests, benches): load, warm up, start the worker. The
+    /// loading runs on a blocking thread; call from within a tokio runtime.
+    pub async fn load(
+        runtime: &RuntimeConfig,
+        models: &BTreeMap<ModelId, ModelSpec>,
+    ) -> Result<(Engine, InferHandle), InferError> {
+        let (cfg, specs) = (runtime.clone(), models.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            let mut loaded = load_models(&cfg, &specs)?;
+            warm_up(&mut loaded, cfg.warmup_runs)?;
+            Ok::<_, InferError>(loaded)
+        })
+        .await
+        .map_err(InferError::LoadTask)??;
+        start(runtime, loaded)
     }
 
-    /// YOLO detections in `img` (thresholds and class filter from the model's config).
+    fn model(&self, id: &ModelId) -> Option<&Model> {
+        self.models.get(id)
+    }
+
+    /// Detections of detector `id` in `img`.
     pub fn detect(&self, id: &ModelId, img: &RgbImage) -> Result<Vec<Detection>, InferError> {
-        let model = self.yolo.get(id).ok_or_else(|| InferError::UnknownModel(id.0.clone()))?;
-        let part = ModelPart::Yolo.as_str();
-        let started = Instant::now();
-        let size = model.input_size;
-        let (data, geometry) = letterbox(img, size, &Normalization::YOLO)?;
-        let input = Tensor { shape: vec![1, 3, size as usize, size as usize], data };
-        metrics::record_infer_step(&id.0, part, "preprocess", started.elapsed());
-        let started = Instant::now();
-        let out = self.runner.run(id, ModelPart::Yolo, input)?;
-        metrics::record_infer_step(&id.0, part, "inference", started.elapsed());
-        let started = Instant::now();
-        let anchors = match out.shape.as_slice() {
-            [1, attrs, n] if *attrs == 4 + model.meta.names.len() => *n,
-            other => {
-                return Err(InferError::BadOutput {
-                    model: id.0.clone(),
-                    part,
-                    reason: format!("shape {other:?} for {} classes", model.meta.names.len()),
-                });
-            }
-        };
-        let keep_class = if model.spec.classes.is_empty() {
-            Vec::new()
-        } else {
-            model.meta.names.iter().map(|n| model.spec.classes.contains(n)).collect()
-        };
-        let params = YoloParams { confidence: model.spec.confidence, iou: model.spec.iou, keep_class };
-        let detections = yolo::decode(&out.data, anchors, &model.meta, &params, &geometry);
-        metrics::record_infer_step(&id.0, part, "postprocess", started.elapsed());
-        Ok(detections)
+        match self.model(id) {
+            Some(Model::Detector(d)) => d.detect(self.runner.as_ref(), img),
+            _ => Err(InferError::UnknownModel(id.0.clone())),
+        }
     }
 
-    /// Every line of text in `img`.
+    /// Every line of text reader `id` finds in `img`.
     pub fn read_text(&self, id: &ModelId, img: &RgbImage) -> Result<Vec<TextLine>, InferError> {
-        let model = self.ocr.get(id).ok_or_else(|| InferError::UnknownModel(id.0.clone()))?;
-        ocr::read_text(self.runner.as_ref(), model, img)
+        match self.model(id) {
+            Some(Model::Reader(r)) => r.read(self.runner.as_ref(), img),
+            _ => Err(InferError::UnknownModel(id.0.clone())),
+        }
     }
 
     /// Everything the camera is configured to look for.

@@ -3,30 +3,31 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`model`] | what a model is (parts, roles), the registry of model types |
 //! | [`runtime`] | finding and loading `libonnxruntime`, execution providers |
 //! | [`session`] | loading configured models into sessions, their metadata, warm-up |
 //! | [`worker`] | the session-owning thread, cross-camera batching, the handle |
 //! | [`preprocess`] | normalisation, CHW tensor packing, letterbox |
 //! | [`yolo`] | Ultralytics detect outputs, class-aware NMS |
 //! | [`ocr`] | PP-OCR detection, classification, recognition |
+//! | [`watchdog`] | liveness from the worker: a stall, a CUDA error |
 //! | [`engine`] | a camera's models composed: detect, read text, or detect then read inside |
 //!
 //! ONNX Runtime never runs on the async runtime: pre- and post-processing run on blocking
 //! threads, model runs on the worker thread.
 
 pub mod engine;
+pub mod model;
 pub mod ocr;
 pub mod preprocess;
 pub mod runtime;
 pub mod session;
+pub mod watchdog;
 pub mod worker;
 pub mod yolo;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-
-use crate::config::ModelId;
-use session::ModelPart;
 
 /// A dense f32 tensor: shape and row-major data.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,12 +75,6 @@ impl Tensor {
         }
         Ok(out)
     }
-}
-
-/// Runs a model part on a batch. The service uses the worker's handle; this seam lets the
-/// pre/post-processing be driven the same way everywhere.
-pub trait Runner {
-    fn run(&self, model: &ModelId, part: ModelPart, input: Tensor) -> Result<Tensor, InferError>;
 }
 
 /// The inference layer's errors.
@@ -142,6 +137,8 @@ pub enum InferError {
     WorkerStopped,
     #[error("cannot start the inference worker: {reason}")]
     WorkerStart { reason: String },
+    #[error("the model loading task failed")]
+    LoadTask(#[source] tokio::task::JoinError),
     #[error("no model {0:?} of the right kind is loaded")]
     UnknownModel(String),
     #[error("bad image: {reason}")]

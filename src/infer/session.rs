@@ -1,83 +1,43 @@
-//! Loading every configured model into ONNX Runtime sessions, reading what their metadata says
-//! (YOLO class names and input size, the OCR dictionary), warming them up, and running batches
-//! on them for the worker.
+//! Loading every configured model's parts (as its [`ModelType`](super::model::ModelType) lists
+//! them) into ONNX Runtime sessions, finishing each model from them, warming them up, and
+//! running batches on them for the worker.
 //!
-//! A `yolo` model is one session; an `ocr` model is up to three (det, cls, rec). Each session
-//! knows the input shape it is warmed up at: the model's static dimensions, with dynamic ones
-//! filled from the config (YOLO `input_size` or the model's `imgsz` metadata, OCR heights).
+//! Each session knows the input shape it is warmed up at: the model's static dimensions, with
+//! dynamic ones filled from the config or the model's metadata (YOLO `imgsz`, OCR heights).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use ort::session::Session;
 use ort::value::ValueType;
 
-use super::ocr::OcrModel;
-use super::ocr::rec::Dictionary;
+use super::model::{Model, Part, PartKey, PartSpec, model_type};
 use super::runtime::{ActiveProvider, OrtRuntime, session_builder};
-use super::worker::{BatchRunner, PartKey};
-use super::yolo::YoloMeta;
+use super::worker::BatchRunner;
 use super::{InferError, Tensor};
-use crate::config::{ModelId, ModelSpec, RuntimeConfig, YoloSpec};
+use crate::config::{ModelId, ModelSpec, RuntimeConfig};
 use crate::metrics;
 
-/// Which network of a model a session runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ModelPart {
-    Yolo,
-    OcrDet,
-    OcrCls,
-    OcrRec,
-}
-
-impl ModelPart {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelPart::Yolo => "yolo",
-            ModelPart::OcrDet => "ocr_det",
-            ModelPart::OcrCls => "ocr_cls",
-            ModelPart::OcrRec => "ocr_rec",
-        }
-    }
-}
-
-/// Warm-up sizes for dynamic dimensions: a typical 640-pixel detection input, the text-line
-/// widths PP-OCR's own tools use (rec 320, cls 192).
+/// Warm-up side for a square dynamic input with no configured size (a typical detection input).
 const DEFAULT_SQUARE: usize = 640;
-const OCR_DET_WARMUP_MAX: usize = 640;
-const OCR_REC_WIDTH: usize = 320;
-const OCR_CLS_SHAPE: [usize; 2] = [48, 192];
 
 /// One loaded session.
 #[derive(Debug)]
 pub struct LoadedSession {
     pub model: ModelId,
-    pub part: ModelPart,
+    pub part: Part,
     pub path: PathBuf,
     pub session: Session,
     /// NCHW shape used for warm-up.
     pub warmup_shape: [usize; 4],
 }
 
-/// A YOLO model ready to use: its config and what its metadata says.
-#[derive(Debug, Clone)]
-pub struct YoloModel {
-    pub id: ModelId,
-    pub spec: YoloSpec,
-    pub meta: YoloMeta,
-    /// Square input side actually used.
-    pub input_size: u32,
-}
-
 /// Every configured model, loaded.
-#[derive(Debug)]
 pub struct LoadedModels {
     pub sessions: Vec<LoadedSession>,
     pub provider: ActiveProvider,
-    pub yolo: BTreeMap<ModelId, YoloModel>,
-    pub ocr: BTreeMap<ModelId, OcrModel>,
+    pub models: BTreeMap<ModelId, Model>,
 }
 
 /// Creates one session per model part. Fails on the first model that cannot load, naming it.
@@ -86,77 +46,55 @@ pub fn load_models(
     config: &RuntimeConfig,
     models: &BTreeMap<ModelId, ModelSpec>,
 ) -> Result<LoadedModels, InferError> {
-    let mut sessions = Vec::new();
-    let mut provider = ActiveProvider::Cpu;
-    let mut yolo = BTreeMap::new();
-    let mut ocr = BTreeMap::new();
+    let mut loaded = LoadedModels { sessions: Vec::new(), provider: ActiveProvider::Cpu, models: BTreeMap::new() };
     for (id, spec) in models {
-        let parts: Vec<(ModelPart, &Path, [Option<usize>; 2])> = match spec {
-            ModelSpec::Yolo(y) => {
-                let side = y.input_size.map(|s| s as usize);
-                vec![(ModelPart::Yolo, &y.path, [side, side])]
-            }
-            ModelSpec::Ocr(o) => {
-                let det_side = (o.det.limit_side_len as usize).min(OCR_DET_WARMUP_MAX);
-                let mut parts = vec![
-                    (ModelPart::OcrDet, o.det.path.as_path(), [Some(det_side), Some(det_side)]),
-                    (ModelPart::OcrRec, o.rec.path.as_path(), [Some(o.rec.height as usize), Some(OCR_REC_WIDTH)]),
-                ];
-                if let Some(cls) = &o.cls {
-                    parts.push((ModelPart::OcrCls, cls.path.as_path(), OCR_CLS_SHAPE.map(Some)));
-                }
-                parts
-            }
-        };
-        for (part, path, hw) in parts {
+        let kind = model_type(spec);
+        let mut parts = Vec::new();
+        for part in kind.parts() {
             let started = Instant::now();
-            let (mut builder, active) = session_builder(rt, config)?;
-            provider = active;
-            let session = builder.commit_from_file(path).map_err(|source| InferError::LoadModel {
-                model: id.0.clone(),
-                part: part.as_str(),
-                path: path.to_owned(),
-                source,
-            })?;
-            let bad = |reason: String| InferError::BadModel { model: id.0.clone(), part: part.as_str(), reason };
-            let hw = match (part, spec) {
-                (ModelPart::Yolo, ModelSpec::Yolo(y)) => {
-                    let meta = yolo_meta(&session).ok_or_else(|| bad("no Ultralytics `names` metadata".into()))?;
-                    let side = y.input_size.unwrap_or(meta.imgsz.0.max(meta.imgsz.1));
-                    yolo.insert(id.clone(), YoloModel { id: id.clone(), spec: y.clone(), meta, input_size: side });
-                    [Some(side as usize); 2]
-                }
-                (ModelPart::OcrRec, ModelSpec::Ocr(o)) => {
-                    let character = session
-                        .metadata()
-                        .ok()
-                        .and_then(|m| m.custom("character"))
-                        .ok_or_else(|| bad("no `character` dictionary in the metadata".into()))?;
-                    let dictionary = Arc::new(Dictionary::from_metadata(&character));
-                    ocr.insert(id.clone(), OcrModel { id: id.clone(), spec: o.clone(), dictionary });
-                    hw
-                }
-                _ => hw,
-            };
+            let (session, provider) = load_session(rt, config, id, &part)?;
+            loaded.provider = provider;
+            parts.push((part, session, started));
+        }
+        let views: Vec<(Part, &Session)> = parts.iter().map(|(p, s, _)| (p.part, s)).collect();
+        let prepared = kind.prepare(id, &views)?;
+        for (part, session, started) in parts {
+            let hw = prepared.warmup_hw.iter().find(|(p, _)| *p == part.part).map_or(part.warmup_hw, |(_, hw)| *hw);
             let warmup_shape = input_shape(&session, hw).map_err(|reason| InferError::BadModel {
                 model: id.0.clone(),
-                part: part.as_str(),
+                part: part.part.as_str(),
                 reason,
             })?;
             let seconds = started.elapsed().as_secs_f64();
-            metrics::record_model_load(&id.0, part.as_str(), seconds);
-            tracing::info!(model = %id, part = part.as_str(), path = %path.display(), ?warmup_shape, seconds, "model loaded");
-            sessions.push(LoadedSession { model: id.clone(), part, path: path.to_owned(), session, warmup_shape });
+            metrics::record_model_load(&id.0, part.part.as_str(), seconds);
+            tracing::info!(model = %id, part = %part.part, path = %part.path.display(), ?warmup_shape, seconds, "model loaded");
+            loaded.sessions.push(LoadedSession {
+                model: id.clone(),
+                part: part.part,
+                path: part.path,
+                session,
+                warmup_shape,
+            });
         }
+        loaded.models.insert(id.clone(), prepared.model);
     }
-    Ok(LoadedModels { sessions, provider, yolo, ocr })
+    Ok(loaded)
 }
 
-/// Ultralytics metadata: `names`, `imgsz`, `stride`.
-pub fn yolo_meta(session: &Session) -> Option<YoloMeta> {
-    let meta = session.metadata().ok()?;
-    let names = meta.custom("names")?;
-    YoloMeta::parse(&names, meta.custom("imgsz").as_deref(), meta.custom("stride").as_deref())
+fn load_session(
+    rt: &OrtRuntime,
+    config: &RuntimeConfig,
+    id: &ModelId,
+    part: &PartSpec,
+) -> Result<(Session, ActiveProvider), InferError> {
+    let (mut builder, provider) = session_builder(rt, config)?;
+    let session = builder.commit_from_file(&part.path).map_err(|source| InferError::LoadModel {
+        model: id.0.clone(),
+        part: part.part.as_str(),
+        path: part.path.clone(),
+        source,
+    })?;
+    Ok((session, provider))
 }
 
 /// Ultralytics exports record `imgsz: [h, w]` in their metadata.

@@ -24,17 +24,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::session::ModelPart;
+use super::model::{Part, PartKey};
 use super::{InferError, Tensor};
 use crate::config::ModelId;
 use crate::metrics;
-
-/// Which session a request is for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PartKey {
-    pub model: ModelId,
-    pub part: ModelPart,
-}
 
 /// Runs one batch on the device. The service's implementation owns ONNX Runtime sessions;
 /// tests use a fake to observe batching.
@@ -150,8 +143,8 @@ impl InferHandle {
     }
 }
 
-impl super::Runner for InferHandle {
-    fn run(&self, model: &ModelId, part: ModelPart, input: Tensor) -> Result<Tensor, InferError> {
+impl super::model::Runner for InferHandle {
+    fn run(&self, model: &ModelId, part: Part, input: Tensor) -> Result<Tensor, InferError> {
         self.run_blocking(PartKey { model: model.clone(), part }, input)
     }
 }
@@ -372,7 +365,7 @@ mod tests {
     }
 
     fn key() -> PartKey {
-        PartKey { model: ModelId("m".into()), part: ModelPart::Yolo }
+        PartKey { model: ModelId("m".into()), part: Part::new("yolo") }
     }
 
     fn item(v: f32) -> Tensor {

@@ -4,10 +4,17 @@
 //! then one sigmoid score per class. Boxes go back through the letterbox and are clamped to the
 //! frame. The recipe is Ultralytics' own (`non_max_suppression`, `scale_boxes`).
 
-use serde::Serialize;
+use ort::session::Session;
 
-use super::preprocess::Letterbox;
+use super::model::{Detection, Detector, ModelType, Part, PartSpec, Prepared, Runner, StepClock, metadata, session_of};
+use super::preprocess::{Letterbox, Normalization, letterbox};
+use super::{InferError, Tensor};
+use crate::config::{ModelId, YoloSpec};
 use crate::geometry::iou;
+use crate::media::image::RgbImage;
+
+/// The one session of a YOLO model.
+pub const PART: Part = Part::new("yolo");
 
 /// Ultralytics' cap on detections per image.
 pub const MAX_DETECTIONS: usize = 300;
@@ -61,16 +68,76 @@ fn parse_names(s: &str) -> Option<Vec<String>> {
     Some(names)
 }
 
-/// One detection in source-image pixels.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Detection {
-    pub label: String,
-    #[serde(skip)]
-    pub class_id: usize,
-    pub score: f32,
-    /// `[x1, y1, x2, y2]`.
-    #[serde(rename = "box")]
-    pub bbox: [f32; 4],
+/// A YOLO model ready to use: its config and what its metadata says.
+#[derive(Debug, Clone)]
+pub struct YoloModel {
+    pub id: ModelId,
+    pub spec: YoloSpec,
+    pub meta: YoloMeta,
+    /// Square input side actually used.
+    pub input_size: u32,
+}
+
+impl ModelType for YoloSpec {
+    fn parts(&self) -> Vec<PartSpec> {
+        let side = self.input_size.map(|s| s as usize);
+        vec![PartSpec { part: PART, path: self.path.clone(), warmup_hw: [side, side] }]
+    }
+
+    fn prepare(&self, id: &ModelId, sessions: &[(Part, &Session)]) -> Result<Prepared, InferError> {
+        let session = session_of(id, sessions, PART)?;
+        let meta = yolo_meta(session).ok_or_else(|| InferError::BadModel {
+            model: id.0.clone(),
+            part: PART.as_str(),
+            reason: "no Ultralytics `names` metadata".into(),
+        })?;
+        let input_size = self.input_size.unwrap_or(meta.imgsz.0.max(meta.imgsz.1));
+        let side = Some(input_size as usize);
+        let model = YoloModel { id: id.clone(), spec: self.clone(), meta, input_size };
+        Ok(Prepared {
+            model: super::model::Model::Detector(std::sync::Arc::new(model)),
+            warmup_hw: vec![(PART, [side; 2])],
+        })
+    }
+}
+
+/// Ultralytics metadata: `names`, `imgsz`, `stride`.
+pub fn yolo_meta(session: &Session) -> Option<YoloMeta> {
+    let names = metadata(session, "names")?;
+    YoloMeta::parse(&names, metadata(session, "imgsz").as_deref(), metadata(session, "stride").as_deref())
+}
+
+impl Detector for YoloModel {
+    /// Detections in `img` (thresholds and class filter from the model's config).
+    fn detect(&self, runner: &dyn Runner, img: &RgbImage) -> Result<Vec<Detection>, InferError> {
+        let mut clock = StepClock::start(&self.id, PART);
+        let size = self.input_size;
+        let (data, geometry) = letterbox(img, size, &Normalization::YOLO)?;
+        let input = Tensor { shape: vec![1, 3, size as usize, size as usize], data };
+        clock.lap("preprocess");
+        let out = runner.run(&self.id, PART, input)?;
+        clock.lap("inference");
+        let classes = self.meta.names.len();
+        let anchors = match out.shape.as_slice() {
+            [1, attrs, n] if *attrs == 4 + classes => *n,
+            other => {
+                return Err(InferError::BadOutput {
+                    model: self.id.0.clone(),
+                    part: PART.as_str(),
+                    reason: format!("shape {other:?} for {classes} classes"),
+                });
+            }
+        };
+        let keep_class = if self.spec.classes.is_empty() {
+            Vec::new()
+        } else {
+            self.meta.names.iter().map(|n| self.spec.classes.contains(n)).collect()
+        };
+        let params = YoloParams { confidence: self.spec.confidence, iou: self.spec.iou, keep_class };
+        let detections = decode(&out.data, anchors, &self.meta, &params, &geometry);
+        clock.lap("postprocess");
+        Ok(detections)
+    }
 }
 
 /// Decoding thresholds.

@@ -326,33 +326,20 @@ pub fn count_kvs_checkpoint(camera: &str, result: &'static str) {
     metrics::counter!(KVS_CHECKPOINTS_TOTAL, "camera" => camera.to_owned(), "result" => result).increment(1);
 }
 
-pub fn record_gpu(uuid: &str, index: u32, s: &crate::health::gpu::GpuSample) {
-    let labels = [("gpu", uuid.to_owned()), ("index", index.to_string())];
-    if let Some(v) = s.utilization_ratio {
-        gauge!(GPU_UTILIZATION_RATIO, &labels).set(v);
-    }
-    if let Some(v) = s.memory_used_bytes {
-        gauge!(GPU_MEMORY_USED_BYTES, &labels).set(v as f64);
-    }
-    if let Some(v) = s.memory_total_bytes {
-        gauge!(GPU_MEMORY_TOTAL_BYTES, &labels).set(v as f64);
-    }
-    if let Some(v) = s.temperature_celsius {
-        gauge!(GPU_TEMPERATURE_CELSIUS, &labels).set(f64::from(v));
-    }
-    if let Some(v) = s.power_watts {
-        gauge!(GPU_POWER_WATTS, &labels).set(v);
-    }
-    for (kind, total) in [("corrected", s.ecc_corrected_total), ("uncorrected", s.ecc_uncorrected_total)] {
-        if let Some(total) = total {
-            metrics::counter!(GPU_ECC_ERRORS_TOTAL, "gpu" => uuid.to_owned(), "index" => index.to_string(), "type" => kind)
-                .absolute(total);
-        }
-    }
-    for xid in &s.xids {
-        metrics::counter!(GPU_XID_ERRORS_TOTAL, "gpu" => uuid.to_owned(), "index" => index.to_string(), "xid" => xid.to_string())
-            .increment(1);
-    }
+/// A GPU gauge (one of the `GPU_*` gauge names) for the device `uuid` at NVML `index`.
+pub fn set_gpu_gauge(name: &'static str, uuid: &str, index: u32, value: f64) {
+    gauge!(name, "gpu" => uuid.to_owned(), "index" => index.to_string()).set(value);
+}
+
+/// The device's ECC error total of `kind` (`corrected`, `uncorrected`), as NVML counts it.
+pub fn set_gpu_ecc_total(uuid: &str, index: u32, kind: &'static str, total: u64) {
+    metrics::counter!(GPU_ECC_ERRORS_TOTAL, "gpu" => uuid.to_owned(), "index" => index.to_string(), "type" => kind)
+        .absolute(total);
+}
+
+pub fn count_gpu_xid(uuid: &str, index: u32, xid: u64) {
+    metrics::counter!(GPU_XID_ERRORS_TOTAL, "gpu" => uuid.to_owned(), "index" => index.to_string(), "xid" => xid.to_string())
+        .increment(1);
 }
 
 pub fn set_infer_stalled(stalled: bool) {

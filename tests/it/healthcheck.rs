@@ -54,7 +54,7 @@ async fn exit_code_follows_healthz() {
     let stats = std::sync::Arc::new(kvs_infer::infer::worker::WorkerStats::default());
     stats.queued.store(2, std::sync::atomic::Ordering::Release);
     let stop = tokio_util::sync::CancellationToken::new();
-    let dog = kvs_infer::health::watchdog::Watchdog {
+    let dog = kvs_infer::infer::watchdog::Watchdog {
         stats: stats.clone(),
         stall_after: Duration::from_millis(300),
         health: health.clone(),

@@ -6,7 +6,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use kvs_infer::config::{self, EnvOverrides};
 use kvs_infer::health::{Health, Stage};
-use kvs_infer::infer::{engine, runtime, session};
+use kvs_infer::infer::engine::Engine;
 use kvs_infer::metrics;
 use kvs_infer::server::{AppState, InferTarget, app};
 use tower::ServiceExt;
@@ -47,14 +47,7 @@ async fn status_codes_and_a_real_round_trip() {
 
     // Ready: load the models and hand the engine to the state.
     let cfg = config::load_str(CONFIG, "api", &EnvOverrides::default()).expect("config");
-    let (rt_cfg, models) = (cfg.runtime.clone(), cfg.models.clone());
-    let loaded = tokio::task::spawn_blocking(move || {
-        let rt = runtime::init(&rt_cfg).expect("runtime");
-        session::load_models(rt, &rt_cfg, &models).expect("models")
-    })
-    .await
-    .expect("join");
-    let (eng, _handle) = engine::start_worker(&cfg.runtime, loaded).expect("worker");
+    let (eng, _handle) = Engine::load(&cfg.runtime, &cfg.models).await.expect("models");
     assert!(state.infer.set(InferTarget { engine: eng, camera: cfg.cameras[0].clone() }).is_ok());
     for stage in Stage::ALL {
         health.complete(stage, None);

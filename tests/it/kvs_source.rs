@@ -10,7 +10,6 @@ use crate::common::kvs_server::{Fault, Fragment, KvsServer, fragments_of};
 use crate::common::moto::{self, Moto};
 use kvs_infer::config::{self, EnvOverrides, StartSelector, StreamRef};
 use kvs_infer::infer::engine::Engine;
-use kvs_infer::infer::{engine, runtime, session};
 use kvs_infer::media::{FragmentMeta, FragmentNumber, KvsTimestamp};
 use kvs_infer::pipeline::camera::{self, CameraContext, RunOptions, RunStats};
 use kvs_infer::source::checkpoint::{Checkpoints, Written};
@@ -28,12 +27,11 @@ fn capture() -> Vec<Fragment> {
     fragments
 }
 
-fn engine_and_camera() -> (Engine, config::CameraSpec) {
+async fn engine_and_camera() -> (Engine, config::CameraSpec) {
     let yaml = std::fs::read_to_string("config/local.yaml").expect("config").replace("level: info", "level: warn");
     let cfg = config::load_str(&yaml, "config/local.yaml", &EnvOverrides::default()).expect("config");
-    let ort = runtime::init(&cfg.runtime).expect("ONNX Runtime (make setup)");
-    let models = session::load_models(ort, &cfg.runtime, &cfg.models).expect("models");
-    let (engine, _handle) = engine::start_worker(&cfg.runtime, models).expect("worker");
+    let (engine, _handle) =
+        Engine::load(&cfg.runtime, &cfg.models).await.expect("ONNX Runtime and models (make setup)");
     let mut camera = cfg.cameras[0].clone();
     camera.id = config::CameraId("kvs-cam".into());
     (engine, camera)
@@ -52,7 +50,7 @@ async fn run_until_last(
     until: &str,
 ) -> Run {
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("kvs_infer=info,ort=warn").try_init();
-    let (engine, camera) = engine_and_camera();
+    let (engine, camera) = engine_and_camera().await;
     let sdk = moto::sdk_for(&server.url).await;
     let progress = Arc::new(FragmentProgress::default());
     let shutdown = CancellationToken::new();

@@ -6,8 +6,7 @@
 use std::path::Path;
 
 use kvs_infer::config::{self, Config, EnvOverrides};
-use kvs_infer::infer::engine::{self, Engine};
-use kvs_infer::infer::{runtime, session};
+use kvs_infer::infer::engine::Engine;
 use kvs_infer::media::image::RgbImage;
 use serde_json::Value;
 
@@ -35,14 +34,8 @@ fn golden() -> Value {
 
 async fn engine() -> (Config, Engine) {
     let cfg = config::load_str(CONFIG, "parity", &EnvOverrides::default()).expect("config");
-    let (rt_cfg, models) = (cfg.runtime.clone(), cfg.models.clone());
-    let loaded = tokio::task::spawn_blocking(move || {
-        let rt = runtime::init(&rt_cfg).expect("ONNX Runtime (make setup)");
-        session::load_models(rt, &rt_cfg, &models).expect("models")
-    })
-    .await
-    .expect("join");
-    let (engine, _handle) = engine::start_worker(&cfg.runtime, loaded).expect("worker");
+    let (engine, _handle) =
+        Engine::load(&cfg.runtime, &cfg.models).await.expect("ONNX Runtime and models (make setup)");
     (cfg, engine)
 }
 

@@ -8,18 +8,32 @@ pub mod det;
 pub mod geometry;
 pub mod rec;
 
-use std::time::Instant;
+use std::sync::Arc;
 
-use serde::Serialize;
+use ort::session::Session;
 
+use super::model::{
+    Model, ModelType, Part, PartSpec, Prepared, Runner, StepClock, TextLine, TextReader, metadata, session_of,
+};
 use super::preprocess::{Normalization, write_chw};
-use super::session::ModelPart;
-use super::{InferError, Runner, Tensor};
-use crate::config::{ModelId, OcrSpec};
+use super::{InferError, Tensor};
+use crate::config::{ModelId, OcrClsConfig, OcrSpec};
 use crate::media::image::RgbImage;
-use crate::metrics;
 use det::{DetGeometry, TextBox};
 use rec::Dictionary;
+
+/// Text detection: where the lines are.
+pub const DET: Part = Part::new("ocr_det");
+/// The optional 0/180-degree direction classifier.
+pub const CLS: Part = Part::new("ocr_cls");
+/// Recognition: what each line says.
+pub const REC: Part = Part::new("ocr_rec");
+
+/// Warm-up sizes for dynamic dimensions: the text-line widths PP-OCR's own tools use (rec 320,
+/// cls 192), and detection at most 640 pixels.
+const DET_WARMUP_MAX: usize = 640;
+const REC_WARMUP_WIDTH: usize = 320;
+const CLS_WARMUP_HW: [usize; 2] = [48, 192];
 
 /// RapidOCR's whole-image bounds before detection.
 const MIN_SIDE: u32 = 30;
@@ -28,21 +42,48 @@ const MAX_SIDE: u32 = 2000;
 const PAD_WIDTH_HEIGHT_RATIO: f64 = 8.0;
 const PAD_MIN_HEIGHT: u32 = 30;
 
-/// One line of text read, in source-image pixels.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TextLine {
-    pub text: String,
-    pub score: f32,
-    /// Corners clockwise from top-left.
-    pub quad: [[f32; 2]; 4],
-}
-
 /// An OCR model ready to use: its config and its dictionary.
 #[derive(Debug, Clone)]
 pub struct OcrModel {
     pub id: ModelId,
     pub spec: OcrSpec,
-    pub dictionary: std::sync::Arc<Dictionary>,
+    pub dictionary: Arc<Dictionary>,
+}
+
+impl ModelType for OcrSpec {
+    fn parts(&self) -> Vec<PartSpec> {
+        let det_side = (self.det.limit_side_len as usize).min(DET_WARMUP_MAX);
+        let mut parts = vec![
+            PartSpec { part: DET, path: self.det.path.clone(), warmup_hw: [Some(det_side); 2] },
+            PartSpec {
+                part: REC,
+                path: self.rec.path.clone(),
+                warmup_hw: [Some(self.rec.height as usize), Some(REC_WARMUP_WIDTH)],
+            },
+        ];
+        if let Some(cls) = &self.cls {
+            parts.push(PartSpec { part: CLS, path: cls.path.clone(), warmup_hw: CLS_WARMUP_HW.map(Some) });
+        }
+        parts
+    }
+
+    fn prepare(&self, id: &ModelId, sessions: &[(Part, &Session)]) -> Result<Prepared, InferError> {
+        let rec = session_of(id, sessions, REC)?;
+        let character = metadata(rec, "character").ok_or_else(|| InferError::BadModel {
+            model: id.0.clone(),
+            part: REC.as_str(),
+            reason: "no `character` dictionary in the metadata".into(),
+        })?;
+        let dictionary = Arc::new(Dictionary::from_metadata(&character));
+        let model = OcrModel { id: id.clone(), spec: self.clone(), dictionary };
+        Ok(Prepared { model: Model::Reader(Arc::new(model)), warmup_hw: Vec::new() })
+    }
+}
+
+impl TextReader for OcrModel {
+    fn read(&self, runner: &dyn Runner, img: &RgbImage) -> Result<Vec<TextLine>, InferError> {
+        read_text(runner, self, img)
+    }
 }
 
 fn round32(v: f64) -> u32 {
@@ -89,7 +130,7 @@ pub fn read_text(runner: &dyn Runner, model: &OcrModel, img: &RgbImage) -> Resul
     let spec = &model.spec;
 
     // Detection.
-    let started = Instant::now();
+    let mut clock = StepClock::start(id, DET);
     let (bounded, ratio_w, ratio_h) = within_bounds(img)?;
     let (padded, pad_top) = pad_vertically(&bounded)?;
     let (dw, dh) = det::input_size(padded.width, padded.height, &spec.det);
@@ -105,24 +146,22 @@ pub fn read_text(runner: &dyn Runner, model: &OcrModel, img: &RgbImage) -> Resul
         src_width: img.width,
         src_height: img.height,
     };
-    metrics::record_infer_step(&id.0, ModelPart::OcrDet.as_str(), "preprocess", started.elapsed());
-    let started = Instant::now();
-    let out = runner.run(id, ModelPart::OcrDet, Tensor { shape: vec![1, 3, dh as usize, dw as usize], data: input })?;
-    metrics::record_infer_step(&id.0, ModelPart::OcrDet.as_str(), "inference", started.elapsed());
-    let started = Instant::now();
+    clock.lap("preprocess");
+    let out = runner.run(id, DET, Tensor { shape: vec![1, 3, dh as usize, dw as usize], data: input })?;
+    clock.lap("inference");
     let (map_h, map_w) = match out.shape.as_slice() {
         [_, _, h, w] => (*h, *w),
         other => {
             return Err(InferError::BadOutput {
                 model: id.0.clone(),
-                part: "ocr_det",
+                part: DET.as_str(),
                 reason: format!("shape {other:?}"),
             });
         }
     };
     let boxes = det::postprocess(&out.data[..map_h * map_w], map_w, map_h, &spec.det, &geometry);
     let mut crops = boxes.iter().map(|b| crop::crop_quad(&padded, &b.quad)).collect::<Result<Vec<_>, _>>()?;
-    metrics::record_infer_step(&id.0, ModelPart::OcrDet.as_str(), "postprocess", started.elapsed());
+    clock.lap("postprocess");
     if crops.is_empty() {
         return Ok(Vec::new());
     }
@@ -141,27 +180,21 @@ pub fn read_text(runner: &dyn Runner, model: &OcrModel, img: &RgbImage) -> Resul
 }
 
 /// Turns lines the classifier reads as upside down (score above the threshold).
-fn classify(
-    runner: &dyn Runner,
-    id: &ModelId,
-    cls: &crate::config::OcrClsConfig,
-    crops: &mut [RgbImage],
-) -> Result<(), InferError> {
+fn classify(runner: &dyn Runner, id: &ModelId, cls: &OcrClsConfig, crops: &mut [RgbImage]) -> Result<(), InferError> {
     let ratio = |c: &RgbImage| f64::from(c.width) / f64::from(c.height);
     let mut order: Vec<usize> = (0..crops.len()).collect();
     order.sort_by(|&a, &b| ratio(&crops[a]).total_cmp(&ratio(&crops[b])));
     for chunk in order.chunks(cls.batch_size.max(1)) {
-        let started = Instant::now();
+        let mut clock = StepClock::start(id, CLS);
         let lines: Vec<&RgbImage> = chunk.iter().map(|&i| &crops[i]).collect();
         let input = rec::pack_lines(&lines, rec::CLS_HEIGHT, rec::CLS_WIDTH)?;
-        metrics::record_infer_step(&id.0, ModelPart::OcrCls.as_str(), "preprocess", started.elapsed());
-        let started = Instant::now();
-        let out = runner.run(id, ModelPart::OcrCls, input)?;
-        metrics::record_infer_step(&id.0, ModelPart::OcrCls.as_str(), "inference", started.elapsed());
+        clock.lap("preprocess");
+        let out = runner.run(id, CLS, input)?;
+        clock.lap("inference");
         if out.data.len() < chunk.len() * 2 {
             return Err(InferError::BadOutput {
                 model: id.0.clone(),
-                part: "ocr_cls",
+                part: CLS.as_str(),
                 reason: format!("shape {:?}", out.shape),
             });
         }
@@ -185,20 +218,18 @@ fn recognize(
 ) -> Result<Vec<(String, f32)>, InferError> {
     let mut read = vec![(String::new(), 0f32); crops.len()];
     for (indices, width) in rec::rec_batches(crops, spec.rec.batch_size, spec.rec.height) {
-        let started = Instant::now();
+        let mut clock = StepClock::start(id, REC);
         let lines: Vec<&RgbImage> = indices.iter().map(|&i| &crops[i]).collect();
         let input = rec::pack_lines(&lines, spec.rec.height, width)?;
-        metrics::record_infer_step(&id.0, ModelPart::OcrRec.as_str(), "preprocess", started.elapsed());
-        let started = Instant::now();
-        let out = runner.run(id, ModelPart::OcrRec, input)?;
-        metrics::record_infer_step(&id.0, ModelPart::OcrRec.as_str(), "inference", started.elapsed());
-        let started = Instant::now();
+        clock.lap("preprocess");
+        let out = runner.run(id, REC, input)?;
+        clock.lap("inference");
         let (steps, classes) = match out.shape.as_slice() {
             [n, t, c] if *n == indices.len() => (*t, *c),
             other => {
                 return Err(InferError::BadOutput {
                     model: id.0.clone(),
-                    part: "ocr_rec",
+                    part: REC.as_str(),
                     reason: format!("shape {other:?}"),
                 });
             }
@@ -213,7 +244,7 @@ fn recognize(
         for (k, &i) in indices.iter().enumerate() {
             read[i] = dictionary.decode(&out.data[k * steps * classes..(k + 1) * steps * classes], classes);
         }
-        metrics::record_infer_step(&id.0, ModelPart::OcrRec.as_str(), "postprocess", started.elapsed());
+        clock.lap("postprocess");
     }
     Ok(read)
 }

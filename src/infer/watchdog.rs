@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Health;
-use crate::infer::worker::WorkerStats;
+use super::worker::WorkerStats;
+use crate::health::Health;
 
 /// How often the watchdog looks.
 pub const TICK: Duration = Duration::from_secs(1);
