@@ -107,6 +107,31 @@ pub enum StreamRef {
     Arn(String),
 }
 
+impl StreamRef {
+    /// The name or ARN, as configured: the checkpoint key and the label in logs.
+    pub fn label(&self) -> &str {
+        match self {
+            StreamRef::Name(n) | StreamRef::Arn(n) => n,
+        }
+    }
+}
+
+impl SourceSpec {
+    /// Whether the source calls AWS.
+    pub fn needs_aws(&self) -> bool {
+        matches!(self, SourceSpec::Kvs { .. })
+    }
+
+    /// Whether a camera on this source runs again once its input ends (a looping file; a KVS
+    /// stream, whose sessions reconnect inside the source).
+    pub fn repeats(&self) -> bool {
+        match self {
+            SourceSpec::File { loop_file, .. } => *loop_file,
+            SourceSpec::Kvs { .. } => true,
+        }
+    }
+}
+
 impl Config {
     /// Whether the configuration demands a GPU (startup fails without one).
     pub fn requires_gpu(&self) -> bool {

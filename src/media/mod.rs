@@ -13,6 +13,8 @@ pub mod ebml;
 pub mod image;
 pub mod inspect;
 pub mod kvs;
+pub mod progress;
+pub mod stream;
 
 use serde::Serialize;
 

@@ -4,14 +4,16 @@
 //! | module | owns |
 //! |---|---|
 //! | [`camera`] | one camera's flow from source to events |
+//! | [`feed`] | the decode thread: frame stream → sampler → pacing → hand-off |
 //! | [`events`] | the versioned event record sinks receive |
 //! | [`sampler`] | target-fps sampling by stream time; the drop-oldest hand-off to inference |
 //! | [`roi`] | zones (polygons, anchor point) and per-label filters |
-//! | [`supervisor`] | starting every camera, restarting failed ones, wiring KVS sources and checkpoints |
+//! | [`supervisor`] | starting every camera on its source, restarting failed ones with backoff |
 //! | [`tracker`] | IoU tracking, M-of-N confirmation, median score, text vote, new/update/end |
 
 pub mod camera;
 pub mod events;
+pub mod feed;
 pub mod roi;
 pub mod sampler;
 pub mod supervisor;

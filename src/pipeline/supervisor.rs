@@ -1,31 +1,25 @@
-//! Starts every camera and keeps it running: a file camera runs to its end (again and again with
-//! `loop: true`); a KVS camera runs until shutdown, its GetMedia session reconnecting inside the
-//! source. A camera whose source fails is restarted with exponential backoff; it never takes the
+//! Starts every camera and keeps it running: a camera opens its source and runs until the input
+//! ends (again and again when the source repeats: a looping file, a KVS stream) or shutdown. A
+//! camera whose source or stream fails is restarted with exponential backoff; it never takes the
 //! service down.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use kvs_infer_common::backoff::Backoff;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::camera::{CameraContext, RunOptions, RunStats, run, run_file};
+use super::camera::{CameraContext, PipelineError, RunStats, run};
 use super::events::EventWithFrame;
-use crate::config::{CameraSpec, SourceSpec, StreamRef};
+use crate::config::CameraSpec;
+use crate::health::Health;
 use crate::infer::engine::Engine;
-use crate::source::checkpoint::Checkpoints;
-use crate::source::kvs::{KvsSource, write_checkpoints};
-use crate::source::{ChannelSource, FragmentProgress};
+use crate::source::{self, SourceContext};
 
 /// Restart delays of a camera whose source fails.
-const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
-const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// GetMedia chunks waiting for the decode thread (a few hundred KiB at most).
-const KVS_CHUNKS: usize = 16;
-/// Checkpoints are written at most this often per camera.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+const RESTART_BACKOFF: Backoff = Backoff { min: Duration::from_secs(1), max: Duration::from_secs(30) };
 
 /// What the cameras share.
 #[derive(Clone)]
@@ -33,9 +27,9 @@ pub struct Supervisor {
     pub engine: Engine,
     pub events: mpsc::Sender<EventWithFrame>,
     pub shutdown: CancellationToken,
-    /// The AWS configuration, when any camera reads from KVS.
+    /// The AWS configuration, when any camera or sink needs AWS.
     pub sdk: Option<aws_config::SdkConfig>,
-    pub health: crate::health::Health,
+    pub health: Health,
 }
 
 impl Supervisor {
@@ -51,85 +45,50 @@ impl Supervisor {
 
     async fn keep_running(self, camera: CameraSpec) {
         let id = camera.id.0.clone();
-        let mut backoff = RESTART_BACKOFF_MIN;
+        let mut attempt = 0;
         loop {
-            let state = if matches!(camera.source, SourceSpec::Kvs { .. }) { "connecting" } else { "running" };
+            let state = if camera.source.needs_aws() { "connecting" } else { "running" };
             self.health.set_camera(&id, state, None);
-            let ctx = CameraContext {
-                camera: camera.clone(),
-                engine: self.engine.clone(),
-                events: self.events.clone(),
-                shutdown: self.shutdown.clone(),
-            };
-            let (result, again) = match &camera.source {
-                SourceSpec::File { path, loop_file, realtime } => {
-                    (run_file(ctx, path.clone(), *realtime).await, *loop_file)
-                }
-                SourceSpec::Kvs { .. } => (self.run_kvs(ctx).await, true),
-            };
-            match result {
+            match self.run_once(&camera).await {
                 Ok(s) => {
                     log_stats(&id, &s);
-                    backoff = RESTART_BACKOFF_MIN;
+                    attempt = 0;
                 }
                 Err(e) => {
+                    let backoff = RESTART_BACKOFF.delay(attempt);
                     warn!(camera = id, error = %kvs_infer_common::error_chain(&e), retry_in = ?backoff, "camera failed; restarting");
                     self.health.set_camera(&id, "restarting", Some(e.to_string()));
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         () = self.shutdown.cancelled() => break,
                     }
-                    backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+                    attempt = attempt.saturating_add(1);
                     continue;
                 }
             }
-            if !again || self.shutdown.is_cancelled() {
+            if !camera.source.repeats() || self.shutdown.is_cancelled() {
                 break;
             }
         }
         self.health.set_camera(&id, "stopped", None);
     }
 
-    /// One KVS camera: the GetMedia source task, the pipeline, and the checkpoint writer.
-    async fn run_kvs(&self, ctx: CameraContext) -> Result<RunStats, super::camera::PipelineError> {
-        let SourceSpec::Kvs { stream, start, checkpoint_table } = ctx.camera.source.clone() else {
-            return Ok(RunStats::default());
-        };
-        let camera = ctx.camera.id.0.clone();
-        let Some(sdk) = self.sdk.clone() else {
-            warn!(camera, "no AWS configuration; KVS camera not started");
-            return Ok(RunStats::default());
-        };
-        let progress = Arc::new(FragmentProgress::default());
-        let checkpoints = checkpoint_table.map(|table| {
-            let key = match &stream {
-                StreamRef::Name(n) | StreamRef::Arn(n) => n.clone(),
-            };
-            Arc::new(Checkpoints::new(crate::aws::dynamodb_client(&sdk), table, key, camera.clone()))
-        });
-        let writer = checkpoints.clone().map(|c| {
-            tokio::spawn(write_checkpoints(camera.clone(), c, progress.subscribe_processed(), CHECKPOINT_INTERVAL))
-        });
-        let (tx, rx) = mpsc::channel(KVS_CHUNKS);
-        let source = KvsSource {
-            camera: camera.clone(),
-            stream,
-            start,
-            sdk,
-            checkpoints,
-            progress: progress.clone(),
-            shutdown: ctx.shutdown.clone(),
+    /// Opens the camera's source and runs the camera over it once.
+    async fn run_once(&self, camera: &CameraSpec) -> Result<RunStats, PipelineError> {
+        let ctx = SourceContext {
+            camera: camera.id.clone(),
+            sdk: self.sdk.clone(),
             health: self.health.clone(),
+            shutdown: self.shutdown.clone(),
         };
-        let reader = tokio::spawn(source.run(tx));
-        let opts = RunOptions { live: true, pace: false, progress: Some(progress) };
-        let result = run(ctx, Box::new(ChannelSource(rx)), opts).await;
-        let _ = reader.await;
-        if let Some(writer) = writer {
-            // Ends with a last write once the pipeline and the source have let go of the progress.
-            let _ = writer.await;
-        }
-        result
+        let source = source::open(&camera.source, &ctx).await?;
+        let ctx = CameraContext {
+            camera: camera.clone(),
+            engine: self.engine.clone(),
+            events: self.events.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        run(ctx, source).await
     }
 }
 

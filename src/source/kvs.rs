@@ -21,9 +21,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::Checkpoints;
-use super::{Chunk, FragmentProgress, SourceError};
-use crate::config::{StartSelector, StreamRef};
+use super::{RunningSource, SourceContext, SourceError, SourceOptions, SourceTasks};
+use crate::config::{CameraId, StartSelector, StreamRef};
 use crate::media::FragmentNumber;
+use crate::media::progress::FragmentProgress;
+use crate::media::stream::{ChannelSource, Chunk};
 use kvs_infer_common::backoff::Backoff;
 
 /// How long a data endpoint is used before GetDataEndpoint is asked again.
@@ -37,9 +39,51 @@ pub const RECONNECT_BACKOFF: Backoff = Backoff { min: Duration::from_millis(250)
 /// Backoff after ClientLimitExceeded / ConnectionLimitExceeded: the first retry waits 1-2 s.
 pub const LIMIT_BACKOFF: Backoff = Backoff { min: Duration::from_secs(2), max: Duration::from_secs(30) };
 
+/// GetMedia chunks waiting for the decode thread (a few hundred KiB at most).
+const CHUNKS_QUEUED: usize = 16;
+/// Checkpoints are written at most this often per camera.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Starts a KVS camera: the GetMedia reader and, with a checkpoint table, the checkpoint writer.
+/// Its frames flow live: a camera never waits for inference.
+pub fn open(
+    ctx: &SourceContext,
+    stream: &StreamRef,
+    start: &StartSelector,
+    checkpoint_table: Option<&str>,
+) -> Result<RunningSource, SourceError> {
+    let sdk = ctx.sdk.clone().ok_or_else(|| SourceError::NoAwsConfig { camera: ctx.camera.clone() })?;
+    let progress = Arc::new(FragmentProgress::default());
+    let checkpoints = checkpoint_table.map(|table| {
+        let client = crate::aws::dynamodb_client(&sdk);
+        Arc::new(Checkpoints::new(client, table.to_owned(), stream.label().to_owned(), ctx.camera.0.clone()))
+    });
+    let writer = checkpoints.clone().map(|c| {
+        tokio::spawn(write_checkpoints(ctx.camera.0.clone(), c, progress.subscribe_processed(), CHECKPOINT_INTERVAL))
+    });
+    let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
+    let source = KvsSource {
+        camera: ctx.camera.clone(),
+        stream: stream.clone(),
+        start: start.clone(),
+        sdk,
+        checkpoints,
+        progress: progress.clone(),
+        shutdown: ctx.shutdown.clone(),
+        health: ctx.health.clone(),
+    };
+    let reader = tokio::spawn(source.run(tx));
+    Ok(RunningSource {
+        input: Box::new(ChannelSource(rx)),
+        options: SourceOptions { live: true, pace: false },
+        progress: Some(progress),
+        tasks: SourceTasks::new([Some(reader), writer].into_iter().flatten().collect()),
+    })
+}
+
 /// What a KVS camera needs.
 pub struct KvsSource {
-    pub camera: String,
+    pub camera: CameraId,
     pub stream: StreamRef,
     pub start: StartSelector,
     pub sdk: SdkConfig,
@@ -74,13 +118,6 @@ impl SessionEnd {
 }
 
 impl KvsSource {
-    fn stream_label(&self) -> String {
-        match &self.stream {
-            StreamRef::Name(n) => n.clone(),
-            StreamRef::Arn(a) => a.clone(),
-        }
-    }
-
     fn kvs_error(
         &self,
         operation: &'static str,
@@ -89,7 +126,7 @@ impl KvsSource {
     ) -> SourceError {
         SourceError::Kvs {
             camera: self.camera.clone(),
-            stream: self.stream_label(),
+            stream: self.stream.label().to_owned(),
             operation,
             reason,
             source: Box::new(source),
@@ -98,7 +135,7 @@ impl KvsSource {
 
     /// Streams into `tx` until shutdown (or the receiver goes away).
     pub async fn run(self, tx: mpsc::Sender<Chunk>) {
-        let camera = self.camera.clone();
+        let camera = self.camera.0.clone();
         let control = crate::aws::kinesis_video_client(&self.sdk);
         let mut endpoint: Option<(String, Instant)> = None;
         let mut resume_from_checkpoint = match &self.checkpoints {
@@ -244,12 +281,12 @@ impl KvsSource {
                 Err(_) => return (SessionEnd::Idle, bytes),
                 Ok(None) => return (SessionEnd::BodyEnded, bytes),
                 Ok(Some(Err(e))) => {
-                    tracing::warn!(camera = self.camera, error = %kvs_infer_common::error_chain(&e), "GetMedia body broke");
+                    tracing::warn!(camera = %self.camera, error = %kvs_infer_common::error_chain(&e), "GetMedia body broke");
                     return (SessionEnd::BodyError, bytes);
                 }
                 Ok(Some(Ok(data))) => {
                     bytes += data.len() as u64;
-                    crate::metrics::count_kvs_bytes(&self.camera, data.len());
+                    crate::metrics::count_kvs_bytes(&self.camera.0, data.len());
                     // Back-pressure: a slow decoder slows the read instead of growing a buffer.
                     let sent = tokio::select! {
                         sent = tx.send(Chunk::Data(data)) => sent.is_ok(),
@@ -294,7 +331,7 @@ impl KvsSource {
             match checkpoints.read().await {
                 Ok(found) => {
                     tracing::info!(
-                        camera = self.camera,
+                        camera = %self.camera,
                         checkpoint = found.as_ref().map(ToString::to_string),
                         "checkpoint read"
                     );
@@ -302,7 +339,7 @@ impl KvsSource {
                 }
                 Err(e) => {
                     // Starting without it would re-read or skip video: wait for the table instead.
-                    tracing::warn!(camera = self.camera, error = %kvs_infer_common::error_chain(&e), "cannot read the checkpoint; retrying");
+                    tracing::warn!(camera = %self.camera, error = %kvs_infer_common::error_chain(&e), "cannot read the checkpoint; retrying");
                     if !self.sleep(RECONNECT_BACKOFF.delay(attempt)).await {
                         return None;
                     }
@@ -353,10 +390,10 @@ impl KvsSource {
     }
 
     fn failed(&self, e: &SourceError, reason: &'static str) {
-        crate::metrics::count_kvs_reconnect(&self.camera, reason);
+        crate::metrics::count_kvs_reconnect(&self.camera.0, reason);
         self.health.set_degraded(&self.health_key(), e.to_string());
-        self.health.set_camera(&self.camera, "reconnecting", Some(e.to_string()));
-        tracing::warn!(camera = self.camera, error = %kvs_infer_common::error_chain(e), "KVS call failed; retrying");
+        self.health.set_camera(&self.camera.0, "reconnecting", Some(e.to_string()));
+        tracing::warn!(camera = %self.camera, error = %kvs_infer_common::error_chain(e), "KVS call failed; retrying");
     }
 
     /// Sleeps for `d`; `false` when shutdown came first.

@@ -1,40 +1,42 @@
-//! Where a camera's video comes from. A source yields MKV bytes; the camera pipeline owns demux
-//! and decode, so every source shares them.
+//! Where a camera's video comes from: [`open`] starts a configured source and returns it
+//! running: its byte input (read by the camera's frame stream), how its frames should flow, and
+//! the background tasks it runs.
 //!
 //! - [`file`]: a local MKV file (the embedded default).
 //! - [`kvs`]: Kinesis Video Streams GetMedia, resumed after the last complete fragment when the
 //!   body ends or breaks, with optional DynamoDB [`checkpoint`]s so a restarted task resumes
 //!   where the last one stopped.
 //!
-//! [`FragmentProgress`] carries fragment completion between the stages: the decode thread
-//! reports fragments it has fully read (the KVS source reconnects after the newest), the analysis
-//! loop reports fragments whose frames are all analysed (the checkpoint records the newest).
+//! Adding a source: a `config::SourceSpec` variant, a file here that opens it into a
+//! [`RunningSource`], one arm in [`open`].
 
 pub mod checkpoint;
 pub mod file;
 pub mod kvs;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use crate::media::{FragmentMeta, FragmentNumber};
+use crate::config::{CameraId, SourceSpec};
+use crate::health::Health;
+use crate::media::progress::FragmentProgress;
+use crate::media::stream::ByteSource;
 
 /// The source layer's errors.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("camera {camera}: cannot read {}", path.display())]
     File {
-        camera: String,
+        camera: CameraId,
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
     #[error("camera {camera}: {operation} on stream {stream} failed ({reason})")]
     Kvs {
-        camera: String,
+        camera: CameraId,
         stream: String,
         operation: &'static str,
         /// Bounded classification for metrics: `throttled`, `connection_limit`, `not_found`, ...
@@ -44,11 +46,13 @@ pub enum SourceError {
     },
     #[error("camera {camera}: start selector {value:?} is not usable")]
     StartSelector {
-        camera: String,
+        camera: CameraId,
         value: String,
         #[source]
         source: kvs_infer_common::BoxError,
     },
+    #[error("camera {camera}: a KVS source needs the AWS configuration, which was not loaded")]
+    NoAwsConfig { camera: CameraId },
     #[error("checkpoint table {table}: {operation} for stream {stream} failed")]
     Checkpoint {
         table: String,
@@ -59,125 +63,63 @@ pub enum SourceError {
     },
 }
 
-/// One piece of a source's byte stream.
-#[derive(Debug)]
-pub enum Chunk {
-    Data(Bytes),
-    /// The current session (one GetMedia body) is over: the decode thread closes what it left
-    /// open (a complete last fragment counts, a cut one is reported), starts over for the next
-    /// one, and answers on the channel once it has, so the source resumes after the right fragment.
-    SessionEnd(tokio::sync::oneshot::Sender<()>),
+/// What a source needs to start.
+#[derive(Clone)]
+pub struct SourceContext {
+    pub camera: CameraId,
+    /// The AWS configuration, when any camera or sink needs AWS.
+    pub sdk: Option<aws_config::SdkConfig>,
+    pub health: Health,
+    /// Stops the source's background tasks.
+    pub shutdown: CancellationToken,
 }
 
-/// A blocking byte source, read on the camera's decode thread.
-pub trait MediaSource: Send {
-    /// The next chunk; `None` at the end of input (or shutdown).
-    fn next_chunk(&mut self) -> Option<Result<Chunk, SourceError>>;
+/// How a source's frames flow to inference.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceOptions {
+    /// A live camera: frames are handed off through the drop-oldest queue, never waiting for
+    /// inference. Otherwise every sampled frame is analysed (a bounded channel holds the read).
+    pub live: bool,
+    /// Pace frames at their timestamps (a file standing in for a camera).
+    pub pace: bool,
 }
 
-/// Chunks produced by an async task (the KVS source) through a bounded channel.
-pub struct ChannelSource(pub tokio::sync::mpsc::Receiver<Chunk>);
+/// A started source.
+pub struct RunningSource {
+    /// The bytes, read by the camera's frame stream on its decode thread.
+    pub input: Box<dyn ByteSource>,
+    pub options: SourceOptions,
+    /// Fragment completion (KVS sources): reconnects and checkpoints follow it.
+    pub progress: Option<Arc<FragmentProgress>>,
+    /// What the source runs beside the input (the GetMedia reader, the checkpoint writer).
+    pub tasks: SourceTasks,
+}
 
-impl MediaSource for ChannelSource {
-    fn next_chunk(&mut self) -> Option<Result<Chunk, SourceError>> {
-        self.0.blocking_recv().map(Ok)
+/// A source's background tasks; [`SourceTasks::finish`] waits for them once the camera has let
+/// go of the input.
+#[derive(Default)]
+pub struct SourceTasks(Vec<JoinHandle<()>>);
+
+impl SourceTasks {
+    pub fn new(tasks: Vec<JoinHandle<()>>) -> Self {
+        Self(tasks)
     }
-}
 
-/// Completed fragments not yet known to be analysed; older ones are folded into `processed`.
-const COMPLETED_KEPT: usize = 256;
-
-/// Fragment completion, shared by the decode thread, the analysis loop and the KVS source.
-pub struct FragmentProgress {
-    demuxed: watch::Sender<Option<Arc<FragmentMeta>>>,
-    processed: watch::Sender<Option<Arc<FragmentMeta>>>,
-    completed: Mutex<VecDeque<Arc<FragmentMeta>>>,
-}
-
-impl Default for FragmentProgress {
-    fn default() -> Self {
-        Self { demuxed: watch::Sender::new(None), processed: watch::Sender::new(None), completed: Mutex::default() }
-    }
-}
-
-impl FragmentProgress {
-    /// Decode thread: every frame of this fragment has been read, decoded and handed on.
-    pub fn fragment_demuxed(&self, meta: Arc<FragmentMeta>) {
-        if meta.fragment_number.is_none() {
-            return;
-        }
-        let mut completed = self.completed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        completed.push_back(meta.clone());
-        while completed.len() > COMPLETED_KEPT {
-            // The analysis loop is far behind: the oldest is certainly analysed or dropped by now.
-            if let Some(old) = completed.pop_front() {
-                self.processed.send_replace(Some(old));
+    pub async fn finish(self) {
+        for task in self.0 {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a source task failed");
             }
         }
-        drop(completed);
-        self.demuxed.send_replace(Some(meta));
-    }
-
-    /// Analysis loop: it has taken a frame of `current`; frames are taken in order, so every
-    /// completed fragment before it has been fully analysed.
-    pub fn frame_taken(&self, current: Option<&FragmentMeta>) {
-        let Some(number) = current.and_then(|m| m.fragment_number.as_ref()) else {
-            return;
-        };
-        self.release(|n| n < number);
-    }
-
-    /// Analysis loop: the input ended and every queued frame was analysed.
-    pub fn drained(&self) {
-        self.release(|_| true);
-    }
-
-    fn release(&self, done: impl Fn(&FragmentNumber) -> bool) {
-        let mut completed = self.completed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut newest = None;
-        while let Some(front) = completed.front() {
-            match &front.fragment_number {
-                Some(n) if !done(n) => break,
-                _ => newest = completed.pop_front(),
-            }
-        }
-        drop(completed);
-        if let Some(meta) = newest {
-            self.processed.send_replace(Some(meta));
-        }
-    }
-
-    /// The newest fragment read completely (the KVS source resumes after it).
-    pub fn last_demuxed(&self) -> Option<Arc<FragmentMeta>> {
-        self.demuxed.borrow().clone()
-    }
-
-    /// Follows the newest fully analysed fragment (the checkpoint writer).
-    pub fn subscribe_processed(&self) -> watch::Receiver<Option<Arc<FragmentMeta>>> {
-        self.processed.subscribe()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta(n: &str) -> Arc<FragmentMeta> {
-        Arc::new(FragmentMeta { fragment_number: FragmentNumber::parse(n), ..FragmentMeta::default() })
-    }
-
-    #[test]
-    fn a_fragment_is_processed_once_a_later_fragments_frame_is_taken() {
-        let p = FragmentProgress::default();
-        let rx = p.subscribe_processed();
-        p.fragment_demuxed(meta("10"));
-        p.fragment_demuxed(meta("20"));
-        assert_eq!(p.last_demuxed().and_then(|m| m.fragment_number.clone()), FragmentNumber::parse("20"));
-        p.frame_taken(Some(&meta("10")));
-        assert!(rx.borrow().is_none(), "fragment 10's frames may still be in analysis");
-        p.frame_taken(Some(&meta("20")));
-        assert_eq!(rx.borrow().as_ref().and_then(|m| m.fragment_number.clone()), FragmentNumber::parse("10"));
-        p.drained();
-        assert_eq!(rx.borrow().as_ref().and_then(|m| m.fragment_number.clone()), FragmentNumber::parse("20"));
+/// Starts the source `spec` describes.
+pub async fn open(spec: &SourceSpec, ctx: &SourceContext) -> Result<RunningSource, SourceError> {
+    match spec {
+        SourceSpec::File { path, realtime, .. } => file::open(ctx, path, *realtime),
+        SourceSpec::Kvs { stream, start, checkpoint_table } => {
+            kvs::open(ctx, stream, start, checkpoint_table.as_deref())
+        }
     }
 }

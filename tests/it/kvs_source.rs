@@ -10,11 +10,13 @@ use crate::common::kvs_server::{Fault, Fragment, KvsServer, fragments_of};
 use crate::common::moto::{self, Moto};
 use kvs_infer::config::{self, EnvOverrides, StartSelector, StreamRef};
 use kvs_infer::infer::engine::Engine;
+use kvs_infer::media::progress::FragmentProgress;
+use kvs_infer::media::stream::ChannelSource;
 use kvs_infer::media::{FragmentMeta, FragmentNumber, KvsTimestamp};
-use kvs_infer::pipeline::camera::{self, CameraContext, RunOptions, RunStats};
+use kvs_infer::pipeline::camera::{self, CameraContext, RunStats};
 use kvs_infer::source::checkpoint::{Checkpoints, Written};
 use kvs_infer::source::kvs::{KvsSource, write_checkpoints};
-use kvs_infer::source::{ChannelSource, FragmentProgress};
+use kvs_infer::source::{RunningSource, SourceOptions, SourceTasks};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +61,7 @@ async fn run_until_last(
     });
     let (tx, rx) = mpsc::channel(16);
     let source = KvsSource {
-        camera: "kvs-cam".into(),
+        camera: config::CameraId("kvs-cam".into()),
         stream: StreamRef::Name(STREAM.into()),
         start,
         sdk,
@@ -72,8 +74,13 @@ async fn run_until_last(
     let (events, mut drain) = mpsc::channel(64);
     tokio::spawn(async move { while drain.recv().await.is_some() {} });
     let ctx = CameraContext { camera, engine, events, shutdown: shutdown.clone() };
-    let opts = RunOptions { live: true, pace: false, progress: Some(progress.clone()) };
-    let pipeline = tokio::spawn(camera::run(ctx, Box::new(ChannelSource(rx)), opts));
+    let source = RunningSource {
+        input: Box::new(ChannelSource(rx)),
+        options: SourceOptions { live: true, pace: false },
+        progress: Some(progress.clone()),
+        tasks: SourceTasks::default(),
+    };
+    let pipeline = tokio::spawn(camera::run(ctx, source));
 
     let until = FragmentNumber::parse(until);
     let deadline = Instant::now() + Duration::from_secs(60);
