@@ -19,7 +19,7 @@ fn healthz_body(c: &mut Criterion) {
     for stage in Stage::ALL {
         health.complete(stage, None);
     }
-    health.set_degraded("sink.kinesis", "ProvisionedThroughputExceeded");
+    health.set_degraded(&kvs_infer::health::Component::Sink("kinesis"), "ProvisionedThroughputExceeded");
     c.bench_function("healthz_snapshot_to_json", |b| b.iter(|| serde_json::to_vec(&health.snapshot()).expect("json")));
 }
 

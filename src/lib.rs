@@ -23,15 +23,17 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod aws;
+pub mod cli;
 pub mod config;
 pub mod geometry;
 pub mod health;
-pub mod healthcheck;
 pub mod infer;
 pub mod media;
 pub mod metrics;
 pub mod pipeline;
 pub mod server;
+pub mod service;
+pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod startup;

@@ -296,7 +296,7 @@ pub fn spawn_telemetry(
             sample.publish(&info.uuid, info.index);
             if !failed && let Some(reason) = fault(&sample) {
                 tracing::error!(gpu = info.uuid, reason, "GPU fault: failing liveness so the task is replaced");
-                health.set_liveness_failure("gpu", reason);
+                health.set_liveness_failure(&super::Component::Gpu, reason);
                 failed = true;
             }
             // Sleep in short steps so shutdown is prompt.

@@ -11,7 +11,10 @@
 //! - degraded: something outside the process is wrong (a sink is down). Reported in the body and
 //!   metrics, never a health failure: a new task would not fix it.
 
+pub mod component;
 pub mod gpu;
+
+pub use component::{CameraState, Component, SinkState};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::config::CameraId;
 use crate::metrics;
 
 /// Startup stages, in the order they happen.
@@ -294,33 +298,35 @@ impl Health {
     }
 
     /// Records a failure that a restart would fix: `/livez` fails until it is cleared.
-    pub fn set_liveness_failure(&self, component: &str, reason: impl Into<String>) {
+    pub fn set_liveness_failure(&self, component: &Component, reason: impl Into<String>) {
         let reason = reason.into();
         self.update(|s, _| {
-            s.liveness_failures.insert(component.to_owned(), reason);
+            s.liveness_failures.insert(component.key(), reason);
         });
     }
 
-    pub fn clear_liveness_failure(&self, component: &str) {
-        if self.tx.borrow().liveness_failures.contains_key(component) {
+    pub fn clear_liveness_failure(&self, component: &Component) {
+        let key = component.key();
+        if self.tx.borrow().liveness_failures.contains_key(&key) {
             self.update(|s, _| {
-                s.liveness_failures.remove(component);
+                s.liveness_failures.remove(&key);
             });
         }
     }
 
     /// Records an outside problem: shown in the body, health stays green.
-    pub fn set_degraded(&self, component: &str, reason: impl Into<String>) {
+    pub fn set_degraded(&self, component: &Component, reason: impl Into<String>) {
         let reason = reason.into();
         self.update(|s, _| {
-            s.degraded.insert(component.to_owned(), reason);
+            s.degraded.insert(component.key(), reason);
         });
     }
 
-    pub fn clear_degraded(&self, component: &str) {
-        if self.tx.borrow().degraded.contains_key(component) {
+    pub fn clear_degraded(&self, component: &Component) {
+        let key = component.key();
+        if self.tx.borrow().degraded.contains_key(&key) {
             self.update(|s, _| {
-                s.degraded.remove(component);
+                s.degraded.remove(&key);
             });
         }
     }
@@ -331,13 +337,13 @@ impl Health {
     }
 
     /// A camera's stream state for the body.
-    pub fn set_camera(&self, camera: &str, state: &'static str, detail: Option<String>) {
-        self.update(|s, _| set_component(&mut s.cameras, camera, state, detail));
+    pub fn set_camera(&self, camera: &CameraId, state: CameraState, detail: Option<String>) {
+        self.update(|s, _| set_component(&mut s.cameras, &camera.0, state.as_str(), detail));
     }
 
     /// A sink's delivery state for the body.
-    pub fn set_sink(&self, sink: &str, state: &'static str, detail: Option<String>) {
-        self.update(|s, _| set_component(&mut s.sinks, sink, state, detail));
+    pub fn set_sink(&self, sink: &str, state: SinkState, detail: Option<String>) {
+        self.update(|s, _| set_component(&mut s.sinks, sink, state.as_str(), detail));
     }
 
     /// A fact for the body (`execution_provider`, `onnxruntime_library`, `gpu_name`).
@@ -416,11 +422,11 @@ mod tests {
             h.complete(stage, None);
         }
         assert!(h.snapshot().ready);
-        h.set_liveness_failure("worker", "no batch completed for 30s");
+        h.set_liveness_failure(&Component::Inference, "no batch completed for 30s");
         let s = h.snapshot();
         assert!(!s.live && !s.ready);
         assert_eq!(s.status, Status::NotLive);
-        h.clear_liveness_failure("worker");
+        h.clear_liveness_failure(&Component::Inference);
         assert!(h.snapshot().ready);
         h.start_draining();
         let s = h.snapshot();
@@ -434,11 +440,11 @@ mod tests {
         for stage in Stage::ALL {
             h.complete(stage, None);
         }
-        h.set_degraded("sink.kinesis", "ProvisionedThroughputExceeded");
+        h.set_degraded(&Component::Sink("kinesis"), "ProvisionedThroughputExceeded");
         let s = h.snapshot();
         assert!(s.ready && s.live);
         assert_eq!(s.status, Status::Degraded);
-        h.clear_degraded("sink.kinesis");
+        h.clear_degraded(&Component::Sink("kinesis"));
         assert_eq!(h.snapshot().status, Status::Ready);
     }
 

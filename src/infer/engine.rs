@@ -16,7 +16,7 @@ use super::model::Runner;
 use super::model::{Detection, Model, TextLine};
 use super::runtime::{self, ActiveProvider};
 use super::session::{self, LoadedModels, SessionRunner};
-use super::worker::{self, InferHandle, WorkerConfig};
+use super::worker::{self, Worker, WorkerConfig};
 use crate::config::{CameraSpec, ModelId, ModelSpec, RuntimeConfig};
 use crate::media::image::RgbImage;
 
@@ -61,16 +61,16 @@ pub fn warm_up(loaded: &mut Loaded, runs: u32) -> Result<(), InferError> {
 
 /// Hands the sessions to a new worker thread and returns the engine that uses it. Must be called
 /// within a tokio runtime (the batcher is a task).
-pub fn start(config: &RuntimeConfig, loaded: Loaded) -> Result<(Engine, InferHandle), InferError> {
+pub fn start(config: &RuntimeConfig, loaded: Loaded) -> Result<(Engine, Worker), InferError> {
     let LoadedModels { sessions, models, .. } = loaded.models;
     let cfg = WorkerConfig {
         max_batch: config.max_batch,
         max_delay: config.max_delay,
         queue_capacity: config.queue_capacity,
     };
-    let handle = worker::spawn(cfg, SessionRunner::new(sessions))?;
-    let engine = Engine { runner: Arc::new(handle.clone()), models: Arc::new(models) };
-    Ok((engine, handle))
+    let worker = worker::spawn(cfg, SessionRunner::new(sessions))?;
+    let engine = Engine { runner: Arc::new(worker.handle().clone()), models: Arc::new(models) };
+    Ok((engine, worker))
 }
 
 /// Models plus the runner that executes them.
@@ -86,7 +86,7 @@ impl Engine {
     pub async fn load(
         runtime: &RuntimeConfig,
         models: &BTreeMap<ModelId, ModelSpec>,
-    ) -> Result<(Engine, InferHandle), InferError> {
+    ) -> Result<(Engine, Worker), InferError> {
         let (cfg, specs) = (runtime.clone(), models.clone());
         let loaded = tokio::task::spawn_blocking(move || {
             let mut loaded = load_models(&cfg, &specs)?;

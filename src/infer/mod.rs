@@ -135,8 +135,8 @@ pub enum InferError {
     QueueFull { capacity: usize },
     #[error("the inference worker has stopped")]
     WorkerStopped,
-    #[error("cannot start the inference worker: {reason}")]
-    WorkerStart { reason: String },
+    #[error("cannot start the inference worker thread")]
+    WorkerStart(#[source] std::io::Error),
     #[error("the model loading task failed")]
     LoadTask(#[source] tokio::task::JoinError),
     #[error("no model {0:?} of the right kind is loaded")]

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::worker::WorkerStats;
-use crate::health::Health;
+use crate::health::{Component, Health};
 
 /// How often the watchdog looks.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -53,16 +53,16 @@ impl Watchdog {
                     waited.as_secs()
                 );
                 tracing::error!(reason, "inference stalled: failing liveness");
-                self.health.set_liveness_failure("inference", reason);
+                self.health.set_liveness_failure(&Component::Inference, reason);
             } else if !is_stalled && stalled {
                 tracing::info!("inference worker is completing batches again");
-                self.health.clear_liveness_failure("inference");
+                self.health.clear_liveness_failure(&Component::Inference);
             }
             stalled = is_stalled;
             crate::metrics::set_infer_stalled(stalled);
             if !cuda_reported && let Some(error) = self.stats.cuda_error.get() {
                 tracing::error!(error, "CUDA error in an inference run: failing liveness");
-                self.health.set_liveness_failure("cuda", format!("CUDA error in an inference run: {error}"));
+                self.health.set_liveness_failure(&Component::Cuda, format!("CUDA error in an inference run: {error}"));
                 cuda_reported = true;
             }
         }

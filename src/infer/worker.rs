@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::model::{Part, PartKey};
 use super::{InferError, Tensor};
@@ -149,20 +150,51 @@ impl super::model::Runner for InferHandle {
     }
 }
 
+/// A running worker: the handle everyone clones, and what it takes to stop it.
+pub struct Worker {
+    handle: InferHandle,
+    stop: CancellationToken,
+    batcher: tokio::task::JoinHandle<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Worker {
+    pub fn handle(&self) -> &InferHandle {
+        &self.handle
+    }
+
+    /// Stops taking requests, runs what is queued, and joins the executor thread. A run still
+    /// going past `timeout` is left to the process exit.
+    pub async fn shutdown(self, timeout: Duration) {
+        let Worker { handle, stop, batcher, thread } = self;
+        drop(handle);
+        stop.cancel();
+        let joined = async {
+            let _ = batcher.await;
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        };
+        if tokio::time::timeout(timeout, joined).await.is_err() {
+            tracing::warn!(?timeout, "the inference worker did not stop in time");
+        }
+    }
+}
+
 /// Starts the batcher on the current tokio runtime and the executor on its own thread.
-pub fn spawn(config: WorkerConfig, runner: impl BatchRunner) -> Result<InferHandle, InferError> {
+pub fn spawn(config: WorkerConfig, runner: impl BatchRunner) -> Result<Worker, InferError> {
     let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
     let (exec_tx, exec_rx) = mpsc::channel::<Batch>(2);
     let stats = Arc::new(WorkerStats::default());
     let started = std::time::Instant::now();
     let device = Arc::new(Device::default());
     let (thread_stats, thread_device) = (stats.clone(), device.clone());
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("kvs-infer-worker".into())
         .spawn(move || execute(exec_rx, runner, thread_stats, thread_device, started))
-        .map_err(|e| InferError::WorkerStart { reason: e.to_string() })?;
-    tokio::spawn(batcher(rx, exec_tx, config, device));
-    Ok(InferHandle { tx, capacity: config.queue_capacity, stats, started })
+        .map_err(InferError::WorkerStart)?;
+    let stop = CancellationToken::new();
+    let batcher = tokio::spawn(batcher(rx, exec_tx, config, device, stop.clone()));
+    let handle = InferHandle { tx, capacity: config.queue_capacity, stats, started };
+    Ok(Worker { handle, stop, batcher, thread })
 }
 
 /// Batches handed to the executor and not finished yet, and a wake-up when one finishes.
@@ -193,6 +225,7 @@ async fn batcher(
     exec: mpsc::Sender<Batch>,
     config: WorkerConfig,
     device: Arc<Device>,
+    stop: CancellationToken,
 ) {
     let mut pending: HashMap<GroupKey, Pending> = HashMap::new();
     loop {
@@ -210,6 +243,7 @@ async fn batcher(
             },
             () = sleep_until_opt(next_deadline) => {}
             () = idle, if !pending.is_empty() => {}
+            () = stop.cancelled() => break,
         }
         let now = Instant::now();
         let idle_now = device.is_idle();
@@ -381,7 +415,7 @@ mod tests {
     ) -> (InferHandle, Arc<Mutex<Vec<usize>>>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let cfg = WorkerConfig { max_batch, max_delay: Duration::from_millis(delay_ms), queue_capacity: capacity };
-        (spawn(cfg, Fake { batches: batches.clone(), fail, gate }).expect("worker"), batches)
+        (spawn(cfg, Fake { batches: batches.clone(), fail, gate }).expect("worker").handle().clone(), batches)
     }
 
     fn start(max_batch: usize, delay_ms: u64, capacity: usize, fail: bool) -> (InferHandle, Arc<Mutex<Vec<usize>>>) {

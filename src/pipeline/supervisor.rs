@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use kvs_infer_common::backoff::Backoff;
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::camera::{CameraContext, PipelineError, RunStats, run};
 use super::events::EventWithFrame;
 use crate::config::CameraSpec;
-use crate::health::Health;
+use crate::health::{CameraState, Health};
 use crate::infer::engine::Engine;
+use crate::shutdown::Shutdown;
 use crate::source::{self, SourceContext};
 
 /// Restart delays of a camera whose source fails.
@@ -26,29 +25,27 @@ const RESTART_BACKOFF: Backoff = Backoff { min: Duration::from_secs(1), max: Dur
 pub struct Supervisor {
     pub engine: Engine,
     pub events: mpsc::Sender<EventWithFrame>,
-    pub shutdown: CancellationToken,
+    /// Cameras run on its tracker and stop taking frames when its intake ends.
+    pub shutdown: Shutdown,
     /// The AWS configuration, when any camera or sink needs AWS.
     pub sdk: Option<aws_config::SdkConfig>,
     pub health: Health,
 }
 
 impl Supervisor {
-    /// Starts every camera; the handle resolves when all have stopped.
-    pub fn start(self, cameras: Vec<CameraSpec>) -> JoinHandle<()> {
-        let mut tasks = JoinSet::new();
+    /// Starts every camera on the shutdown's tracker.
+    pub fn start(self, cameras: Vec<CameraSpec>) {
         for camera in cameras {
-            tasks.spawn(self.clone().keep_running(camera));
+            self.shutdown.spawn(self.clone().keep_running(camera));
         }
-        drop(self);
-        tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
     }
 
     async fn keep_running(self, camera: CameraSpec) {
         let id = camera.id.0.clone();
         let mut attempt = 0;
         loop {
-            let state = if camera.source.needs_aws() { "connecting" } else { "running" };
-            self.health.set_camera(&id, state, None);
+            let state = if camera.source.needs_aws() { CameraState::Connecting } else { CameraState::Running };
+            self.health.set_camera(&camera.id, state, None);
             match self.run_once(&camera).await {
                 Ok(s) => {
                     log_stats(&id, &s);
@@ -57,20 +54,20 @@ impl Supervisor {
                 Err(e) => {
                     let backoff = RESTART_BACKOFF.delay(attempt);
                     warn!(camera = id, error = %kvs_infer_common::error_chain(&e), retry_in = ?backoff, "camera failed; restarting");
-                    self.health.set_camera(&id, "restarting", Some(e.to_string()));
+                    self.health.set_camera(&camera.id, CameraState::Restarting, Some(e.to_string()));
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
-                        () = self.shutdown.cancelled() => break,
+                        () = self.shutdown.intake().cancelled() => break,
                     }
                     attempt = attempt.saturating_add(1);
                     continue;
                 }
             }
-            if !camera.source.repeats() || self.shutdown.is_cancelled() {
+            if !camera.source.repeats() || self.shutdown.intake().is_cancelled() {
                 break;
             }
         }
-        self.health.set_camera(&id, "stopped", None);
+        self.health.set_camera(&camera.id, CameraState::Stopped, None);
     }
 
     /// Opens the camera's source and runs the camera over it once.
@@ -79,14 +76,14 @@ impl Supervisor {
             camera: camera.id.clone(),
             sdk: self.sdk.clone(),
             health: self.health.clone(),
-            shutdown: self.shutdown.clone(),
+            shutdown: self.shutdown.intake().clone(),
         };
         let source = source::open(&camera.source, &ctx).await?;
         let ctx = CameraContext {
             camera: camera.clone(),
             engine: self.engine.clone(),
             events: self.events.clone(),
-            shutdown: self.shutdown.clone(),
+            shutdown: self.shutdown.intake().clone(),
         };
         run(ctx, source).await
     }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbox::Outbox;
 use super::{Pending, Sink};
-use crate::health::Health;
+use crate::health::{Component, Health, SinkState};
 use kvs_infer_common::backoff::Backoff;
 
 /// What a delivery loop needs.
@@ -28,7 +28,7 @@ pub struct DeliveryContext {
 /// Delivers to `sink` until shutdown (and, after it, while the sink keeps up).
 pub async fn run(sink: Arc<dyn Sink>, ctx: DeliveryContext) {
     let name = sink.name();
-    let health_key = format!("sink.{name}");
+    let component = Component::Sink(name);
     let mut appended = ctx.outbox.subscribe();
     let mut storage_attempt = 0u32;
     loop {
@@ -55,7 +55,7 @@ pub async fn run(sink: Arc<dyn Sink>, ctx: DeliveryContext) {
         };
         if batch.is_empty() {
             crate::metrics::set_sink_backlog(name, 0);
-            ctx.health.set_sink(name, "ok", Some("backlog 0".to_owned()));
+            ctx.health.set_sink(name, SinkState::Ok, Some("backlog 0".to_owned()));
             if ctx.shutdown.is_cancelled() {
                 return;
             }
@@ -86,8 +86,12 @@ pub async fn run(sink: Arc<dyn Sink>, ctx: DeliveryContext) {
                 Err(e) => {
                     let left = pending.iter().filter(|p| !p.done).count();
                     crate::metrics::count_sink_error(name, e.reason());
-                    ctx.health.set_degraded(&health_key, e.to_string());
-                    ctx.health.set_sink(name, "failing", Some(format!("{e} ({left} record(s) of a batch waiting)")));
+                    ctx.health.set_degraded(&component, e.to_string());
+                    ctx.health.set_sink(
+                        name,
+                        SinkState::Failing,
+                        Some(format!("{e} ({left} record(s) of a batch waiting)")),
+                    );
                     tracing::warn!(sink = name, records_left = left, attempt, error = %kvs_infer_common::error_chain(&e), "delivery failed; retrying");
                 }
             }
@@ -100,7 +104,7 @@ pub async fn run(sink: Arc<dyn Sink>, ctx: DeliveryContext) {
             }
             attempt = attempt.saturating_add(1);
         }
-        ctx.health.clear_degraded(&health_key);
+        ctx.health.clear_degraded(&component);
         crate::metrics::record_sink_delivery(name, pending.len(), started.elapsed());
         let outbox = ctx.outbox.clone();
         let acked = tokio::task::spawn_blocking(move || {
@@ -111,7 +115,7 @@ pub async fn run(sink: Arc<dyn Sink>, ctx: DeliveryContext) {
         match acked {
             Ok(Ok(backlog)) => {
                 crate::metrics::set_sink_backlog(name, backlog);
-                ctx.health.set_sink(name, "ok", Some(format!("backlog {backlog}")));
+                ctx.health.set_sink(name, SinkState::Ok, Some(format!("backlog {backlog}")));
             }
             Ok(Err(e)) => {
                 tracing::error!(sink = name, error = %kvs_infer_common::error_chain(&e), "cannot record the acknowledgement; records will be delivered again")

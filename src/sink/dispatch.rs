@@ -10,31 +10,41 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::outbox::{Outbox, OutboxError, OutboxRecord};
-use crate::health::Health;
+use super::registry::{self, SnapshotLocator};
+use crate::config::SinksConfig;
+use crate::health::{Component, Health};
 use crate::pipeline::events::EventWithFrame;
 
 /// How often a full outbox is tried again even without a wake-up.
 const FULL_RETRY: Duration = Duration::from_secs(1);
-const HEALTH_KEY: &str = "outbox";
 
-/// What to do with snapshots.
-#[derive(Debug, Clone)]
+/// What to do with snapshots: one JPEG per event that comes with a frame, shared by every sink
+/// that stores snapshots, at the best quality any of them asks for.
+#[derive(Clone, Default)]
 pub struct SnapshotPlan {
-    /// Encode a JPEG for events that come with a frame.
-    pub enabled: bool,
-    pub quality: u8,
-    /// `(bucket, prefix)` when the S3 sink is configured.
-    pub s3: Option<(String, String)>,
+    /// JPEG quality; `None`: no sink stores snapshots.
+    pub quality: Option<u8>,
+    /// Names the snapshot's location in the event (the S3 sink's key).
+    pub locator: Option<SnapshotLocator>,
 }
 
-/// Runs until every camera has dropped its sender.
-pub async fn run(mut rx: mpsc::Receiver<EventWithFrame>, outbox: Arc<Outbox>, plan: SnapshotPlan, health: Health) {
-    while let Some(EventWithFrame { mut event, frame }) = rx.recv().await {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        event.emitted_at = Some((now * 1000.0).round() / 1000.0);
-        let jpeg = match frame {
-            Some(frame) if plan.enabled => {
-                let (e, quality) = (event.clone(), plan.quality);
+impl SnapshotPlan {
+    /// What the configured sinks ask for.
+    pub fn for_sinks(sinks: &SinksConfig) -> Self {
+        let factories = registry::configured(sinks);
+        Self {
+            quality: factories.iter().filter_map(|s| s.snapshot_quality()).max(),
+            locator: factories.iter().find_map(|s| s.snapshot_locator()),
+        }
+    }
+
+    /// The record an event becomes: its annotated snapshot encoded (on a blocking thread) and
+    /// located. A snapshot that cannot be encoded is logged; the event goes on without it.
+    pub async fn record(&self, item: EventWithFrame, emitted_at: f64) -> OutboxRecord {
+        let EventWithFrame { mut event, frame } = item;
+        let jpeg = match (frame, self.quality) {
+            (Some(frame), Some(quality)) => {
+                let e = event.clone();
                 match tokio::task::spawn_blocking(move || super::snapshot::encode(&frame, &e, quality)).await {
                     Ok(Ok(jpeg)) => Some(jpeg),
                     Ok(Err(e)) => {
@@ -49,9 +59,20 @@ pub async fn run(mut rx: mpsc::Receiver<EventWithFrame>, outbox: Arc<Outbox>, pl
             }
             _ => None,
         };
-        if let (Some((bucket, prefix)), Some(_)) = (&plan.s3, &jpeg) {
-            event.snapshot = Some(format!("s3://{bucket}/{}", super::s3::snapshot_key(prefix, &event, now)));
+        if let (Some(locate), Some(_)) = (&self.locator, &jpeg) {
+            event.snapshot = Some(locate(&event, emitted_at));
         }
+        OutboxRecord { event, snapshot: jpeg }
+    }
+}
+
+/// Runs until every camera has dropped its sender.
+pub async fn run(mut rx: mpsc::Receiver<EventWithFrame>, outbox: Arc<Outbox>, plan: SnapshotPlan, health: Health) {
+    while let Some(mut item) = rx.recv().await {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        item.event.emitted_at = Some((now * 1000.0).round() / 1000.0);
+        let record = plan.record(item, now).await;
+        let event = &record.event;
         crate::metrics::count_event(&event.camera, event.kind.as_str());
         info!(
             camera = event.camera,
@@ -63,8 +84,7 @@ pub async fn run(mut rx: mpsc::Receiver<EventWithFrame>, outbox: Arc<Outbox>, pl
             event_id = event.event_id,
             "event"
         );
-        let record = Arc::new(OutboxRecord { event, snapshot: jpeg });
-        append(&outbox, record, &health).await;
+        append(&outbox, Arc::new(record), &health).await;
     }
 }
 
@@ -81,14 +101,14 @@ async fn append(outbox: &Arc<Outbox>, record: Arc<OutboxRecord>, health: &Health
             Ok(Err(OutboxError::Full { bytes, max_bytes, .. })) => {
                 if !full_reported {
                     tracing::warn!(bytes, max_bytes, "outbox full: events wait for the sinks to catch up");
-                    health.set_degraded(HEALTH_KEY, format!("outbox full ({bytes} of {max_bytes} bytes)"));
+                    health.set_degraded(&Component::Outbox, format!("outbox full ({bytes} of {max_bytes} bytes)"));
                     full_reported = true;
                 }
                 let _ = tokio::time::timeout(FULL_RETRY, freed).await;
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %kvs_infer_common::error_chain(&e), event_id = record.event.event_id, "cannot write to the outbox; retrying");
-                health.set_degraded(HEALTH_KEY, e.to_string());
+                health.set_degraded(&Component::Outbox, e.to_string());
                 full_reported = true;
                 attempt += 1;
                 tokio::time::sleep(kvs_infer_common::backoff::Backoff::default().delay(attempt)).await;
@@ -100,6 +120,6 @@ async fn append(outbox: &Arc<Outbox>, record: Arc<OutboxRecord>, health: &Health
         }
     }
     if full_reported {
-        health.clear_degraded(HEALTH_KEY);
+        health.clear_degraded(&Component::Outbox);
     }
 }

@@ -8,6 +8,9 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use std::sync::Arc;
+
+use super::registry::{self, BuildContext, SinkFactory};
 use super::{BatchLimits, BoxFuture, Pending, Sink, SinkError, remote_error};
 use crate::config::DynamoDbSinkConfig;
 use crate::media::KvsTimestamp;
@@ -17,6 +20,17 @@ const NAME: &str = "dynamodb";
 
 /// The TTL attribute of `events_table` (epoch seconds). Enable TTL on it in the table's settings.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+impl SinkFactory for DynamoDbSinkConfig {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Sink>, SinkError> {
+        let client = crate::aws::dynamodb_client(registry::sdk(ctx, NAME)?);
+        Ok(Arc::new(DynamoDbSink::new(client, self.clone())))
+    }
+}
 
 pub struct DynamoDbSink {
     client: aws_sdk_dynamodb::Client,

@@ -5,7 +5,11 @@
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
+use std::sync::Arc;
+
+use super::registry::{self, BuildContext, SinkFactory};
 use super::{BatchLimits, BoxFuture, Pending, Sink, SinkError, remote_error};
+use crate::config::KinesisSinkConfig;
 
 /// PutRecords accepts at most this many records per call.
 pub const MAX_RECORDS_PER_PUT: usize = 500;
@@ -15,6 +19,17 @@ pub const MAX_BYTES_PER_PUT: usize = 5 * 1024 * 1024;
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
 const NAME: &str = "kinesis";
+
+impl SinkFactory for KinesisSinkConfig {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Sink>, SinkError> {
+        let client = crate::aws::kinesis_client(registry::sdk(ctx, NAME)?);
+        Ok(Arc::new(KinesisSink::new(client, self.stream_name.clone())))
+    }
+}
 
 pub struct KinesisSink {
     client: aws_sdk_kinesis::Client,

@@ -4,16 +4,37 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use super::SinkError;
+use super::outbox::OutboxRecord;
+use super::registry::{BuildContext, SinkFactory};
+use super::{BatchLimits, BoxFuture, Pending, Sink, SinkError};
 use crate::config::LocalSinkConfig;
 use crate::pipeline::events::Event;
-use crate::pipeline::events::EventWithFrame;
+
+const NAME: &str = "local";
+
+impl SinkFactory for LocalSinkConfig {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn needs_aws(&self) -> bool {
+        false
+    }
+
+    fn snapshot_quality(&self) -> Option<u8> {
+        self.snapshots.then_some(self.jpeg_quality)
+    }
+
+    fn build(&self, _: &BuildContext<'_>) -> Result<Arc<dyn Sink>, SinkError> {
+        Ok(Arc::new(LocalOutboxSink::new(LocalSink::open(self)?)))
+    }
+}
 
 pub struct LocalSink {
     dir: PathBuf,
     snapshots: bool,
-    quality: u8,
     log: std::fs::File,
 }
 
@@ -26,17 +47,16 @@ impl LocalSink {
             .append(true)
             .open(&path)
             .map_err(|source| SinkError::Write { path: path.clone(), source })?;
-        Ok(Self { dir: cfg.dir.clone(), snapshots: cfg.snapshots, quality: cfg.jpeg_quality, log })
+        Ok(Self { dir: cfg.dir.clone(), snapshots: cfg.snapshots, log })
     }
 
-    /// Encodes and writes the snapshot (if any), then the event line; returns the event as written.
-    pub fn write(&mut self, item: EventWithFrame) -> Result<Event, SinkError> {
-        let EventWithFrame { mut event, frame } = item;
-        let jpeg = match frame {
-            Some(frame) if self.snapshots => Some(super::snapshot::encode(&frame, &event, self.quality)?),
-            _ => None,
-        };
-        if let Some(path) = self.write_snapshot(&event, jpeg.as_deref())? {
+    /// Writes the record's snapshot (if any), then its event line; returns the event as
+    /// written (with the snapshot's path, unless another sink already named its location).
+    pub fn write(&mut self, record: &OutboxRecord) -> Result<Event, SinkError> {
+        let mut event = record.event.clone();
+        if let Some(path) = self.write_snapshot(&event, record.snapshot.as_deref())?
+            && event.snapshot.is_none()
+        {
             event.snapshot = Some(path.display().to_string());
         }
         self.write_event(&event)?;
@@ -44,7 +64,7 @@ impl LocalSink {
     }
 
     /// Writes an already encoded snapshot to `snapshots/{camera}/{event_id}.jpg`; returns its path.
-    pub fn write_snapshot(&self, event: &Event, jpeg: Option<&[u8]>) -> Result<Option<PathBuf>, SinkError> {
+    fn write_snapshot(&self, event: &Event, jpeg: Option<&[u8]>) -> Result<Option<PathBuf>, SinkError> {
         let Some(jpeg) = jpeg.filter(|_| self.snapshots) else {
             return Ok(None);
         };
@@ -56,7 +76,7 @@ impl LocalSink {
     }
 
     /// Appends the event as one JSON line and flushes it.
-    pub fn write_event(&mut self, event: &Event) -> Result<(), SinkError> {
+    fn write_event(&mut self, event: &Event) -> Result<(), SinkError> {
         let path = self.dir.join("events.jsonl");
         let line =
             serde_json::to_string(event).map_err(|e| SinkError::Write { path: path.clone(), source: e.into() })?;
@@ -66,41 +86,34 @@ impl LocalSink {
 
 /// The local sink behind the outbox (`serve`): file writes run on a blocking thread.
 pub struct LocalOutboxSink {
-    inner: std::sync::Arc<std::sync::Mutex<LocalSink>>,
+    inner: Arc<Mutex<LocalSink>>,
 }
 
 impl LocalOutboxSink {
     pub fn new(sink: LocalSink) -> Self {
-        Self { inner: std::sync::Arc::new(std::sync::Mutex::new(sink)) }
+        Self { inner: Arc::new(Mutex::new(sink)) }
     }
 }
 
-impl super::Sink for LocalOutboxSink {
+impl Sink for LocalOutboxSink {
     fn name(&self) -> &'static str {
-        "local"
+        NAME
     }
 
-    fn limits(&self) -> super::BatchLimits {
-        super::BatchLimits { records: 64, bytes: 16 * 1024 * 1024 }
+    fn limits(&self) -> BatchLimits {
+        BatchLimits { records: 64, bytes: 16 * 1024 * 1024 }
     }
 
-    fn deliver<'a>(&'a self, batch: &'a mut [super::Pending]) -> super::BoxFuture<'a, Result<(), SinkError>> {
+    fn deliver<'a>(&'a self, batch: &'a mut [Pending]) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let todo: Vec<(usize, super::outbox::OutboxRecord)> =
+            let todo: Vec<(usize, OutboxRecord)> =
                 batch.iter().enumerate().filter(|(_, p)| !p.done).map(|(i, p)| (i, p.record.clone())).collect();
             let inner = self.inner.clone();
             let written = tokio::task::spawn_blocking(move || {
-                let mut sink = inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut sink = inner.lock().unwrap_or_else(PoisonError::into_inner);
                 let mut done = Vec::new();
                 for (i, record) in todo {
-                    let mut event = record.event;
-                    let written = sink.write_snapshot(&event, record.snapshot.as_deref()).and_then(|path| {
-                        if event.snapshot.is_none() {
-                            event.snapshot = path.map(|p| p.display().to_string());
-                        }
-                        sink.write_event(&event)
-                    });
-                    if let Err(e) = written {
+                    if let Err(e) = sink.write(&record) {
                         return (done, Some(e));
                     }
                     done.push(i);

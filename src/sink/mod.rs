@@ -6,7 +6,9 @@
 //! as `degraded`, never as a liveness failure. Delivery is at-least-once: consumers de-duplicate
 //! on `event_id`.
 //!
-//! `run-file` writes to the local sink directly (an offline tool, no outbox).
+//! Each sink's configuration builds its sink through the [`registry`]. `run-file` renders
+//! snapshots with the same [`dispatch::SnapshotPlan`] and writes to the local sink directly (an
+//! offline tool, no outbox).
 
 pub mod delivery;
 pub mod dispatch;
@@ -14,6 +16,7 @@ pub mod dynamodb;
 pub mod kinesis;
 pub mod local;
 pub mod outbox;
+pub mod registry;
 pub mod s3;
 pub mod snapshot;
 
@@ -23,6 +26,7 @@ use std::pin::Pin;
 use kvs_infer_common::BoxError;
 
 use self::outbox::OutboxRecord;
+use crate::pipeline::events::EventWithFrame;
 
 /// The sink layer's errors.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,8 @@ pub enum SinkError {
         #[source]
         source: BoxError,
     },
+    #[error("{sink}: needs the AWS configuration, which was not loaded")]
+    NoAwsConfig { sink: &'static str },
     #[error("{sink}: {failed} of {total} records were not accepted (first error: {code})")]
     Partial { sink: &'static str, failed: usize, total: usize, code: String },
 }
@@ -60,6 +66,7 @@ impl SinkError {
             Self::Encode { .. } => "encode",
             Self::Remote { reason, .. } => reason,
             Self::Partial { .. } => "partial",
+            Self::NoAwsConfig { .. } => "config",
         }
     }
 }
@@ -122,32 +129,6 @@ where
     SinkError::Remote { sink, operation, reason, source: Box::new(err) }
 }
 
-/// The sink names a configuration enables, in delivery order (the outbox keeps a cursor each).
-pub fn configured(config: &crate::config::SinksConfig) -> Vec<&'static str> {
-    let mut names = Vec::new();
-    if config.local.is_some() {
-        names.push("local");
-    }
-    if config.kinesis.is_some() {
-        names.push("kinesis");
-    }
-    if config.s3.is_some() {
-        names.push("s3");
-    }
-    if config.dynamodb.is_some() {
-        names.push("dynamodb");
-    }
-    names
-}
-
-/// The running sink side of `serve`.
-pub struct SinkSet {
-    /// Where cameras send events. Once every sender is dropped and the service is shutting down,
-    /// the delivery loops flush what their sinks will take and stop.
-    pub events: tokio::sync::mpsc::Sender<crate::pipeline::events::EventWithFrame>,
-    pub done: tokio::task::JoinHandle<()>,
-}
-
 /// What [`start`] needs.
 pub struct SinkContext<'a> {
     pub config: &'a crate::config::Config,
@@ -156,40 +137,22 @@ pub struct SinkContext<'a> {
     pub health: crate::health::Health,
     /// Events waiting for the dispatcher; cameras wait (never drop) when it is full.
     pub queue: usize,
-    /// The service's shutdown: delivery loops keep retrying until it, then flush what they can.
-    pub shutdown: tokio_util::sync::CancellationToken,
+    /// The dispatcher and the delivery loops run on its tracker. Delivery keeps retrying until
+    /// its intake ends, then flushes what the sinks will take.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
-/// Opens every configured sink and starts the dispatcher and one delivery loop per sink.
-pub fn start(ctx: SinkContext<'_>) -> Result<SinkSet, SinkError> {
-    use std::sync::Arc;
+/// Builds every configured sink and starts the dispatcher and one delivery loop per sink.
+/// Returns where cameras send events: once every sender is dropped and the intake has ended,
+/// the delivery loops flush and stop.
+pub fn start(ctx: SinkContext<'_>) -> Result<tokio::sync::mpsc::Sender<EventWithFrame>, SinkError> {
     let SinkContext { config, sdk, outbox, health, queue, shutdown } = ctx;
-    let sinks_cfg = &config.sinks;
-    let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
-    if let Some(local) = &sinks_cfg.local {
-        sinks.push(Arc::new(local::LocalOutboxSink::new(local::LocalSink::open(local)?)));
-    }
-    if let Some(sdk) = sdk {
-        if let Some(k) = &sinks_cfg.kinesis {
-            sinks.push(Arc::new(kinesis::KinesisSink::new(crate::aws::kinesis_client(sdk), k.stream_name.clone())));
-        }
-        if let Some(s3) = &sinks_cfg.s3 {
-            sinks.push(Arc::new(s3::S3Sink::new(crate::aws::s3_client(sdk, &config.aws), s3.bucket.clone())));
-        }
-        if let Some(d) = &sinks_cfg.dynamodb {
-            sinks.push(Arc::new(dynamodb::DynamoDbSink::new(crate::aws::dynamodb_client(sdk), d.clone())));
-        }
-    }
-    let plan = dispatch::SnapshotPlan {
-        enabled: sinks_cfg.s3.is_some() || sinks_cfg.local.as_ref().is_some_and(|l| l.snapshots),
-        quality: sinks_cfg
-            .s3
-            .as_ref()
-            .map(|s| s.jpeg_quality)
-            .or(sinks_cfg.local.as_ref().map(|l| l.jpeg_quality))
-            .unwrap_or(85),
-        s3: sinks_cfg.s3.as_ref().map(|s| (s.bucket.clone(), s.prefix.clone())),
-    };
+    let build = registry::BuildContext { sdk, aws: &config.aws };
+    let sinks = registry::configured(&config.sinks)
+        .into_iter()
+        .map(|factory| factory.build(&build))
+        .collect::<Result<Vec<_>, _>>()?;
+    let plan = dispatch::SnapshotPlan::for_sinks(&config.sinks);
     let (tx, rx) = tokio::sync::mpsc::channel(queue);
     let flush = tokio_util::sync::CancellationToken::new();
     let dctx = delivery::DeliveryContext {
@@ -198,17 +161,17 @@ pub fn start(ctx: SinkContext<'_>) -> Result<SinkSet, SinkError> {
         shutdown: flush.clone(),
         backoff: kvs_infer_common::backoff::Backoff::default(),
     };
-    let loops: Vec<_> = sinks.into_iter().map(|sink| tokio::spawn(delivery::run(sink, dctx.clone()))).collect();
-    let dispatcher = tokio::spawn(dispatch::run(rx, outbox, plan, health));
-    let done = tokio::spawn(async move {
-        // Cameras may end early (a file that does not loop): sinks still deliver until shutdown,
-        // and then until the dispatcher has queued the last event.
+    for sink in sinks {
+        shutdown.spawn(delivery::run(sink, dctx.clone()));
+    }
+    let dispatcher = shutdown.spawn(dispatch::run(rx, outbox, plan, health));
+    let intake = shutdown.intake().clone();
+    shutdown.spawn(async move {
+        // Cameras may end early (a file that does not loop): sinks still deliver until the
+        // intake ends, and then until the dispatcher has queued the last event.
         let _ = dispatcher.await;
-        shutdown.cancelled().await;
+        intake.cancelled().await;
         flush.cancel();
-        for l in loops {
-            let _ = l.await;
-        }
     });
-    Ok(SinkSet { events: tx, done })
+    Ok(tx)
 }

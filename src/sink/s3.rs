@@ -8,10 +8,36 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 
+use std::sync::Arc;
+
+use super::registry::{self, BuildContext, SinkFactory, SnapshotLocator};
 use super::{BatchLimits, BoxFuture, Pending, Sink, SinkError, file_safe, remote_error};
+use crate::config::S3SinkConfig;
 use crate::pipeline::events::Event;
 
 const NAME: &str = "s3";
+
+impl SinkFactory for S3SinkConfig {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn snapshot_quality(&self) -> Option<u8> {
+        Some(self.jpeg_quality)
+    }
+
+    fn snapshot_locator(&self) -> Option<SnapshotLocator> {
+        let (bucket, prefix) = (self.bucket.clone(), self.prefix.clone());
+        Some(Arc::new(move |event: &Event, emitted_at: f64| {
+            format!("s3://{bucket}/{}", snapshot_key(&prefix, event, emitted_at))
+        }))
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn Sink>, SinkError> {
+        let client = crate::aws::s3_client(registry::sdk(ctx, NAME)?, ctx.aws);
+        Ok(Arc::new(S3Sink::new(client, self.bucket.clone())))
+    }
+}
 
 pub struct S3Sink {
     client: aws_sdk_s3::Client,

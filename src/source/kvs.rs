@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::Checkpoints;
 use super::{RunningSource, SourceContext, SourceError, SourceOptions, SourceTasks};
 use crate::config::{CameraId, StartSelector, StreamRef};
+use crate::health::{CameraState, Component};
 use crate::media::FragmentNumber;
 use crate::media::progress::FragmentProgress;
 use crate::media::stream::{ChannelSource, Chunk};
@@ -221,8 +222,12 @@ impl KvsSource {
             };
             tracing::info!(camera, after = after.as_ref().map(ToString::to_string), "GetMedia connected");
             crate::metrics::set_kvs_connected(&camera, true);
-            self.health.clear_degraded(&self.health_key());
-            self.health.set_camera(&camera, "streaming", after.as_ref().map(|n| format!("after fragment {n}")));
+            self.health.clear_degraded(&self.component());
+            self.health.set_camera(
+                &self.camera,
+                CameraState::Streaming,
+                after.as_ref().map(|n| format!("after fragment {n}")),
+            );
             let (ended, bytes) = self.stream_body(output.payload, &tx).await;
             crate::metrics::set_kvs_connected(&camera, false);
             if matches!(ended, SessionEnd::Shutdown | SessionEnd::ReceiverGone) {
@@ -249,7 +254,7 @@ impl KvsSource {
                 other => {
                     crate::metrics::count_kvs_reconnect(&camera, other.reason());
                     tracing::info!(camera, reason = other.reason(), bytes, "GetMedia session ended; reconnecting");
-                    self.health.set_camera(&camera, "reconnecting", Some(other.reason().to_owned()));
+                    self.health.set_camera(&self.camera, CameraState::Reconnecting, Some(other.reason().to_owned()));
                     if other != SessionEnd::BodyEnded {
                         endpoint = None;
                     }
@@ -385,14 +390,14 @@ impl KvsSource {
         })
     }
 
-    fn health_key(&self) -> String {
-        format!("camera.{}", self.camera)
+    fn component(&self) -> Component {
+        Component::Camera(self.camera.clone())
     }
 
     fn failed(&self, e: &SourceError, reason: &'static str) {
         crate::metrics::count_kvs_reconnect(&self.camera.0, reason);
-        self.health.set_degraded(&self.health_key(), e.to_string());
-        self.health.set_camera(&self.camera.0, "reconnecting", Some(e.to_string()));
+        self.health.set_degraded(&self.component(), e.to_string());
+        self.health.set_camera(&self.camera, CameraState::Reconnecting, Some(e.to_string()));
         tracing::warn!(camera = %self.camera, error = %kvs_infer_common::error_chain(e), "KVS call failed; retrying");
     }
 

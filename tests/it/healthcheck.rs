@@ -3,8 +3,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use kvs_infer::cli::healthcheck::{self, Probe};
 use kvs_infer::health::{Health, Stage};
-use kvs_infer::healthcheck::{self, Probe};
 use kvs_infer::metrics;
 use kvs_infer::server::{AppState, app};
 use tokio::net::TcpListener;
@@ -47,7 +47,7 @@ async fn exit_code_follows_healthz() {
     let (code, stderr) = exit_code(port).await;
     assert_eq!(code, 0, "200 at ready → exit 0 ({stderr})");
 
-    health.set_degraded("sink.kinesis", "kinesis: PutRecords failed (timeout)");
+    health.set_degraded(&kvs_infer::health::Component::Sink("kinesis"), "kinesis: PutRecords failed (timeout)");
     assert_eq!(exit_code(port).await.0, 0, "a sink outage is not a reason to replace the task");
 
     // A worker with work queued that completes no batch: the watchdog fails liveness.
@@ -71,10 +71,10 @@ async fn exit_code_follows_healthz() {
     assert_eq!(exit_code(port).await.0, 0, "progress again → exit 0");
     stop.cancel();
 
-    health.set_liveness_failure("gpu", "device lost");
+    health.set_liveness_failure(&kvs_infer::health::Component::Gpu, "device lost");
     assert_eq!(exit_code(port).await.0, 1, "not live → exit 1");
 
-    health.clear_liveness_failure("gpu");
+    health.clear_liveness_failure(&kvs_infer::health::Component::Gpu);
     health.start_draining();
     assert_eq!(exit_code(port).await.0, 1, "draining → exit 1");
 }

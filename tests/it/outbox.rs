@@ -208,7 +208,7 @@ async fn a_full_outbox_holds_events_back_says_degraded_and_loses_nothing() {
     let outbox = Arc::new(Outbox::open(dir.path(), one * 3 + one / 2, &["kinesis"]).expect("open"));
     let health = Health::new();
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let plan = SnapshotPlan { enabled: false, quality: 85, s3: None };
+    let plan = SnapshotPlan::default();
     let dispatcher = tokio::spawn(dispatch::run(rx, outbox.clone(), plan, health.clone()));
     let producer = tokio::spawn(async move {
         for n in 0..6 {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::service::Service;
 
-use kvs_infer::healthcheck::{self, Probe};
+use kvs_infer::cli::healthcheck::{self, Probe};
 
 fn write_config(dir: &std::path::Path, provider: &str) -> std::path::PathBuf {
     let cwd = std::env::current_dir().expect("cwd");

@@ -86,13 +86,13 @@ async fn livez_fails_only_on_liveness_failures() {
     assert_eq!(status, StatusCode::OK, "live while starting");
     assert_eq!(body["live"], true);
 
-    health.set_degraded("sink.kinesis", "throttled");
+    health.set_degraded(&kvs_infer::health::Component::Sink("kinesis"), "throttled");
     assert_eq!(get(&health, "/livez").await.0, StatusCode::OK, "a sink outage is not a liveness failure");
 
-    health.set_liveness_failure("inference_worker", "no batch completed for 30s with 4 queued");
+    health.set_liveness_failure(&kvs_infer::health::Component::Inference, "no batch completed for 30s with 4 queued");
     let (status, body) = get_json(&health, "/livez").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body["failures"]["inference_worker"], "no batch completed for 30s with 4 queued");
+    assert_eq!(body["failures"]["inference"], "no batch completed for 30s with 4 queued");
 }
 
 #[tokio::test]
@@ -101,7 +101,7 @@ async fn degraded_and_draining_show_in_the_body() {
     for stage in Stage::ALL {
         health.complete(stage, None);
     }
-    health.set_degraded("sink.s3", "connection refused");
+    health.set_degraded(&kvs_infer::health::Component::Sink("s3"), "connection refused");
     let (status, body) = get_json(&health, "/healthz").await;
     assert_eq!(status, StatusCode::OK, "degraded stays healthy");
     assert_eq!(body["status"], "degraded");

@@ -47,3 +47,26 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<Probe, BadUrl> {
         Ok(Ok((status, body))) => Probe::Unhealthy { status, body },
     })
 }
+
+/// Probes `url` once: exit 0 on 200; 1 otherwise, with the status and body (or why there was no
+/// answer) on stderr.
+pub fn run(url: &str, timeout: Duration) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::Context;
+    use std::process::ExitCode;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("healthcheck: cannot start a runtime")?;
+    let probe = rt.block_on(probe(url, timeout)).context("healthcheck")?;
+    Ok(match probe {
+        Probe::Healthy => ExitCode::SUCCESS,
+        Probe::Unhealthy { status, body } => {
+            eprintln!("healthcheck: {url} answered {status}: {body}");
+            ExitCode::FAILURE
+        }
+        Probe::Unreachable { reason } => {
+            eprintln!("healthcheck: {url}: {reason}");
+            ExitCode::FAILURE
+        }
+    })
+}

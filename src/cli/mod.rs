@@ -1,0 +1,159 @@
+//! The command line: one file per command, each returning `anyhow::Result<ExitCode>`; `main`
+//! only parses and prints what failed.
+//!
+//! Exit codes: 0 success; 1 invalid config, failed startup, or unhealthy (`healthcheck`); 2 usage
+//! errors (clap); 86 a GPU fault (the GPU lost while serving, or a required GPU not usable at
+//! startup); 130 a second signal during the drain.
+
+pub mod check_config;
+pub mod healthcheck;
+pub mod infer;
+pub mod inspect;
+pub mod run_file;
+pub mod serve;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, CameraSpec, Config, DEFAULT_CONFIG_FILE, EnvOverrides};
+use crate::infer::engine::Engine;
+use crate::infer::worker::Worker;
+
+/// Inference service for Kinesis Video Streams: ONNX detection and OCR on live camera video,
+/// with a staged /healthz for ECS and the ALB.
+#[derive(Debug, Parser)]
+#[command(name = "kvs-infer", version)]
+pub struct Cli {
+    /// Configuration file (YAML).
+    #[arg(long, short, env = "CONFIG_FILE", default_value = DEFAULT_CONFIG_FILE, global = true)]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default): health and metrics server, models, cameras.
+    Serve,
+    /// Validate a configuration file (default: --config) and print every problem; exit 0 if valid, 1 if not.
+    CheckConfig {
+        /// The file to check.
+        file: Option<PathBuf>,
+    },
+    /// Probe /healthz on the local port for the container health check; exit 0 on 200, else 1.
+    Healthcheck {
+        /// Port the service listens on.
+        #[arg(long, env = "HTTP_PORT", default_value_t = 8080)]
+        port: u16,
+        /// Give up after this long (e.g. 3s, 500ms).
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Probe this URL instead of http://127.0.0.1:PORT/healthz.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Print one JSON line per fragment of an MKV/KVS stream (a file, or - for stdin), then a summary.
+    ///
+    /// Damage is reported on stderr and counted; the exit code is 1 only if the input cannot be read.
+    Inspect {
+        /// MKV file, or - for standard input (e.g. a saved GetMedia response).
+        input: String,
+        /// Also decode the H.264 video and count decoded frames.
+        #[arg(long)]
+        decode: bool,
+    },
+    /// Run the first camera's models of the config on still images (PNG/JPEG); one JSON line each.
+    ///
+    /// Lines are `{"image", "detections": [{"label", "score", "box"}], "texts": [{"text", "score",
+    /// "quad"}]}` in pixel coordinates of the input. Exit 1 if any image could not be processed.
+    Infer {
+        /// Images to analyse.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Images in flight at once; the worker batches their model runs together.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        concurrency: u16,
+        /// Print images/s on stderr: images are decoded first, and the clock starts after the
+        /// first image (warm-up) is done.
+        #[arg(long)]
+        timing: bool,
+    },
+    /// Process one MKV file through the first camera's pipeline and print its events as JSON lines.
+    RunFile {
+        /// The MKV (H.264) file.
+        file: PathBuf,
+    },
+}
+
+/// Runs the command `cli` names (`serve` when none).
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve::run(&cli.config),
+        Command::CheckConfig { file } => check_config::run(&file.unwrap_or(cli.config)),
+        Command::Healthcheck { port, timeout, url } => {
+            let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{port}/healthz"));
+            healthcheck::run(&url, timeout)
+        }
+        Command::Inspect { input, decode } => inspect::run(&input, decode),
+        Command::Infer { images, concurrency, timing } => {
+            infer::run(&cli.config, &images, usize::from(concurrency), timing)
+        }
+        Command::RunFile { file } => run_file::run(&cli.config, file),
+    }
+}
+
+/// A configuration file that did not validate: every problem, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration {}:\n{}", path.display(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct InvalidConfig {
+    pub path: PathBuf,
+    pub problems: Vec<String>,
+}
+
+/// Loads and validates a config file with the process environment's overrides.
+pub fn load_config(path: &Path) -> Result<Config, InvalidConfig> {
+    config::load_file(path, &EnvOverrides::from_process_env())
+        .map_err(|e| InvalidConfig { path: path.to_owned(), problems: e.problems() })
+}
+
+/// What the commands that run a camera's models share: the valid config, its first camera,
+/// logging, an async runtime, and the models loaded behind a worker.
+pub struct CameraCommand {
+    pub config: Config,
+    pub camera: CameraSpec,
+    pub runtime: tokio::runtime::Runtime,
+    pub engine: Engine,
+    /// Kept for the command's life: the worker serves the engine.
+    pub worker: Worker,
+}
+
+impl CameraCommand {
+    pub fn start(config_path: &Path) -> anyhow::Result<Self> {
+        let config = load_config(config_path)?;
+        kvs_infer_common::telemetry::init(&config.logging.level, config.logging.format);
+        let camera = config.cameras.first().cloned().context("the config has no camera")?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        // The worker's batcher is a task on this runtime; it keeps running after block_on returns.
+        let (engine, worker) = runtime.block_on(Engine::load(&config.runtime, &config.models))?;
+        Ok(Self { config, camera, runtime, engine, worker })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

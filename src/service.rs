@@ -1,0 +1,238 @@
+//! `serve`: the order the service comes up in, and how it goes down.
+//!
+//! The HTTP server binds first, so `/healthz` answers (503, naming the stage) while models load:
+//! a slow start is visible, never mistaken for a dead task. Then the outbox opens (a backlog from
+//! the last run is delivered as soon as the sinks start, and a service that cannot keep results
+//! durably must not report ready), then the health stages run ([`crate::startup`]), then the
+//! sinks and cameras start. On SIGTERM or SIGINT, a GPU fault, or a failed startup, the service
+//! stops being ready at once and drains within `health.drain_timeout` ([`Shutdown`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::health::gpu::{self, GpuMonitor};
+use crate::health::{Component, Health, Stage, StageState};
+use crate::infer::engine::Engine;
+use crate::infer::watchdog::{self, Watchdog};
+use crate::infer::worker::Worker;
+use crate::pipeline::supervisor::Supervisor;
+use crate::server::{self, AppState, InferTarget};
+use crate::shutdown::{Outcome, Shutdown, StopReason};
+use crate::sink::outbox::Outbox;
+use crate::sink::{self, SinkContext};
+use crate::startup::{ServiceStartup, Started, run_stages};
+
+/// Events waiting for the sinks; cameras wait (never drop) when it is full.
+const EVENT_QUEUE: usize = 256;
+/// How long open HTTP connections get to finish once the drain is over.
+const SERVER_STOP: Duration = Duration::from_secs(1);
+/// How long the inference worker gets to finish its last batch.
+const WORKER_STOP: Duration = Duration::from_secs(5);
+
+/// What `serve` needs. Built by the `serve` command after the config is valid.
+pub struct ServeContext {
+    pub config: Config,
+    pub health: Health,
+    pub metrics: PrometheusHandle,
+}
+
+/// Runs the service until it is asked to stop, then drains. An error means startup failed.
+pub async fn serve(ctx: ServeContext) -> anyhow::Result<Outcome> {
+    let ServeContext { config, health, metrics } = ctx;
+    let shutdown = Shutdown::new();
+    shutdown.watch_signals(health.clone());
+    if config.health.exit_on_gpu_fault {
+        shutdown.spawn(watch_gpu_faults(health.clone(), shutdown.clone()));
+    }
+    let http = Http::start(&config, &health, metrics, &shutdown).await?;
+    let started = bring_up(&config, &health, &shutdown, &http).await;
+    let (worker, failure) = match started {
+        Ok(worker) => (worker, None),
+        Err(e) => (None, Some(e)),
+    };
+    if let Some(e) = &failure {
+        // A GPU that the config requires but that is not usable is a GPU fault, not a bad
+        // release: the exit code tells recovery tooling to diagnose the instance.
+        let gpu_failed = health.snapshot().stage_status(Stage::Gpu).state == StageState::Failed;
+        shutdown.begin(if gpu_failed {
+            StopReason::GpuFault(format!("startup failed in the gpu stage: {e:#}"))
+        } else {
+            StopReason::StartupFailed
+        });
+    }
+    shutdown.intake().cancelled().await;
+    info!(timeout = ?config.health.drain_timeout, "draining");
+    let outcome = shutdown.drain(config.health.drain_timeout, async {}).await;
+    match &outcome {
+        Outcome::Drained { .. } => info!("drained; bye"),
+        Outcome::TimedOut { .. } => {
+            warn!("drain timed out; exiting with work in flight (the outbox keeps every event)")
+        }
+        Outcome::Forced => warn!("drain cut short by a second signal"),
+    }
+    http.stop().await;
+    if let Some(worker) = worker {
+        worker.shutdown(WORKER_STOP).await;
+    }
+    match failure {
+        Some(e) if !matches!(outcome.reason(), Some(StopReason::GpuFault(_))) => Err(e),
+        _ => Ok(outcome),
+    }
+}
+
+/// Outbox, stages, monitors, pipelines. `Ok(None)`: asked to stop before ready.
+async fn bring_up(
+    config: &Config,
+    health: &Health,
+    shutdown: &Shutdown,
+    http: &Http,
+) -> anyhow::Result<Option<Worker>> {
+    let outbox = open_outbox(config).await?;
+    let mut steps = ServiceStartup::new(config.clone());
+    let started = tokio::select! {
+        result = run_stages(health, &mut steps) => result?,
+        () = shutdown.intake().cancelled() => {
+            info!("shutdown requested during startup");
+            return Ok(None);
+        }
+    };
+    let Started { engine, worker, gpu } = started;
+    spawn_monitors(config, health, &worker, gpu, shutdown);
+    if let Some(camera) = config.cameras.first() {
+        let _ = http.infer.set(InferTarget { engine: engine.clone(), camera: camera.clone() });
+    }
+    info!(time_to_ready_seconds = health.snapshot().time_to_ready_seconds, "ready");
+    start_pipelines(config, engine, outbox, shutdown, health).await?;
+    Ok(Some(worker))
+}
+
+/// Starts the sinks (dispatcher, outbox delivery) and every camera, on the shutdown's tracker.
+async fn start_pipelines(
+    config: &Config,
+    engine: Engine,
+    outbox: Arc<Outbox>,
+    shutdown: &Shutdown,
+    health: &Health,
+) -> anyhow::Result<()> {
+    let needs_aws = sink::registry::needs_aws(&config.sinks) || config.cameras.iter().any(|c| c.source.needs_aws());
+    let sdk = if needs_aws { Some(crate::aws::sdk_config(&config.aws).await) } else { None };
+    let events = sink::start(SinkContext {
+        config,
+        sdk: sdk.as_ref(),
+        outbox,
+        health: health.clone(),
+        queue: EVENT_QUEUE,
+        shutdown: shutdown.clone(),
+    })
+    .context("cannot start the sinks")?;
+    let supervisor = Supervisor { engine, events, shutdown: shutdown.clone(), sdk, health: health.clone() };
+    supervisor.start(config.cameras.clone());
+    Ok(())
+}
+
+/// The HTTP server: up from the first moment to the end of the drain.
+struct Http {
+    server: JoinHandle<std::io::Result<()>>,
+    stop: tokio_util::sync::CancellationToken,
+    infer: Arc<std::sync::OnceLock<InferTarget>>,
+}
+
+impl Http {
+    async fn start(
+        config: &Config,
+        health: &Health,
+        metrics: PrometheusHandle,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Self> {
+        let addr = (config.server.host.as_str(), config.server.port);
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot bind {}:{}", addr.0, addr.1))?;
+        info!(addr = %listener.local_addr()?, "HTTP server listening");
+        let state = AppState::new(health.subscribe(), metrics, config.server.max_request_bytes);
+        let infer = state.infer.clone();
+        let stop = shutdown.http().clone();
+        let until = stop.clone().cancelled_owned();
+        let server =
+            tokio::spawn(async move { axum::serve(listener, server::app(state)).with_graceful_shutdown(until).await });
+        Ok(Self { server, stop, infer })
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        match tokio::time::timeout(SERVER_STOP, self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
+            Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
+            Err(_) => warn!("HTTP connections still open; closing them"),
+        }
+    }
+}
+
+/// A GPU liveness failure starts the drain, so the process exits with the GPU-fault code
+/// instead of waiting for health checks to have it killed.
+async fn watch_gpu_faults(health: Health, shutdown: Shutdown) {
+    let mut rx = health.subscribe();
+    loop {
+        let found = rx
+            .borrow_and_update()
+            .liveness_failures
+            .iter()
+            .find(|(k, _)| Component::is_gpu_fault(k))
+            .map(|(k, r)| format!("{k}: {r}"));
+        if let Some(reason) = found {
+            tracing::error!(reason, exit_code = kvs_infer_common::exit::GPU_FAULT, "GPU fault: draining, then exiting");
+            health.start_draining();
+            shutdown.begin(StopReason::GpuFault(reason));
+            return;
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            () = shutdown.intake().cancelled() => return,
+        }
+    }
+}
+
+/// Liveness sources that run for the life of the service: the stall/CUDA watchdog on the
+/// inference worker, and the GPU telemetry loop when there is a GPU.
+fn spawn_monitors(
+    config: &Config,
+    health: &Health,
+    worker: &Worker,
+    monitor: Option<Box<dyn GpuMonitor>>,
+    shutdown: &Shutdown,
+) {
+    let watchdog = Watchdog {
+        stats: worker.handle().stats().clone(),
+        stall_after: config.health.stall_after,
+        health: health.clone(),
+    };
+    shutdown.spawn(watchdog.run(watchdog::TICK, shutdown.intake().clone()));
+    if let Some(monitor) = monitor {
+        match gpu::spawn_telemetry(monitor, config.health.gpu_poll_interval, health.clone(), shutdown.intake().clone())
+        {
+            // The thread checks the token every poll; the drain waits for it.
+            Ok(thread) => {
+                shutdown.spawn(async move {
+                    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+                });
+            }
+            Err(e) => warn!(error = %e, "cannot start the GPU telemetry thread"),
+        }
+    }
+}
+
+/// Opens (or creates) the durable outbox with a cursor for every configured sink.
+async fn open_outbox(config: &Config) -> anyhow::Result<Arc<Outbox>> {
+    let (dir, max) = (config.outbox.dir.clone(), config.outbox.max_bytes);
+    let names = sink::registry::names(&config.sinks);
+    let outbox = tokio::task::spawn_blocking(move || Outbox::open(&dir, max, &names)).await??;
+    let stats = outbox.stats();
+    info!(path = %outbox.path().display(), records = stats.records, bytes = stats.bytes, "outbox open");
+    Ok(Arc::new(outbox))
+}
