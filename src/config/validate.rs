@@ -258,84 +258,100 @@ fn check_cameras(c: &mut Checker, cameras: &[RawCamera], models: &BTreeMap<Model
         } else if !ids.insert(cam.id.as_str()) {
             c.err(format!("{at}.id"), format!("duplicate camera id {:?}", cam.id));
         }
-        let source = check_source(c, &format!("{at}.source"), &cam.source);
-        let target_fps = cam.target_fps.unwrap_or(DEFAULT_TARGET_FPS);
-        if !(target_fps.is_finite() && target_fps > 0.0 && target_fps <= MAX_TARGET_FPS) {
-            c.err(format!("{at}.target_fps"), format!("must be in (0, {MAX_TARGET_FPS}], got {target_fps}"));
-        }
-        for (j, id) in cam.detect.iter().enumerate() {
-            match models.get(&ModelId(id.clone())) {
-                Some(ModelSpec::Yolo(_)) => {}
-                Some(ModelSpec::Ocr(_)) => {
-                    c.err(format!("{at}.detect[{j}]"), format!("model {id:?} is an ocr model; use `ocr:`"))
-                }
-                None => c.err(format!("{at}.detect[{j}]"), format!("no model with id {id:?} under `models`")),
-            }
-        }
-        if let Some(ocr) = &cam.ocr {
-            match models.get(&ModelId(ocr.model.clone())) {
-                Some(ModelSpec::Ocr(_)) => {}
-                Some(ModelSpec::Yolo(_)) => {
-                    c.err(format!("{at}.ocr.model"), format!("model {:?} is a yolo model; use `detect:`", ocr.model))
-                }
-                None => c.err(format!("{at}.ocr.model"), format!("no model with id {:?} under `models`", ocr.model)),
-            }
-            if !ocr.within.is_empty() && cam.detect.is_empty() {
-                c.err(
-                    format!("{at}.ocr.within"),
-                    "reads inside detections, but the camera detects nothing (`detect:`)",
-                );
-            }
-        }
-        if cam.detect.is_empty() && cam.ocr.is_none() {
-            c.err(at.clone(), "runs no model: set `detect`, `ocr` or both");
-        }
-        check_roi(c, &at, &cam.roi);
-        for (label, f) in &cam.filters {
-            let fp = format!("{at}.filters.{label}");
-            if let Some(v) = f.min_score {
-                c.unit_interval(format!("{fp}.min_score"), v, false);
-            }
-            for (name, v) in [("min_area", f.min_area), ("max_area", f.max_area)] {
-                if let Some(v) = v
-                    && !(v.is_finite() && (0.0..=1.0).contains(&v))
-                {
-                    c.err(format!("{fp}.{name}"), format!("a fraction of the frame in [0, 1], got {v}"));
-                }
-            }
-            if let (Some(lo), Some(hi)) = (f.min_area, f.max_area)
-                && lo > hi
-            {
-                c.err(format!("{fp}.min_area"), format!("{lo} is above max_area {hi}"));
-            }
-        }
-        let t = &cam.tracking;
-        c.unit_interval(format!("{at}.tracking.iou"), t.iou, true);
-        if t.window == 0 || t.window > 100 {
-            c.err(format!("{at}.tracking.window"), format!("must be in 1..=100, got {}", t.window));
-        }
-        if t.min_hits == 0 || t.min_hits > t.window {
-            c.err(
-                format!("{at}.tracking.min_hits"),
-                format!("must be in 1..=window ({}), got {}", t.window, t.min_hits),
-            );
-        }
-        if let Some(source) = source {
-            out.push(CameraSpec {
-                id: CameraId(cam.id.clone()),
-                source,
-                target_fps,
-                keyframes_only: cam.keyframes_only,
-                detect: cam.detect.iter().cloned().map(ModelId).collect(),
-                ocr: cam.ocr.clone(),
-                roi: cam.roi.clone(),
-                anchor: cam.anchor,
-                filters: cam.filters.clone(),
-                tracking: cam.tracking.clone(),
-            });
+        if let Some(camera) = check_camera(c, &at, cam, models) {
+            out.push(camera);
         }
     }
     out
+}
+
+/// One camera; `None` when its source is unusable (the other problems are still reported).
+fn check_camera(
+    c: &mut Checker,
+    at: &str,
+    cam: &RawCamera,
+    models: &BTreeMap<ModelId, ModelSpec>,
+) -> Option<CameraSpec> {
+    let source = check_source(c, &format!("{at}.source"), &cam.source);
+    let target_fps = cam.target_fps.unwrap_or(DEFAULT_TARGET_FPS);
+    if !(target_fps.is_finite() && target_fps > 0.0 && target_fps <= MAX_TARGET_FPS) {
+        c.err(format!("{at}.target_fps"), format!("must be in (0, {MAX_TARGET_FPS}], got {target_fps}"));
+    }
+    check_camera_models(c, at, cam, models);
+    check_roi(c, at, &cam.roi);
+    check_filters(c, at, &cam.filters);
+    check_tracking(c, at, &cam.tracking);
+    Some(CameraSpec {
+        id: CameraId(cam.id.clone()),
+        source: source?,
+        target_fps,
+        keyframes_only: cam.keyframes_only,
+        detect: cam.detect.iter().cloned().map(ModelId).collect(),
+        ocr: cam.ocr.clone(),
+        roi: cam.roi.clone(),
+        anchor: cam.anchor,
+        filters: cam.filters.clone(),
+        tracking: cam.tracking.clone(),
+    })
+}
+
+/// `detect` names yolo models, `ocr` an ocr model, and the camera runs at least one.
+fn check_camera_models(c: &mut Checker, at: &str, cam: &RawCamera, models: &BTreeMap<ModelId, ModelSpec>) {
+    for (j, id) in cam.detect.iter().enumerate() {
+        match models.get(&ModelId(id.clone())) {
+            Some(ModelSpec::Yolo(_)) => {}
+            Some(ModelSpec::Ocr(_)) => {
+                c.err(format!("{at}.detect[{j}]"), format!("model {id:?} is an ocr model; use `ocr:`"))
+            }
+            None => c.err(format!("{at}.detect[{j}]"), format!("no model with id {id:?} under `models`")),
+        }
+    }
+    if let Some(ocr) = &cam.ocr {
+        match models.get(&ModelId(ocr.model.clone())) {
+            Some(ModelSpec::Ocr(_)) => {}
+            Some(ModelSpec::Yolo(_)) => {
+                c.err(format!("{at}.ocr.model"), format!("model {:?} is a yolo model; use `detect:`", ocr.model))
+            }
+            None => c.err(format!("{at}.ocr.model"), format!("no model with id {:?} under `models`", ocr.model)),
+        }
+        if !ocr.within.is_empty() && cam.detect.is_empty() {
+            c.err(format!("{at}.ocr.within"), "reads inside detections, but the camera detects nothing (`detect:`)");
+        }
+    }
+    if cam.detect.is_empty() && cam.ocr.is_none() {
+        c.err(at, "runs no model: set `detect`, `ocr` or both");
+    }
+}
+
+fn check_filters(c: &mut Checker, at: &str, filters: &BTreeMap<String, LabelFilter>) {
+    for (label, f) in filters {
+        let fp = format!("{at}.filters.{label}");
+        if let Some(v) = f.min_score {
+            c.unit_interval(format!("{fp}.min_score"), v, false);
+        }
+        for (name, v) in [("min_area", f.min_area), ("max_area", f.max_area)] {
+            if let Some(v) = v
+                && !(v.is_finite() && (0.0..=1.0).contains(&v))
+            {
+                c.err(format!("{fp}.{name}"), format!("a fraction of the frame in [0, 1], got {v}"));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (f.min_area, f.max_area)
+            && lo > hi
+        {
+            c.err(format!("{fp}.min_area"), format!("{lo} is above max_area {hi}"));
+        }
+    }
+}
+
+fn check_tracking(c: &mut Checker, at: &str, t: &TrackingConfig) {
+    c.unit_interval(format!("{at}.tracking.iou"), t.iou, true);
+    if t.window == 0 || t.window > 100 {
+        c.err(format!("{at}.tracking.window"), format!("must be in 1..=100, got {}", t.window));
+    }
+    if t.min_hits == 0 || t.min_hits > t.window {
+        c.err(format!("{at}.tracking.min_hits"), format!("must be in 1..=window ({}), got {}", t.window, t.min_hits));
+    }
 }
 
 fn check_roi(c: &mut Checker, at: &str, roi: &[Zone]) {

@@ -51,82 +51,36 @@ pub struct InspectSummary {
 
 /// Reads `input` to its end, writing fragment lines and the summary to `out` and one line per
 /// error to `err`. Fails only when reading or writing fails.
-pub fn inspect(
-    mut input: impl Read,
-    mut out: impl Write,
-    mut err: impl Write,
-    opts: InspectOptions,
-) -> io::Result<InspectSummary> {
-    let mut demuxer = Demuxer::new(opts.demux);
-    let mut decoder = if opts.decode {
+pub fn inspect(input: impl Read, mut out: impl Write, mut err: impl Write, opts: InspectOptions) -> io::Result<InspectSummary> {
+    let decoder = if opts.decode {
         Some(VideoDecoder::new(OpenH264Decoder::new(false).map_err(io::Error::other)?))
     } else {
         None
     };
-    let mut summary = InspectSummary::default();
-    let mut decoded_in_fragment = 0u64;
+    let mut inspector =
+        Inspector { decoder, summary: InspectSummary::default(), decoded_in_fragment: 0, out: &mut out, err: &mut err };
+    let mut demuxer = Demuxer::new(opts.demux);
+    let mut input = input;
     let mut buf = vec![0u8; CHUNK];
-    let mut eof = false;
-    while !eof {
+    loop {
         let n = match input.read(&mut buf) {
-            Ok(0) => {
-                eof = true;
-                0
-            }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if eof {
+        if n == 0 {
             demuxer.finish();
         } else {
             demuxer.push(&buf[..n]);
         }
         while let Some(event) = demuxer.next_event() {
-            match event {
-                Event::Tracks(tracks) => {
-                    if let Some(d) = &mut decoder
-                        && let Err(e) = d.push_tracks(&tracks)
-                    {
-                        report(&mut err, &mut summary, &e)?;
-                    }
-                }
-                Event::Frame(frame) => {
-                    if let Some(d) = &mut decoder {
-                        if let Err(e) = d.push_frame(&frame) {
-                            report(&mut err, &mut summary, &e)?;
-                        }
-                        while d.next_frame().is_some() {
-                            decoded_in_fragment += 1;
-                        }
-                    }
-                }
-                Event::Error(e) => {
-                    if let Some(d) = &mut decoder {
-                        d.gap();
-                    }
-                    report(&mut err, &mut summary, &e)?;
-                }
-                Event::FragmentEnd(fragment) => {
-                    if let Some(d) = &mut decoder {
-                        if let Err(e) = d.finish() {
-                            report(&mut err, &mut summary, &e)?;
-                        }
-                        while d.next_frame().is_some() {
-                            decoded_in_fragment += 1;
-                        }
-                    }
-                    let decoded = decoder.as_ref().map(|_| std::mem::take(&mut decoded_in_fragment));
-                    write_fragment(&mut out, &fragment, decoded)?;
-                    summary.fragments += 1;
-                    summary.frames += fragment.video_frames;
-                    summary.keyframes += fragment.video_keyframes;
-                    summary.decoded += decoded.unwrap_or(0);
-                }
-                _ => {}
-            }
+            inspector.handle(event)?;
+        }
+        if n == 0 {
+            break;
         }
     }
+    let summary = inspector.summary;
     #[derive(Serialize)]
     struct Last {
         summary: InspectSummary,
@@ -135,6 +89,65 @@ pub fn inspect(
     writeln!(out)?;
     out.flush()?;
     Ok(summary)
+}
+
+/// What one run has seen, and where it writes.
+struct Inspector<'a, O: Write, E: Write> {
+    decoder: Option<VideoDecoder<OpenH264Decoder>>,
+    summary: InspectSummary,
+    decoded_in_fragment: u64,
+    out: &'a mut O,
+    err: &'a mut E,
+}
+
+impl<O: Write, E: Write> Inspector<'_, O, E> {
+    fn handle(&mut self, event: Event) -> io::Result<()> {
+        match event {
+            Event::Tracks(tracks) => {
+                if let Some(Err(e)) = self.decoder.as_mut().map(|d| d.push_tracks(&tracks)) {
+                    self.report(&e)?;
+                }
+            }
+            Event::Frame(frame) => {
+                if let Some(Err(e)) = self.decoder.as_mut().map(|d| d.push_frame(&frame)) {
+                    self.report(&e)?;
+                }
+                self.count_decoded();
+            }
+            Event::Error(e) => {
+                if let Some(d) = &mut self.decoder {
+                    d.gap();
+                }
+                self.report(&e)?;
+            }
+            Event::FragmentEnd(fragment) => {
+                if let Some(Err(e)) = self.decoder.as_mut().map(VideoDecoder::finish) {
+                    self.report(&e)?;
+                }
+                self.count_decoded();
+                let decoded = self.decoder.as_ref().map(|_| std::mem::take(&mut self.decoded_in_fragment));
+                write_fragment(self.out, &fragment, decoded)?;
+                self.summary.fragments += 1;
+                self.summary.frames += fragment.video_frames;
+                self.summary.keyframes += fragment.video_keyframes;
+                self.summary.decoded += decoded.unwrap_or(0);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn count_decoded(&mut self) {
+        if let Some(d) = &mut self.decoder {
+            while d.next_frame().is_some() {
+                self.decoded_in_fragment += 1;
+            }
+        }
+    }
+
+    fn report(&mut self, e: &MediaError) -> io::Result<()> {
+        report(self.err, &mut self.summary, e)
+    }
 }
 
 fn report(err: &mut impl Write, summary: &mut InspectSummary, e: &MediaError) -> io::Result<()> {

@@ -105,6 +105,22 @@ impl Track {
         }
     }
 
+    /// The track is seen again in `o`.
+    fn observe(&mut self, o: &Observation, frame_ns: i64, window: usize) {
+        self.bbox = o.bbox;
+        self.zone.clone_from(&o.zone);
+        self.misses = 0;
+        self.last_seen_ns = frame_ns;
+        self.push_hit(true, window);
+        self.scores.push_back(o.score);
+        while self.scores.len() > window {
+            self.scores.pop_front();
+        }
+        if let Some(text) = &o.text {
+            *self.votes.entry(text.clone()).or_default() += o.score;
+        }
+    }
+
     fn push_hit(&mut self, hit: bool, window: usize) {
         self.hits.push_back(hit);
         while self.hits.len() > window {
@@ -129,7 +145,25 @@ impl Tracker {
     /// Folds in one frame's observations; returns the events it causes.
     pub fn update(&mut self, frame_ns: i64, observations: Vec<Observation>) -> Vec<(EventKind, TrackState)> {
         let window = self.config.window as usize;
-        // Greedy association: all same-label pairs above the IoU threshold, best first.
+        let (track_used, obs_used) = self.associate(frame_ns, &observations);
+        for (t, used) in self.tracks.iter_mut().zip(&track_used) {
+            if !used {
+                t.misses += 1;
+                t.push_hit(false, window);
+            }
+        }
+        for (o, used) in observations.into_iter().zip(obs_used) {
+            if !used {
+                self.start_track(frame_ns, o);
+            }
+        }
+        self.decide()
+    }
+
+    /// Greedy association: all same-label pairs above the IoU threshold, best first; each
+    /// matched track takes its observation. Returns which tracks and observations matched.
+    fn associate(&mut self, frame_ns: i64, observations: &[Observation]) -> (Vec<bool>, Vec<bool>) {
+        let window = self.config.window as usize;
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (ti, t) in self.tracks.iter().enumerate() {
             for (oi, o) in observations.iter().enumerate() {
@@ -143,60 +177,43 @@ impl Tracker {
         }
         pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
         let (mut track_used, mut obs_used) = (vec![false; self.tracks.len()], vec![false; observations.len()]);
-        let mut events = Vec::new();
         for (_, ti, oi) in pairs {
             if track_used[ti] || obs_used[oi] {
                 continue;
             }
             (track_used[ti], obs_used[oi]) = (true, true);
-            let o = &observations[oi];
-            let t = &mut self.tracks[ti];
-            t.bbox = o.bbox;
-            t.zone.clone_from(&o.zone);
-            t.misses = 0;
-            t.last_seen_ns = frame_ns;
-            t.push_hit(true, window);
-            t.scores.push_back(o.score);
-            while t.scores.len() > window {
-                t.scores.pop_front();
-            }
-            if let Some(text) = &o.text {
-                *t.votes.entry(text.clone()).or_default() += o.score;
-            }
+            self.tracks[ti].observe(&observations[oi], frame_ns, window);
         }
-        for (ti, t) in self.tracks.iter_mut().enumerate() {
-            if !track_used[ti] {
-                t.misses += 1;
-                t.push_hit(false, window);
-            }
+        (track_used, obs_used)
+    }
+
+    fn start_track(&mut self, frame_ns: i64, o: Observation) {
+        let mut votes = BTreeMap::new();
+        if let Some(text) = &o.text {
+            votes.insert(text.clone(), o.score);
         }
-        for (oi, o) in observations.into_iter().enumerate() {
-            if obs_used[oi] {
-                continue;
-            }
-            let mut votes = BTreeMap::new();
-            if let Some(text) = &o.text {
-                votes.insert(text.clone(), o.score);
-            }
-            self.tracks.push(Track {
-                id: self.next_id,
-                label: o.label,
-                bbox: o.bbox,
-                zone: o.zone,
-                hits: VecDeque::from([true]),
-                scores: VecDeque::from([o.score]),
-                votes,
-                misses: 0,
-                confirmed: false,
-                first_seen_ns: frame_ns,
-                last_seen_ns: frame_ns,
-                reported: None,
-            });
-            self.next_id += 1;
-        }
-        // Confirmation, updates and ends.
+        self.tracks.push(Track {
+            id: self.next_id,
+            label: o.label,
+            bbox: o.bbox,
+            zone: o.zone,
+            hits: VecDeque::from([true]),
+            scores: VecDeque::from([o.score]),
+            votes,
+            misses: 0,
+            confirmed: false,
+            first_seen_ns: frame_ns,
+            last_seen_ns: frame_ns,
+            reported: None,
+        });
+        self.next_id += 1;
+    }
+
+    /// Confirmation, updates and ends.
+    fn decide(&mut self) -> Vec<(EventKind, TrackState)> {
         let min_hits = self.config.min_hits as usize;
         let max_age = self.config.max_age;
+        let mut events = Vec::new();
         let mut kept = Vec::with_capacity(self.tracks.len());
         for mut t in std::mem::take(&mut self.tracks) {
             if t.misses > max_age {

@@ -118,6 +118,24 @@ impl SessionEnd {
     }
 }
 
+/// What the reconnect loop remembers between sessions.
+#[derive(Default)]
+struct Reconnect {
+    /// The data endpoint and when it was asked for.
+    endpoint: Option<(String, Instant)>,
+    /// Where to start before any fragment of this run is complete.
+    resume_from_checkpoint: Option<FragmentNumber>,
+    attempt: u32,
+    last_call: Option<Instant>,
+}
+
+/// Whether the loop goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Again,
+    Stop,
+}
+
 impl KvsSource {
     fn kvs_error(
         &self,
@@ -136,138 +154,151 @@ impl KvsSource {
 
     /// Streams into `tx` until shutdown (or the receiver goes away).
     pub async fn run(self, tx: mpsc::Sender<Chunk>) {
-        let camera = self.camera.0.clone();
         let control = crate::aws::kinesis_video_client(&self.sdk);
-        let mut endpoint: Option<(String, Instant)> = None;
-        let mut resume_from_checkpoint = match &self.checkpoints {
+        let resume_from_checkpoint = match &self.checkpoints {
             Some(c) => self.read_checkpoint(c).await,
             None => None,
         };
-        let mut attempt = 0u32;
-        let mut last_call: Option<Instant> = None;
+        let mut r = Reconnect { resume_from_checkpoint, ..Reconnect::default() };
         while !self.shutdown.is_cancelled() {
-            if let Some(at) = last_call
-                && let Some(wait) = MIN_CALL_INTERVAL.checked_sub(at.elapsed())
-                && !self.sleep(wait).await
-            {
+            if self.session(&control, &mut r, &tx).await == Next::Stop {
                 break;
-            }
-            let url = match &endpoint {
-                Some((url, at)) if at.elapsed() < ENDPOINT_TTL => url.clone(),
-                _ => match self.data_endpoint(&control).await {
-                    Ok(url) => {
-                        endpoint = Some((url.clone(), Instant::now()));
-                        url
-                    }
-                    Err(e) => {
-                        let backoff = if is_limit(&e) { LIMIT_BACKOFF } else { RECONNECT_BACKOFF };
-                        self.failed(&e, "endpoint_error");
-                        if !self.sleep(backoff.delay(attempt)).await {
-                            break;
-                        }
-                        attempt = attempt.saturating_add(1);
-                        continue;
-                    }
-                },
-            };
-            let after = self
-                .progress
-                .last_demuxed()
-                .and_then(|m| m.fragment_number.clone())
-                .or_else(|| resume_from_checkpoint.clone());
-            let selector = match self.selector(after.as_ref()) {
-                Ok(s) => s,
-                Err(e) => {
-                    // The config was validated; a selector the API refuses to build is a bug.
-                    tracing::error!(camera, error = %kvs_infer_common::error_chain(&e), "cannot build the start selector; camera stopped");
-                    break;
-                }
-            };
-            last_call = Some(Instant::now());
-            let media = crate::aws::kinesis_video_media_client(&self.sdk, &url);
-            let mut request = media.get_media().start_selector(selector);
-            request = match &self.stream {
-                StreamRef::Name(n) => request.stream_name(n),
-                StreamRef::Arn(a) => request.stream_arn(a),
-            };
-            let output = match request.send().await {
-                Ok(o) => o,
-                Err(e) => {
-                    let service = e.as_service_error();
-                    let limited = service.is_some_and(|s| {
-                        s.is_client_limit_exceeded_exception() || s.is_connection_limit_exceeded_exception()
-                    });
-                    let reason = match service {
-                        Some(s) if s.is_client_limit_exceeded_exception() => "throttled",
-                        Some(s) if s.is_connection_limit_exceeded_exception() => "connection_limit",
-                        Some(s) if s.is_resource_not_found_exception() => "not_found",
-                        Some(s) if s.is_not_authorized_exception() => "not_authorized",
-                        Some(s) if s.is_invalid_endpoint_exception() => "invalid_endpoint",
-                        Some(_) => "service",
-                        None => "network",
-                    };
-                    if !limited {
-                        // The endpoint may have moved: ask again next time.
-                        endpoint = None;
-                    }
-                    let err = self.kvs_error("GetMedia", reason, e);
-                    self.failed(&err, reason);
-                    let backoff = if limited { LIMIT_BACKOFF } else { RECONNECT_BACKOFF };
-                    if !self.sleep(backoff.delay(attempt)).await {
-                        break;
-                    }
-                    attempt = attempt.saturating_add(1);
-                    continue;
-                }
-            };
-            tracing::info!(camera, after = after.as_ref().map(ToString::to_string), "GetMedia connected");
-            crate::metrics::set_kvs_connected(&camera, true);
-            self.health.clear_degraded(&self.component());
-            self.health.set_camera(
-                &self.camera,
-                CameraState::Streaming,
-                after.as_ref().map(|n| format!("after fragment {n}")),
-            );
-            let (ended, bytes) = self.stream_body(output.payload, &tx).await;
-            crate::metrics::set_kvs_connected(&camera, false);
-            if matches!(ended, SessionEnd::Shutdown | SessionEnd::ReceiverGone) {
-                break;
-            }
-            // Let the decode thread close this session before choosing where the next one starts.
-            let (done, closed) = tokio::sync::oneshot::channel();
-            if tx.send(Chunk::SessionEnd(done)).await.is_err() {
-                break;
-            }
-            tokio::select! {
-                r = closed => if r.is_err() { break },
-                () = self.shutdown.cancelled() => break,
-            }
-            if bytes > 0 {
-                attempt = 0;
-                // Once this session read a fragment, that (not the checkpoint) is where to resume.
-                if self.progress.last_demuxed().is_some() {
-                    resume_from_checkpoint = None;
-                }
-            }
-            match ended {
-                SessionEnd::Shutdown | SessionEnd::ReceiverGone => break,
-                other => {
-                    crate::metrics::count_kvs_reconnect(&camera, other.reason());
-                    tracing::info!(camera, reason = other.reason(), bytes, "GetMedia session ended; reconnecting");
-                    self.health.set_camera(&self.camera, CameraState::Reconnecting, Some(other.reason().to_owned()));
-                    if other != SessionEnd::BodyEnded {
-                        endpoint = None;
-                    }
-                    if bytes == 0 {
-                        if !self.sleep(RECONNECT_BACKOFF.delay(attempt)).await {
-                            break;
-                        }
-                        attempt = attempt.saturating_add(1);
-                    }
-                }
             }
         }
-        crate::metrics::set_kvs_connected(&camera, false);
+        crate::metrics::set_kvs_connected(&self.camera.0, false);
+    }
+
+    /// One GetMedia session: connect (after the endpoint, within the call rate), stream the
+    /// body, close the session with the decode thread.
+    async fn session(&self, control: &aws_sdk_kinesisvideo::Client, r: &mut Reconnect, tx: &mpsc::Sender<Chunk>) -> Next {
+        if let Some(at) = r.last_call
+            && let Some(wait) = MIN_CALL_INTERVAL.checked_sub(at.elapsed())
+            && !self.sleep(wait).await
+        {
+            return Next::Stop;
+        }
+        let url = match self.endpoint(control, r).await {
+            Ok(url) => url,
+            Err(e) => {
+                self.failed(&e, "endpoint_error");
+                return self.back_off(r, is_limit(&e)).await;
+            }
+        };
+        let after =
+            self.progress.last_demuxed().and_then(|m| m.fragment_number.clone()).or_else(|| r.resume_from_checkpoint.clone());
+        let selector = match self.selector(after.as_ref()) {
+            Ok(s) => s,
+            Err(e) => {
+                // The config was validated; a selector the API refuses to build is a bug.
+                tracing::error!(camera = %self.camera, error = %kvs_infer_common::error_chain(&e), "cannot build the start selector; camera stopped");
+                return Next::Stop;
+            }
+        };
+        r.last_call = Some(Instant::now());
+        let body = match self.get_media(&url, selector).await {
+            Ok(body) => body,
+            Err(e) => {
+                let limited = is_limit(&e);
+                if !limited {
+                    // The endpoint may have moved: ask again next time.
+                    r.endpoint = None;
+                }
+                self.failed(&e, e.reason());
+                return self.back_off(r, limited).await;
+            }
+        };
+        tracing::info!(camera = %self.camera, after = after.as_ref().map(ToString::to_string), "GetMedia connected");
+        crate::metrics::set_kvs_connected(&self.camera.0, true);
+        self.health.clear_degraded(&self.component());
+        let detail = after.as_ref().map(|n| format!("after fragment {n}"));
+        self.health.set_camera(&self.camera, CameraState::Streaming, detail);
+        let (ended, bytes) = self.stream_body(body, tx).await;
+        crate::metrics::set_kvs_connected(&self.camera.0, false);
+        self.end_session(r, tx, ended, bytes).await
+    }
+
+    /// The cached data endpoint, or a fresh one from GetDataEndpoint.
+    async fn endpoint(&self, control: &aws_sdk_kinesisvideo::Client, r: &mut Reconnect) -> Result<String, SourceError> {
+        if let Some((url, at)) = &r.endpoint
+            && at.elapsed() < ENDPOINT_TTL
+        {
+            return Ok(url.clone());
+        }
+        let url = self.data_endpoint(control).await?;
+        r.endpoint = Some((url.clone(), Instant::now()));
+        Ok(url)
+    }
+
+    /// Calls GetMedia; the body streams the media.
+    async fn get_media(
+        &self,
+        url: &str,
+        selector: ApiSelector,
+    ) -> Result<aws_sdk_kinesisvideomedia::primitives::ByteStream, SourceError> {
+        let media = crate::aws::kinesis_video_media_client(&self.sdk, url);
+        let request = media.get_media().start_selector(selector);
+        let request = match &self.stream {
+            StreamRef::Name(n) => request.stream_name(n),
+            StreamRef::Arn(a) => request.stream_arn(a),
+        };
+        match request.send().await {
+            Ok(output) => Ok(output.payload),
+            Err(e) => {
+                let service = e.as_service_error();
+                let reason = match service {
+                    Some(s) if s.is_client_limit_exceeded_exception() => "throttled",
+                    Some(s) if s.is_connection_limit_exceeded_exception() => "connection_limit",
+                    Some(s) if s.is_resource_not_found_exception() => "not_found",
+                    Some(s) if s.is_not_authorized_exception() => "not_authorized",
+                    Some(s) if s.is_invalid_endpoint_exception() => "invalid_endpoint",
+                    Some(_) => "service",
+                    None => "network",
+                };
+                Err(self.kvs_error("GetMedia", reason, e))
+            }
+        }
+    }
+
+    /// Lets the decode thread close the session before choosing where the next one starts.
+    async fn end_session(&self, r: &mut Reconnect, tx: &mpsc::Sender<Chunk>, ended: SessionEnd, bytes: u64) -> Next {
+        if matches!(ended, SessionEnd::Shutdown | SessionEnd::ReceiverGone) {
+            return Next::Stop;
+        }
+        let (done, closed) = tokio::sync::oneshot::channel();
+        if tx.send(Chunk::SessionEnd(done)).await.is_err() {
+            return Next::Stop;
+        }
+        tokio::select! {
+            r = closed => if r.is_err() { return Next::Stop },
+            () = self.shutdown.cancelled() => return Next::Stop,
+        }
+        if bytes > 0 {
+            r.attempt = 0;
+            // Once this session read a fragment, that (not the checkpoint) is where to resume.
+            if self.progress.last_demuxed().is_some() {
+                r.resume_from_checkpoint = None;
+            }
+        }
+        crate::metrics::count_kvs_reconnect(&self.camera.0, ended.reason());
+        tracing::info!(camera = %self.camera, reason = ended.reason(), bytes, "GetMedia session ended; reconnecting");
+        self.health.set_camera(&self.camera, CameraState::Reconnecting, Some(ended.reason().to_owned()));
+        if ended != SessionEnd::BodyEnded {
+            r.endpoint = None;
+        }
+        if bytes == 0 {
+            return self.back_off(r, false).await;
+        }
+        Next::Again
+    }
+
+    /// Waits before the next attempt (longer after a rate or connection limit).
+    async fn back_off(&self, r: &mut Reconnect, limited: bool) -> Next {
+        let backoff = if limited { LIMIT_BACKOFF } else { RECONNECT_BACKOFF };
+        if !self.sleep(backoff.delay(r.attempt)).await {
+            return Next::Stop;
+        }
+        r.attempt = r.attempt.saturating_add(1);
+        Next::Again
     }
 
     /// Forwards the body's chunks; returns why it stopped and how many bytes it carried.

@@ -63,6 +63,17 @@ pub enum SourceError {
     },
 }
 
+impl SourceError {
+    /// The bounded label for `kvs_reconnects_total{reason}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SourceError::Kvs { reason, .. } => reason,
+            SourceError::Checkpoint { .. } => "checkpoint",
+            SourceError::File { .. } | SourceError::StartSelector { .. } | SourceError::NoAwsConfig { .. } => "error",
+        }
+    }
+}
+
 /// What a source needs to start.
 #[derive(Clone)]
 pub struct SourceContext {
