@@ -51,7 +51,12 @@ pub struct InspectSummary {
 
 /// Reads `input` to its end, writing fragment lines and the summary to `out` and one line per
 /// error to `err`. Fails only when reading or writing fails.
-pub fn inspect(input: impl Read, mut out: impl Write, mut err: impl Write, opts: InspectOptions) -> io::Result<InspectSummary> {
+pub fn inspect(
+    input: impl Read,
+    mut out: impl Write,
+    mut err: impl Write,
+    opts: InspectOptions,
+) -> io::Result<InspectSummary> {
     let decoder = if opts.decode {
         Some(VideoDecoder::new(OpenH264Decoder::new(false).map_err(io::Error::other)?))
     } else {

@@ -170,7 +170,12 @@ impl KvsSource {
 
     /// One GetMedia session: connect (after the endpoint, within the call rate), stream the
     /// body, close the session with the decode thread.
-    async fn session(&self, control: &aws_sdk_kinesisvideo::Client, r: &mut Reconnect, tx: &mpsc::Sender<Chunk>) -> Next {
+    async fn session(
+        &self,
+        control: &aws_sdk_kinesisvideo::Client,
+        r: &mut Reconnect,
+        tx: &mpsc::Sender<Chunk>,
+    ) -> Next {
         if let Some(at) = r.last_call
             && let Some(wait) = MIN_CALL_INTERVAL.checked_sub(at.elapsed())
             && !self.sleep(wait).await
@@ -184,8 +189,11 @@ impl KvsSource {
                 return self.back_off(r, is_limit(&e)).await;
             }
         };
-        let after =
-            self.progress.last_demuxed().and_then(|m| m.fragment_number.clone()).or_else(|| r.resume_from_checkpoint.clone());
+        let after = self
+            .progress
+            .last_demuxed()
+            .and_then(|m| m.fragment_number.clone())
+            .or_else(|| r.resume_from_checkpoint.clone());
         let selector = match self.selector(after.as_ref()) {
             Ok(s) => s,
             Err(e) => {

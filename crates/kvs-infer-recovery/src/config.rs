@@ -89,84 +89,45 @@ impl RecoveryConfig {
 
     /// Reads through `lookup` (tests pass a map); collects every problem before failing.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut problems = Vec::new();
-        let get = |k: &str| lookup(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let mut required = |k: &str| {
-            get(k).unwrap_or_else(|| {
-                problems.push(format!("{k}: required"));
-                String::new()
-            })
-        };
-        let cluster = required(ENV_CLUSTER);
-        let diag_task_definition = required(ENV_DIAG_TASK_DEFINITION);
-        let task_table = required(ENV_TASK_TABLE);
-        let job_table = required(ENV_JOB_TABLE);
-        let node_table = required(ENV_NODE_TABLE);
-        let sns_topic_arn = required(ENV_SNS_TOPIC_ARN);
+        let mut env = EnvReader { lookup: &lookup, problems: Vec::new() };
+        let cluster = env.required(ENV_CLUSTER);
+        let diag_task_definition = env.required(ENV_DIAG_TASK_DEFINITION);
+        let task_table = env.required(ENV_TASK_TABLE);
+        let job_table = env.required(ENV_JOB_TABLE);
+        let node_table = env.required(ENV_NODE_TABLE);
+        let sns_topic_arn = env.required(ENV_SNS_TOPIC_ARN);
         if !sns_topic_arn.is_empty() && !sns_topic_arn.starts_with("arn:") {
-            problems.push(format!("{ENV_SNS_TOPIC_ARN}: `{sns_topic_arn}` is not an SNS topic ARN"));
+            env.problems.push(format!("{ENV_SNS_TOPIC_ARN}: `{sns_topic_arn}` is not an SNS topic ARN"));
         }
         let tables = [&task_table, &job_table, &node_table];
         if tables.iter().all(|t| !t.is_empty())
             && (task_table == job_table || job_table == node_table || task_table == node_table)
         {
-            problems.push(format!(
+            env.problems.push(format!(
                 "{ENV_TASK_TABLE}, {ENV_JOB_TABLE}, {ENV_NODE_TABLE}: three different tables are needed"
             ));
         }
-
-        let mut count = |k: &str, default: u32| match get(k) {
-            None => default,
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if n >= 1 => n,
-                _ => {
-                    problems.push(format!("{k}: `{v}` is not a whole number >= 1"));
-                    default
-                }
-            },
+        let limits = Limits {
+            max_attempts_per_instance: env.count(ENV_MAX_ATTEMPTS_PER_INSTANCE, DEFAULT_MAX_ATTEMPTS),
+            max_attempts_per_job: env.count(ENV_MAX_ATTEMPTS_PER_JOB, DEFAULT_MAX_ATTEMPTS),
+            window: env.duration(ENV_ATTEMPT_WINDOW, DEFAULT_ATTEMPT_WINDOW),
+            rejoin_grace: env.duration(ENV_REJOIN_GRACE, DEFAULT_REJOIN_GRACE),
+            lease: env.duration(ENV_LEASE, DEFAULT_LEASE),
         };
-        let max_attempts_per_instance = count(ENV_MAX_ATTEMPTS_PER_INSTANCE, DEFAULT_MAX_ATTEMPTS);
-        let max_attempts_per_job = count(ENV_MAX_ATTEMPTS_PER_JOB, DEFAULT_MAX_ATTEMPTS);
-        let mut duration = |k: &str, default: Duration| match get(k) {
-            None => default,
-            Some(v) => match humantime::parse_duration(&v) {
-                Ok(d) if !d.is_zero() => d,
-                _ => {
-                    problems.push(format!("{k}: `{v}` is not a duration such as `24h` or `90s`"));
-                    default
-                }
-            },
-        };
-        let window = duration(ENV_ATTEMPT_WINDOW, DEFAULT_ATTEMPT_WINDOW);
-        let rejoin_grace = duration(ENV_REJOIN_GRACE, DEFAULT_REJOIN_GRACE);
-        let lease = duration(ENV_LEASE, DEFAULT_LEASE);
-        let gpu_exit_codes = match get(ENV_GPU_EXIT_CODES) {
-            None => DEFAULT_GPU_EXIT_CODES.to_vec(),
-            Some(v) => {
-                let parsed: Result<Vec<i32>, _> = v.split(',').map(|c| c.trim().parse::<i32>()).collect();
-                match parsed {
-                    Ok(codes) if codes.iter().all(|c| *c != 0) => codes,
-                    _ => {
-                        problems.push(format!(
-                            "{ENV_GPU_EXIT_CODES}: `{v}` is not a comma-separated list of non-zero exit codes"
-                        ));
-                        DEFAULT_GPU_EXIT_CODES.to_vec()
-                    }
-                }
-            }
-        };
-        if !problems.is_empty() {
-            return Err(ConfigError { problems });
+        let gpu_exit_codes = env.exit_codes(ENV_GPU_EXIT_CODES);
+        let diag_container = env.get(ENV_DIAG_CONTAINER);
+        if !env.problems.is_empty() {
+            return Err(ConfigError { problems: env.problems });
         }
         Ok(Self {
             cluster,
             diag_task_definition,
-            diag_container: get(ENV_DIAG_CONTAINER),
+            diag_container,
             task_table,
             job_table,
             node_table,
             sns_topic_arn,
-            limits: Limits { max_attempts_per_instance, max_attempts_per_job, window, rejoin_grace, lease },
+            limits,
             gpu_exit_codes,
         })
     }
@@ -174,6 +135,64 @@ impl RecoveryConfig {
     /// Whether a cluster ARN from an event names the configured cluster (name or ARN).
     pub fn is_our_cluster(&self, cluster_arn: &str) -> bool {
         cluster_arn == self.cluster || crate::event::resource_id(cluster_arn) == self.cluster
+    }
+}
+
+/// Environment variables read one by one, every problem kept for the one report.
+struct EnvReader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<String>,
+}
+
+impl EnvReader<'_> {
+    /// A set, non-blank value.
+    fn get(&self, k: &str) -> Option<String> {
+        (self.lookup)(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&mut self, k: &str) -> String {
+        self.get(k).unwrap_or_else(|| {
+            self.problems.push(format!("{k}: required"));
+            String::new()
+        })
+    }
+
+    fn count(&mut self, k: &str, default: u32) -> u32 {
+        match self.get(k) {
+            None => default,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    self.problems.push(format!("{k}: `{v}` is not a whole number >= 1"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn duration(&mut self, k: &str, default: Duration) -> Duration {
+        match self.get(k) {
+            None => default,
+            Some(v) => match humantime::parse_duration(&v) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    self.problems.push(format!("{k}: `{v}` is not a duration such as `24h` or `90s`"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn exit_codes(&mut self, k: &str) -> Vec<i32> {
+        let Some(v) = self.get(k) else { return DEFAULT_GPU_EXIT_CODES.to_vec() };
+        let parsed: Result<Vec<i32>, _> = v.split(',').map(|c| c.trim().parse::<i32>()).collect();
+        match parsed {
+            Ok(codes) if codes.iter().all(|c| *c != 0) => codes,
+            _ => {
+                self.problems.push(format!("{k}: `{v}` is not a comma-separated list of non-zero exit codes"));
+                DEFAULT_GPU_EXIT_CODES.to_vec()
+            }
+        }
     }
 }
 

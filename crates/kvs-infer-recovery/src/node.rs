@@ -172,151 +172,192 @@ pub fn is_diagnostic_token(started_by: &str) -> bool {
 
 /// Steps the machine. Pure: the caller stores `next` conditionally and then runs `actions`.
 pub fn step(node: &Node, input: &NodeInput, now: i64, limits: &Limits, cluster: &str) -> Step {
-    let unchanged = |outcome| Step { next: None, actions: Vec::new(), outcome };
-    let ci = node.container_instance_arn.clone();
     let mut next = node.clone();
     next.updated_at = now;
     next.attempts.retain(|t| now - *t < limits.window.as_secs() as i64);
+    let turn = Turn { node, next, ci: node.container_instance_arn.clone(), now, limits, cluster };
     match input {
-        NodeInput::GpuSuspect { task_arn, reason } => {
-            if node.affected.contains(task_arn) {
-                return unchanged(Outcome::Duplicate {
-                    reason: format!("task {task_arn} is already part of this instance's recovery"),
-                });
-            }
-            match node.state {
-                NodeState::Retired => unchanged(Outcome::Ignored { reason: format!("instance {ci} is deregistered") }),
-                NodeState::Healthy => {
-                    next.affected.push(task_arn.clone());
-                    next.gpu_fault_at = Some(now);
-                    next.note(now, format!("GPU-suspect stop of {task_arn}: {reason}"));
-                    if next.attempts.len() >= limits.max_attempts_per_instance as usize {
-                        return quarantine(
-                            next,
-                            now,
-                            cluster,
-                            "GPU fault again after the attempts allowed in the window",
-                        );
-                    }
-                    diagnose(next, now)
-                }
-                NodeState::Diagnosing | NodeState::Rebooting | NodeState::Quarantined => {
-                    next.affected.push(task_arn.clone());
-                    next.gpu_fault_at = Some(now);
-                    next.note(now, format!("GPU-suspect stop of {task_arn} while {}: {reason}", node.state.as_str()));
-                    Step {
-                        next: Some(next),
-                        actions: Vec::new(),
-                        outcome: Outcome::Attached { container_instance: ci, state: node.state.as_str().to_string() },
-                    }
-                }
-            }
-        }
-        NodeInput::DiagnosisDone { token, healthy, detail } => {
-            if node.state != NodeState::Diagnosing || node.diag_token.as_deref() != Some(token.as_str()) {
-                return unchanged(Outcome::Duplicate {
-                    reason: format!("diagnostic {token} is not the one instance {ci} waits for"),
-                });
-            }
-            next.diag_token = None;
-            if *healthy {
-                next.state = NodeState::Healthy;
-                next.gpu_fault_at = None;
-                let tasks = std::mem::take(&mut next.affected);
-                next.note(
-                    now,
-                    format!("diagnosis passed ({detail}): back to ACTIVE, restarting {} task(s)", tasks.len()),
-                );
-                let outcome = Outcome::Recovered { container_instance: ci, tasks: tasks.clone() };
-                return Step {
-                    next: Some(next),
-                    actions: vec![Action::Activate, Action::RestartTasks { tasks }],
-                    outcome,
-                };
-            }
-            next.note(now, format!("diagnosis failed ({detail})"));
-            if next.attempts.len() >= limits.max_attempts_per_instance as usize {
-                return quarantine(
-                    next,
-                    now,
-                    cluster,
-                    "the GPU diagnosis failed on every attempt allowed in the window",
-                );
-            }
-            next.state = NodeState::Rebooting;
-            next.reboot_at = Some(now);
-            next.disconnected_since_reboot = false;
-            next.note(now, "rebooting the instance");
-            Step {
-                next: Some(next),
-                actions: vec![Action::Reboot],
-                outcome: Outcome::Rebooting { container_instance: ci },
-            }
-        }
+        NodeInput::GpuSuspect { task_arn, reason } => turn.gpu_suspect(task_arn, reason),
+        NodeInput::DiagnosisDone { token, healthy, detail } => turn.diagnosis_done(token, *healthy, detail),
         NodeInput::InstanceChange { connected, status, version, time, ec2_instance_id } => {
-            if let (Some(v), Some(last)) = (version, node.last_event_version)
-                && *v <= last
-            {
-                return unchanged(Outcome::Ignored { reason: format!("stale instance event (version {v} <= {last})") });
+            turn.instance_change(InstanceEvent {
+                connected: *connected,
+                status,
+                version: *version,
+                time: *time,
+                ec2_instance_id,
+            })
+        }
+    }
+}
+
+/// One step's inputs: the node as stored, the node being built, and the rules.
+struct Turn<'a> {
+    node: &'a Node,
+    next: Node,
+    ci: String,
+    now: i64,
+    limits: &'a Limits,
+    cluster: &'a str,
+}
+
+/// A container-instance state change, as the step reads it.
+struct InstanceEvent<'a> {
+    connected: bool,
+    status: &'a str,
+    version: Option<i64>,
+    time: i64,
+    ec2_instance_id: &'a Option<String>,
+}
+
+fn unchanged(outcome: Outcome) -> Step {
+    Step { next: None, actions: Vec::new(), outcome }
+}
+
+impl Turn<'_> {
+    fn moved(self, actions: Vec<Action>, outcome: Outcome) -> Step {
+        Step { next: Some(self.next), actions, outcome }
+    }
+
+    fn out_of_attempts(&self) -> bool {
+        self.next.attempts.len() >= self.limits.max_attempts_per_instance as usize
+    }
+
+    fn gpu_suspect(mut self, task_arn: &str, reason: &str) -> Step {
+        let (node, now) = (self.node, self.now);
+        if node.affected.iter().any(|t| t == task_arn) {
+            return unchanged(Outcome::Duplicate {
+                reason: format!("task {task_arn} is already part of this instance's recovery"),
+            });
+        }
+        match node.state {
+            NodeState::Retired => {
+                unchanged(Outcome::Ignored { reason: format!("instance {} is deregistered", self.ci) })
             }
-            if node.version == 0 {
-                return unchanged(Outcome::Ignored { reason: format!("no recovery in progress on {ci}") });
-            }
-            next.last_event_version = version.or(node.last_event_version);
-            if ec2_instance_id.is_some() {
-                next.ec2_instance_id = ec2_instance_id.clone();
-            }
-            if matches!(status.as_str(), "INACTIVE" | "DEREGISTERING") && node.state != NodeState::Retired {
-                next.state = NodeState::Retired;
-                next.note(now, format!("instance {status}: recovery ends here"));
-                return Step {
-                    next: Some(next),
-                    actions: Vec::new(),
-                    outcome: Outcome::Retired { container_instance: ci },
-                };
-            }
-            match node.state {
-                NodeState::Rebooting if !connected => {
-                    next.disconnected_since_reboot = true;
-                    Step {
-                        next: Some(next),
-                        actions: Vec::new(),
-                        outcome: Outcome::Noted { reason: "agent disconnected (rebooting)".into() },
-                    }
+            NodeState::Healthy => {
+                self.next.affected.push(task_arn.to_owned());
+                self.next.gpu_fault_at = Some(now);
+                self.next.note(now, format!("GPU-suspect stop of {task_arn}: {reason}"));
+                if self.out_of_attempts() {
+                    return quarantine(
+                        self.next,
+                        now,
+                        self.cluster,
+                        "GPU fault again after the attempts allowed in the window",
+                    );
                 }
-                NodeState::Rebooting => {
-                    let rebooted_at = node.reboot_at.unwrap_or(0);
-                    let grace = limits.rejoin_grace.as_secs() as i64;
-                    if !node.disconnected_since_reboot && *time < rebooted_at + grace {
-                        return Step {
-                            next: Some(next),
-                            actions: Vec::new(),
-                            outcome: Outcome::Noted {
-                                reason: "agent connected, but the reboot has not shown yet".into(),
-                            },
-                        };
-                    }
-                    next.note(now, "instance rejoined after the reboot");
-                    if next.attempts.len() >= limits.max_attempts_per_instance as usize {
-                        return quarantine(next, now, cluster, "still faulty after the reboots allowed in the window");
-                    }
-                    diagnose(next, now)
-                }
-                NodeState::Quarantined
-                    if *connected && status == "ACTIVE" && *time > node.quarantined_at.unwrap_or(0) =>
-                {
-                    next.state = NodeState::Healthy;
-                    next.attempts.clear();
-                    next.gpu_fault_at = None;
-                    next.quarantined_at = None;
-                    let tasks = std::mem::take(&mut next.affected);
-                    next.note(now, "an operator set the instance ACTIVE: released from quarantine");
-                    let outcome = Outcome::Released { container_instance: ci, tasks: tasks.clone() };
-                    Step { next: Some(next), actions: vec![Action::RestartTasks { tasks }], outcome }
-                }
-                _ => unchanged(Outcome::Ignored { reason: format!("instance event while {}", node.state.as_str()) }),
+                diagnose(self.next, now)
+            }
+            NodeState::Diagnosing | NodeState::Rebooting | NodeState::Quarantined => {
+                self.next.affected.push(task_arn.to_owned());
+                self.next.gpu_fault_at = Some(now);
+                self.next.note(now, format!("GPU-suspect stop of {task_arn} while {}: {reason}", node.state.as_str()));
+                let outcome =
+                    Outcome::Attached { container_instance: self.ci.clone(), state: node.state.as_str().to_string() };
+                self.moved(Vec::new(), outcome)
             }
         }
+    }
+
+    fn diagnosis_done(mut self, token: &str, healthy: bool, detail: &str) -> Step {
+        let now = self.now;
+        if self.node.state != NodeState::Diagnosing || self.node.diag_token.as_deref() != Some(token) {
+            return unchanged(Outcome::Duplicate {
+                reason: format!("diagnostic {token} is not the one instance {} waits for", self.ci),
+            });
+        }
+        self.next.diag_token = None;
+        if healthy {
+            self.next.state = NodeState::Healthy;
+            self.next.gpu_fault_at = None;
+            let tasks = std::mem::take(&mut self.next.affected);
+            self.next
+                .note(now, format!("diagnosis passed ({detail}): back to ACTIVE, restarting {} task(s)", tasks.len()));
+            let outcome = Outcome::Recovered { container_instance: self.ci.clone(), tasks: tasks.clone() };
+            return self.moved(vec![Action::Activate, Action::RestartTasks { tasks }], outcome);
+        }
+        self.next.note(now, format!("diagnosis failed ({detail})"));
+        if self.out_of_attempts() {
+            return quarantine(
+                self.next,
+                now,
+                self.cluster,
+                "the GPU diagnosis failed on every attempt allowed in the window",
+            );
+        }
+        self.next.state = NodeState::Rebooting;
+        self.next.reboot_at = Some(now);
+        self.next.disconnected_since_reboot = false;
+        self.next.note(now, "rebooting the instance");
+        let outcome = Outcome::Rebooting { container_instance: self.ci.clone() };
+        self.moved(vec![Action::Reboot], outcome)
+    }
+
+    fn instance_change(mut self, e: InstanceEvent<'_>) -> Step {
+        let node = self.node;
+        if let (Some(v), Some(last)) = (e.version, node.last_event_version)
+            && v <= last
+        {
+            return unchanged(Outcome::Ignored { reason: format!("stale instance event (version {v} <= {last})") });
+        }
+        if node.version == 0 {
+            return unchanged(Outcome::Ignored { reason: format!("no recovery in progress on {}", self.ci) });
+        }
+        self.next.last_event_version = e.version.or(node.last_event_version);
+        if e.ec2_instance_id.is_some() {
+            self.next.ec2_instance_id = e.ec2_instance_id.clone();
+        }
+        if matches!(e.status, "INACTIVE" | "DEREGISTERING") && node.state != NodeState::Retired {
+            self.next.state = NodeState::Retired;
+            self.next.note(self.now, format!("instance {}: recovery ends here", e.status));
+            let outcome = Outcome::Retired { container_instance: self.ci.clone() };
+            return self.moved(Vec::new(), outcome);
+        }
+        match node.state {
+            NodeState::Rebooting if !e.connected => {
+                self.next.disconnected_since_reboot = true;
+                self.moved(Vec::new(), Outcome::Noted { reason: "agent disconnected (rebooting)".into() })
+            }
+            NodeState::Rebooting => self.rejoined(e.time),
+            NodeState::Quarantined
+                if e.connected && e.status == "ACTIVE" && e.time > node.quarantined_at.unwrap_or(0) =>
+            {
+                self.released()
+            }
+            _ => unchanged(Outcome::Ignored { reason: format!("instance event while {}", node.state.as_str()) }),
+        }
+    }
+
+    /// The agent connected while the instance reboots: diagnose again once the reboot showed.
+    fn rejoined(mut self, time: i64) -> Step {
+        let rebooted_at = self.node.reboot_at.unwrap_or(0);
+        let grace = self.limits.rejoin_grace.as_secs() as i64;
+        if !self.node.disconnected_since_reboot && time < rebooted_at + grace {
+            let reason = "agent connected, but the reboot has not shown yet".into();
+            return self.moved(Vec::new(), Outcome::Noted { reason });
+        }
+        self.next.note(self.now, "instance rejoined after the reboot");
+        if self.out_of_attempts() {
+            return quarantine(
+                self.next,
+                self.now,
+                self.cluster,
+                "still faulty after the reboots allowed in the window",
+            );
+        }
+        diagnose(self.next, self.now)
+    }
+
+    /// An operator set a quarantined instance ACTIVE.
+    fn released(mut self) -> Step {
+        self.next.state = NodeState::Healthy;
+        self.next.attempts.clear();
+        self.next.gpu_fault_at = None;
+        self.next.quarantined_at = None;
+        let tasks = std::mem::take(&mut self.next.affected);
+        self.next.note(self.now, "an operator set the instance ACTIVE: released from quarantine");
+        let outcome = Outcome::Released { container_instance: self.ci.clone(), tasks: tasks.clone() };
+        self.moved(vec![Action::RestartTasks { tasks }], outcome)
     }
 }
 

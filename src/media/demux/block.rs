@@ -148,7 +148,6 @@ fn split_laces(data: &[u8], lacing: u8) -> Result<Vec<&[u8]>, &'static str> {
     Ok(laces)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -359,4 +359,3 @@ fn set(track: &mut Option<TrackBuilder>, f: impl FnOnce(&mut TrackBuilder)) {
         f(t);
     }
 }
-

@@ -193,4 +193,3 @@ pub fn demux_all(data: &[u8], cfg: DemuxConfig) -> Vec<Event> {
     d.finish();
     std::iter::from_fn(|| d.next_event()).collect()
 }
-

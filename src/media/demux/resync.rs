@@ -103,7 +103,6 @@ fn looks_like_cluster(b: &[u8]) -> Option<bool> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
