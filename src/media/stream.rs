@@ -220,12 +220,12 @@ impl FrameStream {
             return None;
         }
         self.stats.frames_decoded += 1;
-        metrics::count_frame(&self.camera.0, FrameStage::Decoded);
+        metrics::count_frame(&self.camera, FrameStage::Decoded);
         Some(StreamFrame { frame, fragment })
     }
 
     fn handle(&mut self, event: Event) {
-        let camera = self.camera.0.as_str();
+        let camera = &self.camera;
         let result = match event {
             Event::Tracks(t) => self.decoder.push_tracks(&t),
             Event::FragmentStart { meta, .. } => {
@@ -260,7 +260,7 @@ impl FrameStream {
         };
         if let Err(e) = result {
             metrics::count_media_error(camera);
-            tracing::warn!(camera, error = %e, "media error; the stream goes on");
+            tracing::warn!(camera = %camera, error = %e, "media error; the stream goes on");
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::sync::OnceLock;
 
+use crate::config::CameraId;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -240,33 +241,33 @@ pub enum FrameStage {
     Inferred,
 }
 
-pub fn count_frame(camera: &str, stage: FrameStage) {
+pub fn count_frame(camera: &CameraId, stage: FrameStage) {
     let name = match stage {
         FrameStage::Received => FRAMES_RECEIVED_TOTAL,
         FrameStage::Decoded => FRAMES_DECODED_TOTAL,
         FrameStage::Inferred => FRAMES_INFERRED_TOTAL,
     };
-    metrics::counter!(name, "camera" => camera.to_owned()).increment(1);
+    metrics::counter!(name, "camera" => camera.0.clone()).increment(1);
 }
 
-pub fn count_dropped(camera: &str, reason: &'static str) {
-    metrics::counter!(FRAMES_DROPPED_TOTAL, "camera" => camera.to_owned(), "reason" => reason).increment(1);
+pub fn count_dropped(camera: &CameraId, reason: &'static str) {
+    metrics::counter!(FRAMES_DROPPED_TOTAL, "camera" => camera.0.clone(), "reason" => reason).increment(1);
 }
 
-pub fn record_frame_latency(camera: &str, took: std::time::Duration) {
-    histogram!(FRAME_LATENCY_SECONDS, "camera" => camera.to_owned()).record(took.as_secs_f64());
+pub fn record_frame_latency(camera: &CameraId, took: std::time::Duration) {
+    histogram!(FRAME_LATENCY_SECONDS, "camera" => camera.0.clone()).record(took.as_secs_f64());
 }
 
-pub fn count_media_error(camera: &str) {
-    metrics::counter!(MEDIA_ERRORS_TOTAL, "camera" => camera.to_owned()).increment(1);
+pub fn count_media_error(camera: &CameraId) {
+    metrics::counter!(MEDIA_ERRORS_TOTAL, "camera" => camera.0.clone()).increment(1);
 }
 
 pub fn count_event(camera: &str, kind: &'static str) {
     metrics::counter!(EVENTS_TOTAL, "camera" => camera.to_owned(), "type" => kind).increment(1);
 }
 
-pub fn set_camera_lag(camera: &str, seconds: f64) {
-    gauge!(CAMERA_LAG_SECONDS, "camera" => camera.to_owned()).set(seconds);
+pub fn set_camera_lag(camera: &CameraId, seconds: f64) {
+    gauge!(CAMERA_LAG_SECONDS, "camera" => camera.0.clone()).set(seconds);
 }
 
 pub fn set_outbox(records: u64, bytes: u64, max_bytes: u64) {
@@ -296,34 +297,34 @@ pub fn set_sink_backlog(sink: &'static str, records: u64) {
     gauge!(SINK_BACKLOG, "sink" => sink).set(records as f64);
 }
 
-pub fn set_kvs_connected(camera: &str, connected: bool) {
-    gauge!(KVS_CONNECTED, "camera" => camera.to_owned()).set(if connected { 1.0 } else { 0.0 });
+pub fn set_kvs_connected(camera: &CameraId, connected: bool) {
+    gauge!(KVS_CONNECTED, "camera" => camera.0.clone()).set(if connected { 1.0 } else { 0.0 });
 }
 
-pub fn count_kvs_reconnect(camera: &str, reason: &'static str) {
-    metrics::counter!(KVS_RECONNECTS_TOTAL, "camera" => camera.to_owned(), "reason" => reason).increment(1);
+pub fn count_kvs_reconnect(camera: &CameraId, reason: &'static str) {
+    metrics::counter!(KVS_RECONNECTS_TOTAL, "camera" => camera.0.clone(), "reason" => reason).increment(1);
 }
 
-pub fn count_kvs_fragment(camera: &str, millis_behind_now: Option<u64>) {
-    metrics::counter!(KVS_FRAGMENTS_TOTAL, "camera" => camera.to_owned()).increment(1);
+pub fn count_kvs_fragment(camera: &CameraId, millis_behind_now: Option<u64>) {
+    metrics::counter!(KVS_FRAGMENTS_TOTAL, "camera" => camera.0.clone()).increment(1);
     if let Some(ms) = millis_behind_now {
-        gauge!(KVS_MILLIS_BEHIND_NOW, "camera" => camera.to_owned()).set(ms as f64);
+        gauge!(KVS_MILLIS_BEHIND_NOW, "camera" => camera.0.clone()).set(ms as f64);
     }
 }
 
-pub fn count_kvs_bytes(camera: &str, bytes: usize) {
-    metrics::counter!(KVS_BYTES_TOTAL, "camera" => camera.to_owned()).increment(bytes as u64);
+pub fn count_kvs_bytes(camera: &CameraId, bytes: usize) {
+    metrics::counter!(KVS_BYTES_TOTAL, "camera" => camera.0.clone()).increment(bytes as u64);
 }
 
-pub fn count_kvs_error_fragment(camera: &str, code: &str) {
+pub fn count_kvs_error_fragment(camera: &CameraId, code: &str) {
     // KVS error codes are a small fixed set; anything else is folded into "other".
     let code =
         if code.len() <= 48 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') { code } else { "other" };
-    metrics::counter!(KVS_ERROR_FRAGMENTS_TOTAL, "camera" => camera.to_owned(), "code" => code.to_owned()).increment(1);
+    metrics::counter!(KVS_ERROR_FRAGMENTS_TOTAL, "camera" => camera.0.clone(), "code" => code.to_owned()).increment(1);
 }
 
-pub fn count_kvs_checkpoint(camera: &str, result: &'static str) {
-    metrics::counter!(KVS_CHECKPOINTS_TOTAL, "camera" => camera.to_owned(), "result" => result).increment(1);
+pub fn count_kvs_checkpoint(camera: &CameraId, result: &'static str) {
+    metrics::counter!(KVS_CHECKPOINTS_TOTAL, "camera" => camera.0.clone(), "result" => result).increment(1);
 }
 
 /// A GPU gauge (one of the `GPU_*` gauge names) for the device `uuid` at NVML `index`.

@@ -20,7 +20,7 @@ use super::feed::{self, Feed, FeedReport, Handoff, SampledFrame};
 use super::roi::Roi;
 use super::sampler::{DropOldest, RateGate};
 use super::tracker::{EventKind, Observation, TrackState, Tracker};
-use crate::config::CameraSpec;
+use crate::config::{CameraId, CameraSpec};
 use crate::infer::engine::{Analysis, Engine};
 use crate::media::FragmentMeta;
 use crate::media::image::RgbImage;
@@ -40,10 +40,10 @@ pub enum PipelineError {
     #[error(transparent)]
     Stream(#[from] StreamError),
     #[error("camera {camera}: the event channel is closed")]
-    EventsClosed { camera: String },
+    EventsClosed { camera: CameraId },
     #[error("camera {camera}: the decode thread failed")]
     DecodeThread {
-        camera: String,
+        camera: CameraId,
         #[source]
         source: tokio::task::JoinError,
     },
@@ -110,7 +110,7 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
     let mut analysis = AnalysisLoop::new(&ctx, newest, progress.clone());
     let analysed = analysis.run(frames).await;
     live.close();
-    let report = decoder.await.map_err(|source| PipelineError::DecodeThread { camera: camera.0.clone(), source });
+    let report = decoder.await.map_err(|source| PipelineError::DecodeThread { camera: camera.clone(), source });
     tasks.finish().await;
     let stats = analysed?;
     let report = report?;
@@ -176,7 +176,7 @@ impl<'a> AnalysisLoop<'a> {
             ctx,
             roi: Roi::new(camera.roi.clone(), camera.anchor, camera.filters.clone()),
             tracker: Tracker::new(camera.tracking.clone()),
-            origin: EventOrigin::new(&camera.id.0, models),
+            origin: EventOrigin::new(&camera.id, models),
             newest,
             progress,
             recent: VecDeque::with_capacity(recent_cap + 1),
@@ -209,7 +209,7 @@ impl<'a> AnalysisLoop<'a> {
     }
 
     async fn analyse(&mut self, frame: &SampledFrame) -> Result<(), PipelineError> {
-        let camera = self.ctx.camera.id.0.as_str();
+        let camera = &self.ctx.camera.id;
         // How far behind the newest decoded frame the analysed one is (stream time).
         let lag_ns = self.newest.load(Ordering::Relaxed).saturating_sub(frame.timestamp_ns).max(0);
         metrics::set_camera_lag(camera, lag_ns as f64 / 1e9);
@@ -218,12 +218,12 @@ impl<'a> AnalysisLoop<'a> {
         let analysis = match tokio::task::spawn_blocking(move || engine.analyze(&spec, &image)).await {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
-                tracing::warn!(camera, error = %e, "frame not analysed");
+                tracing::warn!(camera = %camera, error = %e, "frame not analysed");
                 metrics::count_dropped(camera, "inference_error");
                 return Ok(());
             }
             Err(e) => {
-                tracing::error!(camera, error = %e, "analysis task failed");
+                tracing::error!(camera = %camera, error = %e, "analysis task failed");
                 return Ok(());
             }
         };
@@ -269,7 +269,7 @@ impl<'a> AnalysisLoop<'a> {
             .events
             .send(EventWithFrame { event, frame })
             .await
-            .map_err(|_| PipelineError::EventsClosed { camera: self.ctx.camera.id.0.clone() })
+            .map_err(|_| PipelineError::EventsClosed { camera: self.ctx.camera.id.clone() })
     }
 }
 

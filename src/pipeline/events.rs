@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::tracker::{EventKind, TrackState};
+use crate::config::CameraId;
 use crate::media::FragmentMeta;
 use crate::media::image::RgbImage;
 
@@ -57,7 +58,7 @@ pub struct EventWithFrame {
 /// Where events come from: one run of one camera's pipeline.
 #[derive(Debug, Clone)]
 pub struct EventOrigin {
-    pub camera: String,
+    pub camera: CameraId,
     /// Unique per camera run: base-36 Unix milliseconds of its start.
     pub run: String,
     /// Ids of the models the camera runs.
@@ -65,7 +66,7 @@ pub struct EventOrigin {
 }
 
 impl EventOrigin {
-    pub fn new(camera: &str, models: Vec<String>) -> Self {
+    pub fn new(camera: &CameraId, models: Vec<String>) -> Self {
         use std::sync::atomic::{AtomicU64, Ordering};
         static LAST: AtomicU64 = AtomicU64::new(0);
         let now =
@@ -79,7 +80,7 @@ impl EventOrigin {
                 Err(p) => prev = p,
             }
         };
-        Self { camera: camera.to_owned(), run: base36(run), models }
+        Self { camera: camera.clone(), run: base36(run), models }
     }
 }
 
@@ -105,7 +106,7 @@ impl Event {
             schema: SCHEMA_VERSION,
             event_id: format!("{camera}:{}:{}:{kind_name}:{}", origin.run, state.track_id, state.last_seen_ns),
             kind,
-            camera: camera.clone(),
+            camera: camera.0.clone(),
             track_id: state.track_id,
             label: state.label,
             text: state.text,

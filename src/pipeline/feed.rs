@@ -101,7 +101,7 @@ fn hand_off(feed: &Feed, frame: SampledFrame, report: &mut FeedReport) -> bool {
         Handoff::Live(queue) => {
             if queue.push(frame).is_some() {
                 report.frames_dropped += 1;
-                metrics::count_dropped(&feed.camera.0, "inference_behind");
+                metrics::count_dropped(&feed.camera, "inference_behind");
             }
             true
         }

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use super::camera::{CameraContext, PipelineError, RunStats, run};
 use super::events::EventWithFrame;
-use crate::config::CameraSpec;
+use crate::config::{CameraId, CameraSpec};
 use crate::health::{CameraState, Health};
 use crate::infer::engine::Engine;
 use crate::shutdown::Shutdown;
@@ -41,19 +41,18 @@ impl Supervisor {
     }
 
     async fn keep_running(self, camera: CameraSpec) {
-        let id = camera.id.0.clone();
         let mut attempt = 0;
         loop {
             let state = if camera.source.needs_aws() { CameraState::Connecting } else { CameraState::Running };
             self.health.set_camera(&camera.id, state, None);
             match self.run_once(&camera).await {
                 Ok(s) => {
-                    log_stats(&id, &s);
+                    log_stats(&camera.id, &s);
                     attempt = 0;
                 }
                 Err(e) => {
                     let backoff = RESTART_BACKOFF.delay(attempt);
-                    warn!(camera = id, error = %kvs_infer_common::error_chain(&e), retry_in = ?backoff, "camera failed; restarting");
+                    warn!(camera = %camera.id, error = %kvs_infer_common::error_chain(&e), retry_in = ?backoff, "camera failed; restarting");
                     self.health.set_camera(&camera.id, CameraState::Restarting, Some(e.to_string()));
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
@@ -89,9 +88,9 @@ impl Supervisor {
     }
 }
 
-fn log_stats(camera: &str, s: &RunStats) {
+fn log_stats(camera: &CameraId, s: &RunStats) {
     info!(
-        camera,
+        camera = %camera,
         frames_decoded = s.frames_decoded,
         frames_sampled = s.frames_sampled,
         frames_analysed = s.frames_analysed,

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::SourceError;
+use crate::config::CameraId;
 use crate::media::{FragmentMeta, FragmentNumber};
 
 /// Width of `fragment_order`: KVS fragment numbers are about 47 digits.
@@ -30,11 +31,11 @@ pub struct Checkpoints {
     client: aws_sdk_dynamodb::Client,
     table: String,
     stream: String,
-    camera: String,
+    camera: CameraId,
 }
 
 impl Checkpoints {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: String, stream: String, camera: String) -> Self {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String, stream: String, camera: CameraId) -> Self {
         Self { client, table, stream, camera }
     }
 
@@ -74,7 +75,7 @@ impl Checkpoints {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut item = HashMap::from([
             ("stream".to_owned(), AttributeValue::S(self.stream.clone())),
-            ("camera".to_owned(), AttributeValue::S(self.camera.clone())),
+            ("camera".to_owned(), AttributeValue::S(self.camera.0.clone())),
             ("fragment_number".to_owned(), AttributeValue::S(number.to_string())),
             ("fragment_order".to_owned(), AttributeValue::S(order.clone())),
             ("updated_at".to_owned(), AttributeValue::N(now.to_string())),

@@ -57,10 +57,10 @@ pub fn open(
     let progress = Arc::new(FragmentProgress::default());
     let checkpoints = checkpoint_table.map(|table| {
         let client = crate::aws::dynamodb_client(&sdk);
-        Arc::new(Checkpoints::new(client, table.to_owned(), stream.label().to_owned(), ctx.camera.0.clone()))
+        Arc::new(Checkpoints::new(client, table.to_owned(), stream.label().to_owned(), ctx.camera.clone()))
     });
     let writer = checkpoints.clone().map(|c| {
-        tokio::spawn(write_checkpoints(ctx.camera.0.clone(), c, progress.subscribe_processed(), CHECKPOINT_INTERVAL))
+        tokio::spawn(write_checkpoints(ctx.camera.clone(), c, progress.subscribe_processed(), CHECKPOINT_INTERVAL))
     });
     let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
     let source = KvsSource {
@@ -165,7 +165,7 @@ impl KvsSource {
                 break;
             }
         }
-        crate::metrics::set_kvs_connected(&self.camera.0, false);
+        crate::metrics::set_kvs_connected(&self.camera, false);
     }
 
     /// One GetMedia session: connect (after the endpoint, within the call rate), stream the
@@ -216,12 +216,12 @@ impl KvsSource {
             }
         };
         tracing::info!(camera = %self.camera, after = after.as_ref().map(ToString::to_string), "GetMedia connected");
-        crate::metrics::set_kvs_connected(&self.camera.0, true);
+        crate::metrics::set_kvs_connected(&self.camera, true);
         self.health.clear_degraded(&self.component());
         let detail = after.as_ref().map(|n| format!("after fragment {n}"));
         self.health.set_camera(&self.camera, CameraState::Streaming, detail);
         let (ended, bytes) = self.stream_body(body, tx).await;
-        crate::metrics::set_kvs_connected(&self.camera.0, false);
+        crate::metrics::set_kvs_connected(&self.camera, false);
         self.end_session(r, tx, ended, bytes).await
     }
 
@@ -287,7 +287,7 @@ impl KvsSource {
                 r.resume_from_checkpoint = None;
             }
         }
-        crate::metrics::count_kvs_reconnect(&self.camera.0, ended.reason());
+        crate::metrics::count_kvs_reconnect(&self.camera, ended.reason());
         tracing::info!(camera = %self.camera, reason = ended.reason(), bytes, "GetMedia session ended; reconnecting");
         self.health.set_camera(&self.camera, CameraState::Reconnecting, Some(ended.reason().to_owned()));
         if ended != SessionEnd::BodyEnded {
@@ -330,7 +330,7 @@ impl KvsSource {
                 }
                 Ok(Some(Ok(data))) => {
                     bytes += data.len() as u64;
-                    crate::metrics::count_kvs_bytes(&self.camera.0, data.len());
+                    crate::metrics::count_kvs_bytes(&self.camera, data.len());
                     // Back-pressure: a slow decoder slows the read instead of growing a buffer.
                     let sent = tokio::select! {
                         sent = tx.send(Chunk::Data(data)) => sent.is_ok(),
@@ -434,7 +434,7 @@ impl KvsSource {
     }
 
     fn failed(&self, e: &SourceError, reason: &'static str) {
-        crate::metrics::count_kvs_reconnect(&self.camera.0, reason);
+        crate::metrics::count_kvs_reconnect(&self.camera, reason);
         self.health.set_degraded(&self.component(), e.to_string());
         self.health.set_camera(&self.camera, CameraState::Reconnecting, Some(e.to_string()));
         tracing::warn!(camera = %self.camera, error = %kvs_infer_common::error_chain(e), "KVS call failed; retrying");
@@ -456,7 +456,7 @@ fn is_limit(e: &SourceError) -> bool {
 /// Writes the newest fully analysed fragment to the checkpoint table: at most once per
 /// `interval`, and once more when the camera stops.
 pub async fn write_checkpoints(
-    camera: String,
+    camera: CameraId,
     checkpoints: Arc<Checkpoints>,
     mut processed: tokio::sync::watch::Receiver<Option<Arc<crate::media::FragmentMeta>>>,
     interval: Duration,
@@ -479,7 +479,7 @@ pub async fn write_checkpoints(
                 }
                 Err(e) => {
                     crate::metrics::count_kvs_checkpoint(&camera, "error");
-                    tracing::warn!(camera, error = %kvs_infer_common::error_chain(&e), "checkpoint not written; the next one will be");
+                    tracing::warn!(camera = %camera, error = %kvs_infer_common::error_chain(&e), "checkpoint not written; the next one will be");
                 }
             }
         }

@@ -57,7 +57,12 @@ async fn run_until_last(
     let progress = Arc::new(FragmentProgress::default());
     let shutdown = CancellationToken::new();
     let writer = checkpoints.clone().map(|c| {
-        tokio::spawn(write_checkpoints("kvs-cam".into(), c, progress.subscribe_processed(), Duration::from_millis(50)))
+        tokio::spawn(write_checkpoints(
+            config::CameraId("kvs-cam".into()),
+            c,
+            progress.subscribe_processed(),
+            Duration::from_millis(50),
+        ))
     });
     let (tx, rx) = mpsc::channel(16);
     let source = KvsSource {
@@ -168,8 +173,12 @@ async fn checkpoints_never_move_back_and_a_restart_resumes_after_them() {
     let sdk = moto.sdk().await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     moto::create_table(&ddb, "kvs-checkpoints", "stream").await;
-    let checkpoints =
-        Arc::new(Checkpoints::new(ddb.clone(), "kvs-checkpoints".into(), STREAM.into(), "kvs-cam".into()));
+    let checkpoints = Arc::new(Checkpoints::new(
+        ddb.clone(),
+        "kvs-checkpoints".into(),
+        STREAM.into(),
+        config::CameraId("kvs-cam".into()),
+    ));
 
     assert_eq!(checkpoints.read().await.expect("read"), None);
     assert_eq!(checkpoints.write(&meta(&fragments[1])).await.expect("write"), Written::Advanced);
