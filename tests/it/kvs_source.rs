@@ -50,6 +50,7 @@ async fn run_until_last(
     start: StartSelector,
     checkpoints: Option<Arc<Checkpoints>>,
     until: &str,
+    before_last: Option<FragmentNumber>,
 ) -> Run {
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("kvs_infer=info,ort=warn").try_init();
     let (engine, camera) = engine_and_camera().await;
@@ -93,6 +94,16 @@ async fn run_until_last(
         assert!(Instant::now() < deadline, "the last fragment never arrived; calls: {:#?}", server.calls());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    if writer.is_some() {
+        // Checkpoints follow analysis: a frame of the last fragment must be taken before the one
+        // ahead of it counts as analysed. The live queue keeps the newest frames, so one will be;
+        // wait for it (a loaded machine analyses slowly) instead of racing the shutdown.
+        let processed = progress.subscribe_processed();
+        while processed.borrow().as_ref().and_then(|m| m.fragment_number.clone()) < before_last {
+            assert!(Instant::now() < deadline, "the analysis never reached the last fragment");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     shutdown.cancel();
     let stats = pipeline.await.expect("join").expect("pipeline");
     reader.await.expect("reader");
@@ -119,7 +130,7 @@ async fn every_fragment_once_across_cuts_aborts_and_throttling() {
         Fault::AbortAfter(10),
     ];
     let server = KvsServer::start(fragments.clone(), faults).await;
-    let run = run_until_last(&server, StartSelector::Earliest, None, &fragments[4].number).await;
+    let run = run_until_last(&server, StartSelector::Earliest, None, &fragments[4].number, None).await;
 
     assert_eq!(run.stats.fragments, 5, "{:?}", run.stats);
     assert_eq!(run.stats.frames_decoded, 300, "each of the 5 x 60 frames exactly once: {:?}", run.stats);
@@ -188,7 +199,14 @@ async fn checkpoints_never_move_back_and_a_restart_resumes_after_them() {
 
     // A restart: the configured start (EARLIEST) is overridden by the checkpoint.
     let server = KvsServer::start(fragments.clone(), vec![]).await;
-    let run = run_until_last(&server, StartSelector::Earliest, Some(checkpoints.clone()), &fragments[4].number).await;
+    let run = run_until_last(
+        &server,
+        StartSelector::Earliest,
+        Some(checkpoints.clone()),
+        &fragments[4].number,
+        FragmentNumber::parse(&fragments[3].number),
+    )
+    .await;
     let first = &server.calls()[0];
     assert_eq!(first.selector["StartSelectorType"], "FRAGMENT_NUMBER");
     assert_eq!(first.selector["AfterFragmentNumber"], fragments[1].number.as_str());
@@ -218,7 +236,8 @@ async fn start_selectors_reach_the_api() {
     // PRODUCER_TIMESTAMP: the fragment containing that time is the first one served.
     let t = fragments[2].producer_ms + 500;
     let rfc3339 = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(t as u64)).to_string();
-    let run = run_until_last(&server, StartSelector::ProducerTimestamp(rfc3339), None, &fragments[4].number).await;
+    let run =
+        run_until_last(&server, StartSelector::ProducerTimestamp(rfc3339), None, &fragments[4].number, None).await;
     let first = &server.calls()[0];
     assert_eq!(first.selector["StartSelectorType"], "PRODUCER_TIMESTAMP");
     assert_eq!((first.selector["StartTimestamp"].as_f64().expect("epoch seconds") * 1000.0).round() as i64, t);

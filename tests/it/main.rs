@@ -13,6 +13,7 @@ mod infer_api;
 mod infer_cli;
 mod inspect_cli;
 mod kvs_source;
+mod layout;
 mod media;
 mod media_decode;
 mod onnx_smoke;
