@@ -184,7 +184,7 @@ def check_timings(docs):
 
 def check_shell():
     scripts = [os.path.join(ROOT, p) for p in ("ecs/deploy.sh", ".ci/run")]
-    for folder in ("scripts", "tests/reference", "tests/deploy", "benches/compare"):
+    for folder in ("scripts", "tests/reference", "tests/deploy", "benches/compare", "crates/kvs-infer-recovery", "crates/kvs-infer-recovery/tests"):
         scripts += [os.path.join(ROOT, folder, f) for f in sorted(os.listdir(os.path.join(ROOT, folder))) if f.endswith(".sh")]
     shellcheck = os.path.join(os.path.dirname(sys.executable), "shellcheck")
     result = subprocess.run([shellcheck, *scripts], capture_output=True, text=True)
