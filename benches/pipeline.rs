@@ -36,7 +36,9 @@ fn main() {
                 camera.id = config::CameraId(format!("bench-{i}"));
                 let (tx, mut rx) = tokio::sync::mpsc::channel(64);
                 tokio::spawn(async move { while rx.recv().await.is_some() {} });
-                let ctx = CameraContext { camera, engine: engine.clone(), events: tx, shutdown: Default::default() };
+                let health = kvs_infer::health::Health::new();
+                let ctx =
+                    CameraContext { camera, engine: engine.clone(), events: tx, shutdown: Default::default(), health };
                 tasks.push(tokio::spawn(run_file(ctx, "tests/fixtures/sample/plates.mkv".into(), false)));
             }
             let mut out = Vec::new();

@@ -23,7 +23,8 @@ use crate::infer::engine::Engine;
 use crate::infer::watchdog::{self, Watchdog};
 use crate::infer::worker::Worker;
 use crate::pipeline::supervisor::Supervisor;
-use crate::server::{self, AppState, InferTarget};
+use crate::server::listen::{self, ConnectionLimits};
+use crate::server::{self, ApiLimits, AppState, InferTarget};
 use crate::shutdown::{Outcome, Shutdown, StopReason};
 use crate::sink::outbox::Outbox;
 use crate::sink::{self, SinkContext};
@@ -139,7 +140,7 @@ async fn start_pipelines(
 
 /// The HTTP server: up from the first moment to the end of the drain.
 struct Http {
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     stop: tokio_util::sync::CancellationToken,
     infer: Arc<std::sync::OnceLock<InferTarget>>,
 }
@@ -154,20 +155,21 @@ impl Http {
         let addr = (config.server.host.as_str(), config.server.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot bind {}:{}", addr.0, addr.1))?;
         info!(addr = %listener.local_addr()?, "HTTP server listening");
-        let state = AppState::new(health.subscribe(), metrics, config.server.max_request_bytes);
+        let state = AppState::with_limits(health.subscribe(), metrics, ApiLimits::from_config(&config.server));
         let infer = state.infer.clone();
         let stop = shutdown.http().clone();
-        let until = stop.clone().cancelled_owned();
-        let server =
-            tokio::spawn(async move { axum::serve(listener, server::app(state)).with_graceful_shutdown(until).await });
+        let limits = ConnectionLimits {
+            max_connections: config.server.max_connections,
+            header_timeout: config.server.header_timeout,
+        };
+        let server = tokio::spawn(listen::serve(listener, server::app(state), limits, stop.clone()));
         Ok(Self { server, stop, infer })
     }
 
     async fn stop(self) {
         self.stop.cancel();
         match tokio::time::timeout(SERVER_STOP, self.server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
             Err(_) => warn!("HTTP connections still open; closing them"),
         }

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|input: &[u8]| {
     let Some((&split, data)) = input.split_first() else { return };
     let chunk = usize::from(split).max(1);
-    let mut d = Demuxer::new(DemuxConfig { max_element_size: 1 << 20 });
+    let mut d = Demuxer::new(DemuxConfig { max_element_size: 1 << 20, ..DemuxConfig::default() });
     for part in data.chunks(chunk) {
         d.push(part);
         while let Some(e) = d.next_event() {

@@ -15,13 +15,14 @@ use crate::media::image::RgbImage;
 
 /// Exit 1 when any image could not be processed (each failure on stderr).
 pub fn run(config_path: &Path, images: &[PathBuf], concurrency: usize, timing: bool) -> anyhow::Result<ExitCode> {
-    let CameraCommand { camera, runtime, engine, worker: _worker, .. } =
+    let CameraCommand { config, camera, runtime, engine, worker: _worker } =
         CameraCommand::start(config_path).context("infer")?;
+    let max_pixels = config.server.max_image_pixels;
     runtime.block_on(async move {
         // With --timing, images are decoded before the clock starts (images/s then measures
         // the models and their processing, as the reference benchmarks do).
-        let decoded = Arc::new(if timing { decode_all(images.to_vec()).await } else { HashMap::new() });
-        let job = Job { engine, camera, decoded };
+        let decoded = Arc::new(if timing { decode_all(images.to_vec(), max_pixels).await } else { HashMap::new() });
+        let job = Job { engine, camera, decoded, max_pixels };
         let mut failed = false;
         let mut report = |result: anyhow::Result<serde_json::Value>| match result {
             Ok(line) => println!("{line}"),
@@ -66,6 +67,8 @@ struct Job {
     engine: Engine,
     camera: CameraSpec,
     decoded: Arc<HashMap<PathBuf, RgbImage>>,
+    /// `server.max_image_pixels`: a larger image is refused from its header.
+    max_pixels: u64,
 }
 
 impl Job {
@@ -76,7 +79,7 @@ impl Job {
                 Some(img) => img.clone(),
                 None => {
                     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                    RgbImage::decode(&bytes).with_context(|| path.display().to_string())?
+                    RgbImage::decode_within(&bytes, job.max_pixels).with_context(|| path.display().to_string())?
                 }
             };
             let a = job.engine.analyze(&job.camera, &img).with_context(|| path.display().to_string())?;
@@ -88,9 +91,10 @@ impl Job {
 }
 
 /// Every readable, decodable image (the others fail later, with their reason).
-async fn decode_all(paths: Vec<PathBuf>) -> HashMap<PathBuf, RgbImage> {
+async fn decode_all(paths: Vec<PathBuf>, max_pixels: u64) -> HashMap<PathBuf, RgbImage> {
     tokio::task::spawn_blocking(move || {
-        paths.iter().filter_map(|p| Some((p.clone(), RgbImage::decode(&std::fs::read(p).ok()?).ok()?))).collect()
+        let decode = |p: &PathBuf| RgbImage::decode_within(&std::fs::read(p).ok()?, max_pixels).ok();
+        paths.iter().filter_map(|p| Some((p.clone(), decode(p)?))).collect()
     })
     .await
     .unwrap_or_default()

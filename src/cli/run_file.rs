@@ -26,7 +26,8 @@ pub fn run(config_path: &Path, video: PathBuf) -> anyhow::Result<ExitCode> {
         let quality = config.sinks.local.as_ref().and_then(SinkFactory::snapshot_quality);
         let plan = SnapshotPlan { quality, locator: None };
         let (tx, mut rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
-        let ctx = CameraContext { camera, engine, events: tx, shutdown: tokio_util::sync::CancellationToken::new() };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let ctx = CameraContext { camera, engine, events: tx, shutdown, health: crate::health::Health::new() };
         let run = tokio::spawn(camera::run_file(ctx, video, false));
         while let Some(item) = rx.recv().await {
             let record = plan.record(item, 0.0).await;

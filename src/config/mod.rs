@@ -8,14 +8,13 @@
 //! Every problem found is reported as `path: message`, e.g.
 //! `cameras[2].roi[0]: polygon needs >= 3 points, got 2`.
 
+pub mod parse;
 pub mod schema;
 pub mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
 
 pub use schema::*;
 
@@ -50,6 +49,7 @@ pub struct Config {
     pub health: HealthConfig,
     pub runtime: RuntimeConfig,
     pub aws: AwsConfig,
+    pub media: MediaConfig,
     pub models: BTreeMap<ModelId, ModelSpec>,
     pub cameras: Vec<CameraSpec>,
     pub sinks: SinksConfig,
@@ -93,6 +93,8 @@ pub struct CameraSpec {
     pub anchor: Anchor,
     pub filters: BTreeMap<String, LabelFilter>,
     pub tracking: TrackingConfig,
+    /// The demuxer's limits (`media:`), the same for every camera.
+    pub media: MediaConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -161,27 +163,21 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// YAML syntax, or a value of the wrong type; names the key path and the line.
-    #[error("{origin}: {}", parse_message(source))]
-    Parse {
+    #[error("{origin}: {bytes} bytes is over the {max}-byte limit for a config file")]
+    TooLarge { origin: String, bytes: usize, max: usize },
+    #[error("{origin}: line {line}, column {column}: byte 0x{byte:02X} is not UTF-8 (save the file as UTF-8)")]
+    Encoding { origin: String, line: usize, column: usize, byte: u8 },
+    #[error("{origin}: line {line}: nested {depth} deep, over the limit of {max}")]
+    TooDeep { origin: String, line: usize, depth: usize, max: usize },
+    /// YAML syntax: names the line and column.
+    #[error("{origin}: {source}")]
+    Syntax {
         origin: String,
         #[source]
-        source: serde_path_to_error::Error<serde_yaml_ng::Error>,
+        source: serde_yaml_ng::Error,
     },
     #[error("{origin}: {} problem(s):\n{}", violations.len(), list(violations))]
     Invalid { origin: String, violations: Vec<Violation> },
-}
-
-/// `path: message`, without the path twice when the YAML error already starts with it.
-fn parse_message(e: &serde_path_to_error::Error<serde_yaml_ng::Error>) -> String {
-    let path = e.path().to_string();
-    let inner = e.inner().to_string();
-    // serde_yaml_ng prefixes its own (sometimes shorter) path; keep ours, the more precise one.
-    let inner = match inner.split_once(": ") {
-        Some((head, rest)) if path.starts_with(head) => rest,
-        _ => inner.as_str(),
-    };
-    if path == "." { inner.to_owned() } else { format!("{path}: {inner}") }
 }
 
 fn list(violations: &[Violation]) -> String {
@@ -254,58 +250,32 @@ impl EnvOverrides {
 
 /// Parses and validates YAML text. Does not look at the file system.
 pub fn load_str(yaml: &str, origin: &str, env: &EnvOverrides) -> Result<Config, ConfigError> {
-    let (mut raw, mut violations) = parse(yaml, origin)?;
+    let text = parse::check_text(yaml.as_bytes(), origin)?;
+    let parse::Parsed { mut raw, problems: mut violations, removed } = parse::parse(text, origin)?;
     env.apply(&mut raw, &mut violations);
     match validate::validate(raw) {
         Ok(config) if violations.is_empty() => Ok(config),
         Ok(_) => Err(ConfigError::Invalid { origin: origin.to_owned(), violations }),
         Err(more) => {
-            violations.extend(more);
+            // A key removed after a type error took its default: what validation says about it
+            // repeats the type error.
+            violations.extend(more.into_iter().filter(|v| !removed.iter().any(|r| v.path.starts_with(r.as_str()))));
             Err(ConfigError::Invalid { origin: origin.to_owned(), violations })
         }
     }
 }
 
-/// Reads, parses and validates a file, and checks that every file it names exists.
+/// Reads (at most [`parse::MAX_CONFIG_BYTES`] and one more), parses and validates a file, and
+/// checks that every file it names exists.
 pub fn load_file(path: &Path, env: &EnvOverrides) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    use std::io::Read;
+    let read_error = |source| ConfigError::Read { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(parse::MAX_CONFIG_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(read_error)?;
     let origin = path.display().to_string();
-    let config = load_str(&text, &origin, env)?;
+    let text = parse::check_text(&bytes, &origin)?;
+    let config = load_str(text, &origin, env)?;
     let missing = validate::check_paths(&config);
     if missing.is_empty() { Ok(config) } else { Err(ConfigError::Invalid { origin, violations: missing }) }
-}
-
-/// YAML → [`RawConfig`], with every unknown key reported as a violation.
-fn parse(yaml: &str, origin: &str) -> Result<(RawConfig, Vec<Violation>), ConfigError> {
-    // An empty file is an empty mapping, so validation can say what is missing.
-    let yaml = if yaml.trim().is_empty() { "{}" } else { yaml };
-    let mut unknown = Vec::new();
-    let mut track = serde_path_to_error::Track::new();
-    let result = {
-        let de = serde_yaml_ng::Deserializer::from_str(yaml);
-        let mut on_unknown = |path: serde_ignored::Path<'_>| {
-            unknown.push(Violation { path: dotted(&path), message: "unknown key".into() });
-        };
-        let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
-        RawConfig::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
-    };
-    let raw = result.map_err(|e| ConfigError::Parse {
-        origin: origin.to_owned(),
-        source: serde_path_to_error::Error::new(track.path(), e),
-    })?;
-    Ok((raw, unknown))
-}
-
-/// `cameras.2.roi.0.foo` → `cameras[2].roi[0].foo`.
-fn dotted(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path as P;
-    match path {
-        P::Root => String::new(),
-        P::Seq { parent, index } => format!("{}[{index}]", dotted(parent)),
-        P::Map { parent, key } => {
-            let head = dotted(parent);
-            if head.is_empty() { key.clone() } else { format!("{head}.{key}") }
-        }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => dotted(parent),
-    }
 }

@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub health: HealthConfig,
     pub runtime: RuntimeConfig,
     pub aws: AwsConfig,
+    pub media: MediaConfig,
     /// Models by id. Cameras refer to them by this id.
     pub models: BTreeMap<String, RawModel>,
     pub cameras: Vec<RawCamera>,
@@ -37,11 +38,48 @@ pub struct ServerConfig {
     pub port: u16,
     /// Largest request body accepted by `/v1/infer`, in bytes.
     pub max_request_bytes: usize,
+    /// Largest image (width x height) `/v1/infer` decodes, checked from its header first.
+    pub max_image_pixels: u64,
+    /// HTTP connections open at once; more are closed on accept.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
 }
+
+/// Default `server.max_image_pixels`: a 4096 x 4096 image, so any 4K frame in any orientation.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 4096 * 4096;
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { host: "0.0.0.0".to_owned(), port: 8080, max_request_bytes: 8 * 1024 * 1024 }
+        Self {
+            host: "0.0.0.0".to_owned(),
+            port: 8080,
+            max_request_bytes: 8 * 1024 * 1024,
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What bounds the demuxer's memory, whatever a stream says.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct MediaConfig {
+    /// Largest element (a frame) buffered; a larger one is reported and skipped.
+    pub max_element_bytes: usize,
+    /// Deepest nesting of Matroska containers; deeper is reported and resynced past.
+    pub max_nesting: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self { max_element_bytes: 32 * 1024 * 1024, max_nesting: 32 }
     }
 }
 

@@ -341,6 +341,15 @@ impl Health {
         self.update(|s, _| set_component(&mut s.cameras, &camera.0, state.as_str(), detail));
     }
 
+    /// Replaces a known camera's detail, keeping its state (the latest media error, say).
+    pub fn camera_detail(&self, camera: &CameraId, detail: String) {
+        self.update(|s, _| {
+            if let Some(c) = s.cameras.get_mut(&camera.0) {
+                c.detail = Some(detail);
+            }
+        });
+    }
+
     /// A sink's delivery state for the body.
     pub fn set_sink(&self, sink: &str, state: SinkState, detail: Option<String>) {
         self.update(|s, _| set_component(&mut s.sinks, sink, state.as_str(), detail));

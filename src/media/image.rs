@@ -19,6 +19,8 @@ pub enum ImageError {
     Size { width: u32, height: u32, bytes: usize },
     #[error("cannot decode the image")]
     Decode(#[source] image::ImageError),
+    #[error("an image of {width}x{height} pixels is over the {max}-pixel limit")]
+    TooManyPixels { width: u32, height: u32, max: u64 },
     #[error("cannot resize {from_width}x{from_height} to {width}x{height}")]
     Resize {
         from_width: u32,
@@ -51,6 +53,28 @@ impl RgbImage {
     pub fn decode(bytes: &[u8]) -> Result<Self, ImageError> {
         let img = image::load_from_memory(bytes).map_err(ImageError::Decode)?;
         let rgb = img.into_rgb8();
+        let (w, h) = rgb.dimensions();
+        Self::new(w, h, rgb.into_raw())
+    }
+
+    /// Decodes a PNG or JPEG whose header declares at most `max_pixels` pixels; a larger one
+    /// is refused before any pixel is decoded, and the decoder may allocate no more than the
+    /// declared size needs.
+    pub fn decode_within(bytes: &[u8], max_pixels: u64) -> Result<Self, ImageError> {
+        let reader = || image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format();
+        let (width, height) =
+            reader().map_err(|e| ImageError::Decode(e.into()))?.into_dimensions().map_err(ImageError::Decode)?;
+        if u64::from(width) * u64::from(height) > max_pixels {
+            return Err(ImageError::TooManyPixels { width, height, max: max_pixels });
+        }
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(width);
+        limits.max_image_height = Some(height);
+        // RGBA at 16 bits per channel, plus the decoder's working space.
+        limits.max_alloc = Some(u64::from(width) * u64::from(height) * 8 + (16 << 20));
+        let mut decoder = reader().map_err(|e| ImageError::Decode(e.into()))?;
+        decoder.limits(limits);
+        let rgb = decoder.decode().map_err(ImageError::Decode)?.into_rgb8();
         let (w, h) = rgb.dimensions();
         Self::new(w, h, rgb.into_raw())
     }

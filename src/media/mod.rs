@@ -33,6 +33,10 @@ pub enum MediaError {
     Overrun { offset: u64, name: &'static str, size: u64, parent_end: u64 },
     #[error("offset {offset}: element 0x{id:X} cannot appear inside {parent}")]
     Misplaced { offset: u64, id: u32, parent: &'static str },
+    #[error("offset {offset}: {name} would be container {depth} deep, over the limit of {cap}")]
+    TooDeep { offset: u64, name: &'static str, depth: usize, cap: usize },
+    #[error("offset {offset}: more than {cap} tracks in one document; the rest are ignored")]
+    TooManyTracks { offset: u64, cap: usize },
     #[error("offset {offset}: {name} has an unknown size, which only container elements may have")]
     UnknownSizeLeaf { offset: u64, name: &'static str },
     #[error("offset {offset}: bad block: {reason}")]
@@ -62,6 +66,8 @@ impl MediaError {
             | InvalidSize { offset }
             | ElementTooLarge { offset, .. }
             | Overrun { offset, .. }
+            | TooDeep { offset, .. }
+            | TooManyTracks { offset, .. }
             | Misplaced { offset, .. }
             | UnknownSizeLeaf { offset, .. }
             | BadBlock { offset, .. }

@@ -16,10 +16,11 @@ use bytes::Bytes;
 use kvs_infer_common::BoxError;
 
 use super::decode::{DecodedFrame, OpenH264Decoder, VideoDecoder};
-use super::demux::Demuxer;
+use super::demux::{DemuxConfig, Demuxer};
 use super::progress::FragmentProgress;
 use super::{Event, FragmentMeta, FragmentNumber, MediaError};
 use crate::config::CameraId;
+use crate::health::Health;
 use crate::metrics::{self, FrameStage};
 
 /// One piece of a source's byte stream.
@@ -80,6 +81,8 @@ pub struct StreamStats {
     pub frames_repeated: u64,
     /// Fragments read completely (KVS fragments, or MKV documents of a file).
     pub fragments: u64,
+    /// Damage and undecodable frames, skipped.
+    pub media_errors: u64,
 }
 
 /// A frame's place in the stream. Fragments are compared by number (timecodes may restart per
@@ -124,11 +127,24 @@ impl RepeatFilter {
     }
 }
 
+/// What a frame stream needs besides its input.
+pub struct StreamContext {
+    pub camera: CameraId,
+    /// Fragment completion, for a KVS source's reconnects and checkpoints.
+    pub progress: Option<Arc<FragmentProgress>>,
+    /// The demuxer's memory bounds (`media:`).
+    pub limits: DemuxConfig,
+    /// Where the camera's latest media error shows (its `/healthz` entry).
+    pub health: Health,
+}
+
 /// See the module docs.
 pub struct FrameStream {
     camera: CameraId,
+    health: Health,
     input: Box<dyn ByteSource>,
     demuxer: Demuxer,
+    limits: DemuxConfig,
     decoder: VideoDecoder<OpenH264Decoder>,
     fragment: Option<Arc<FragmentMeta>>,
     repeats: RepeatFilter,
@@ -142,17 +158,16 @@ pub struct FrameStream {
 }
 
 impl FrameStream {
-    pub fn new(
-        camera: CameraId,
-        input: Box<dyn ByteSource>,
-        progress: Option<Arc<FragmentProgress>>,
-    ) -> Result<Self, StreamError> {
+    pub fn new(ctx: StreamContext, input: Box<dyn ByteSource>) -> Result<Self, StreamError> {
+        let StreamContext { camera, progress, limits, health } = ctx;
         let backend =
             OpenH264Decoder::new(false).map_err(|source| StreamError::Decoder { camera: camera.clone(), source })?;
         Ok(Self {
             camera,
+            health,
             input,
-            demuxer: Demuxer::default(),
+            demuxer: Demuxer::new(limits),
+            limits,
             decoder: VideoDecoder::new(backend),
             fragment: None,
             repeats: RepeatFilter::default(),
@@ -182,7 +197,7 @@ impl FrameStream {
             }
             if let Some(done) = self.session_over.take() {
                 // The next session starts with a new document.
-                self.demuxer = Demuxer::default();
+                self.demuxer = Demuxer::new(self.limits);
                 self.decoder.gap();
                 self.repeats.new_session();
                 let _ = done.send(());
@@ -261,6 +276,8 @@ impl FrameStream {
         if let Err(e) = result {
             metrics::count_media_error(camera);
             tracing::warn!(camera = %camera, error = %e, "media error; the stream goes on");
+            self.stats.media_errors += 1;
+            self.health.camera_detail(camera, format!("media error: {e} ({} so far)", self.stats.media_errors));
         }
     }
 }

@@ -17,6 +17,7 @@ pub const HEALTH_LIVE: &str = "health_live";
 pub const HEALTH_DEGRADED_REASONS: &str = "health_degraded_reasons";
 pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "http_connections_refused_total";
 pub const MODEL_LOAD_SECONDS: &str = "model_load_seconds";
 pub const MODEL_WARMUP_SECONDS: &str = "model_warmup_seconds";
 pub const INFER_QUEUE_DEPTH: &str = "infer_queue_depth";
@@ -32,6 +33,7 @@ pub const FRAMES_DROPPED_TOTAL: &str = "frames_dropped_total";
 pub const FRAME_LATENCY_SECONDS: &str = "frame_latency_seconds";
 pub const MEDIA_ERRORS_TOTAL: &str = "media_errors_total";
 pub const EVENTS_TOTAL: &str = "events_total";
+pub const CAMERA_RESTARTS_TOTAL: &str = "camera_restarts_total";
 pub const CAMERA_LAG_SECONDS: &str = "camera_lag_seconds";
 pub const OUTBOX_RECORDS: &str = "outbox_records";
 pub const OUTBOX_BYTES: &str = "outbox_bytes";
@@ -75,6 +77,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (HEALTH_DEGRADED_REASONS, "gauge", "Outside problems currently reported as degraded (sinks down...)."),
     (HTTP_REQUESTS_TOTAL, "counter", "HTTP requests answered; labels: route, status."),
     (HTTP_REQUEST_DURATION_SECONDS, "histogram", "HTTP handler latency; label: route."),
+    (
+        HTTP_CONNECTIONS_REFUSED_TOTAL,
+        "counter",
+        "Connections closed on accept because server.max_connections were open.",
+    ),
     (MODEL_LOAD_SECONDS, "gauge", "Time to create each ONNX Runtime session; labels: model, part."),
     (MODEL_WARMUP_SECONDS, "gauge", "Time spent in warm-up runs; labels: model, part."),
     (INFER_QUEUE_DEPTH, "gauge", "Requests accepted by the inference worker and not yet answered."),
@@ -98,6 +105,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     ),
     (MEDIA_ERRORS_TOTAL, "counter", "Damaged input or undecodable frames, skipped; label: camera."),
     (EVENTS_TOTAL, "counter", "Events produced; labels: camera, type."),
+    (
+        CAMERA_RESTARTS_TOTAL,
+        "counter",
+        "Camera runs that failed and were restarted with backoff; labels: camera, reason (source, stream, panic, ...).",
+    ),
     (
         CAMERA_LAG_SECONDS,
         "gauge",
@@ -262,6 +274,10 @@ pub fn count_media_error(camera: &CameraId) {
     metrics::counter!(MEDIA_ERRORS_TOTAL, "camera" => camera.0.clone()).increment(1);
 }
 
+pub fn count_camera_restart(camera: &CameraId, reason: &'static str) {
+    metrics::counter!(CAMERA_RESTARTS_TOTAL, "camera" => camera.0.clone(), "reason" => reason).increment(1);
+}
+
 pub fn count_event(camera: &str, kind: &'static str) {
     metrics::counter!(EVENTS_TOTAL, "camera" => camera.to_owned(), "type" => kind).increment(1);
 }
@@ -341,6 +357,10 @@ pub fn set_gpu_ecc_total(uuid: &str, index: u32, kind: &'static str, total: u64)
 pub fn count_gpu_xid(uuid: &str, index: u32, xid: u64) {
     metrics::counter!(GPU_XID_ERRORS_TOTAL, "gpu" => uuid.to_owned(), "index" => index.to_string(), "xid" => xid.to_string())
         .increment(1);
+}
+
+pub fn count_http_connection_refused() {
+    metrics::counter!(HTTP_CONNECTIONS_REFUSED_TOTAL).increment(1);
 }
 
 pub fn set_infer_stalled(stalled: bool) {

@@ -21,10 +21,11 @@ use super::roi::Roi;
 use super::sampler::{DropOldest, RateGate};
 use super::tracker::{EventKind, Observation, TrackState, Tracker};
 use crate::config::{CameraId, CameraSpec};
+use crate::health::Health;
 use crate::infer::engine::{Analysis, Engine};
 use crate::media::FragmentMeta;
 use crate::media::image::RgbImage;
-use crate::media::stream::{FrameStream, StreamError};
+use crate::media::stream::{FrameStream, StreamContext, StreamError};
 use crate::metrics::{self, FrameStage};
 use crate::source::file::FileSource;
 use crate::source::{RunningSource, SourceError, SourceOptions, SourceTasks};
@@ -41,12 +42,38 @@ pub enum PipelineError {
     Stream(#[from] StreamError),
     #[error("camera {camera}: the event channel is closed")]
     EventsClosed { camera: CameraId },
-    #[error("camera {camera}: the decode thread failed")]
-    DecodeThread {
-        camera: CameraId,
-        #[source]
-        source: tokio::task::JoinError,
-    },
+    #[error("camera {camera}: panicked: {message}")]
+    Panicked { camera: CameraId, message: String },
+    #[error("camera {camera}: its task was cancelled")]
+    Cancelled { camera: CameraId },
+}
+
+impl PipelineError {
+    /// The bounded label for `camera_restarts_total{reason}`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PipelineError::Source(_) => "source",
+            PipelineError::Stream(_) => "stream",
+            PipelineError::EventsClosed { .. } => "events_closed",
+            PipelineError::Panicked { .. } => "panic",
+            PipelineError::Cancelled { .. } => "cancelled",
+        }
+    }
+
+    /// A camera task (or its decode thread) that did not return: a panic, with its message.
+    pub fn from_join(camera: &CameraId, e: tokio::task::JoinError) -> Self {
+        match e.try_into_panic() {
+            Ok(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                PipelineError::Panicked { camera: camera.clone(), message }
+            }
+            Err(_) => PipelineError::Cancelled { camera: camera.clone() },
+        }
+    }
 }
 
 /// What the camera pipeline needs.
@@ -55,6 +82,8 @@ pub struct CameraContext {
     pub engine: Engine,
     pub events: mpsc::Sender<EventWithFrame>,
     pub shutdown: CancellationToken,
+    /// Where the camera's media errors show.
+    pub health: Health,
 }
 
 /// Counts of one run.
@@ -68,6 +97,8 @@ pub struct RunStats {
     pub frames_repeated: u64,
     /// Fragments read completely (KVS fragments, or MKV documents of a file).
     pub fragments: u64,
+    /// Damage and undecodable frames, skipped.
+    pub media_errors: u64,
     pub events: u64,
     /// Per analysed frame: seconds from the sampled frame being taken for inference to its
     /// events being handed to the sinks.
@@ -86,7 +117,13 @@ pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Resu
 pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, PipelineError> {
     let RunningSource { input, options, progress, tasks } = source;
     let camera = ctx.camera.id.clone();
-    let stream = FrameStream::new(camera.clone(), input, progress.clone())?;
+    let stream_ctx = StreamContext {
+        camera: camera.clone(),
+        progress: progress.clone(),
+        limits: (&ctx.camera.media).into(),
+        health: ctx.health.clone(),
+    };
+    let stream = FrameStream::new(stream_ctx, input)?;
     let (offline_tx, offline_rx) = mpsc::channel::<SampledFrame>(HANDOFF_QUEUE);
     let live = Arc::new(DropOldest::new(HANDOFF_QUEUE));
     let handoff = if options.live { Handoff::Live(live.clone()) } else { Handoff::Offline(offline_tx) };
@@ -99,18 +136,18 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
         shutdown: ctx.shutdown.clone(),
         newest: newest.clone(),
     };
-    let producer_end = live.clone();
+    // No more frames, even after a panic: the consumer drains the queue and stops (offline: the
+    // sender drops with the feed).
+    let producer_end = CloseOnDrop(live.clone());
     let decoder = tokio::task::spawn_blocking(move || {
-        let report = feed::run(stream, feed);
-        // No more frames: let the consumer drain the queue and stop (offline: the sender drops).
-        producer_end.close();
-        report
+        let _close = producer_end;
+        feed::run(stream, feed)
     });
     let frames = Frames { live: options.live.then_some(live.clone()), offline: offline_rx };
     let mut analysis = AnalysisLoop::new(&ctx, newest, progress.clone());
     let analysed = analysis.run(frames).await;
     live.close();
-    let report = decoder.await.map_err(|source| PipelineError::DecodeThread { camera: camera.clone(), source });
+    let report = decoder.await.map_err(|e| PipelineError::from_join(&camera, e));
     tasks.finish().await;
     let stats = analysed?;
     let report = report?;
@@ -128,9 +165,19 @@ fn finish_stats(mut stats: RunStats, report: FeedReport) -> Result<RunStats, Pip
     stats.frames_decoded = report.stream.frames_decoded;
     stats.frames_repeated = report.stream.frames_repeated;
     stats.fragments = report.stream.fragments;
+    stats.media_errors = report.stream.media_errors;
     stats.frames_sampled = report.frames_sampled;
     stats.frames_dropped = report.frames_dropped;
     Ok(stats)
+}
+
+/// Closes the live hand-off when the decode thread ends, however it ends.
+struct CloseOnDrop(Arc<DropOldest<SampledFrame>>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// The analysis loop's end of the hand-off.

@@ -12,8 +12,9 @@ use tracing::{info, warn};
 use super::camera::{CameraContext, PipelineError, RunStats, run};
 use super::events::EventWithFrame;
 use crate::config::{CameraId, CameraSpec};
-use crate::health::{CameraState, Health};
+use crate::health::{CameraState, Component, Health};
 use crate::infer::engine::Engine;
+use crate::metrics;
 use crate::shutdown::Shutdown;
 use crate::source::{self, SourceContext};
 
@@ -42,18 +43,28 @@ impl Supervisor {
 
     async fn keep_running(self, camera: CameraSpec) {
         let mut attempt = 0;
+        let mut last_run = None;
         loop {
             let state = if camera.source.needs_aws() { CameraState::Connecting } else { CameraState::Running };
             self.health.set_camera(&camera.id, state, None);
             match self.run_once(&camera).await {
                 Ok(s) => {
                     log_stats(&camera.id, &s);
+                    last_run = (s.media_errors > 0)
+                        .then(|| format!("last run: {} media error(s) skipped, the stream went on", s.media_errors));
+                    self.health.clear_degraded(&Component::Camera(camera.id.clone()));
                     attempt = 0;
                 }
                 Err(e) => {
                     let backoff = RESTART_BACKOFF.delay(attempt);
-                    warn!(camera = %camera.id, error = %kvs_infer_common::error_chain(&e), retry_in = ?backoff, "camera failed; restarting");
-                    self.health.set_camera(&camera.id, CameraState::Restarting, Some(e.to_string()));
+                    let reason = kvs_infer_common::error_chain(&e);
+                    warn!(camera = %camera.id, error = %reason, retry_in = ?backoff, "camera failed; restarting");
+                    metrics::count_camera_restart(&camera.id, e.reason());
+                    if matches!(e, PipelineError::Panicked { .. }) {
+                        metrics::count_media_error(&camera.id);
+                    }
+                    self.health.set_degraded(&Component::Camera(camera.id.clone()), format!("failed: {reason}"));
+                    self.health.set_camera(&camera.id, CameraState::Restarting, Some(reason));
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         () = self.shutdown.intake().cancelled() => break,
@@ -66,10 +77,11 @@ impl Supervisor {
                 break;
             }
         }
-        self.health.set_camera(&camera.id, CameraState::Stopped, None);
+        self.health.set_camera(&camera.id, CameraState::Stopped, last_run);
     }
 
-    /// Opens the camera's source and runs the camera over it once.
+    /// Opens the camera's source and runs the camera over it once, on a task of its own: a panic
+    /// anywhere in the camera's path ends that run (as an error), never the supervisor.
     async fn run_once(&self, camera: &CameraSpec) -> Result<RunStats, PipelineError> {
         let ctx = SourceContext {
             camera: camera.id.clone(),
@@ -83,8 +95,9 @@ impl Supervisor {
             engine: self.engine.clone(),
             events: self.events.clone(),
             shutdown: self.shutdown.intake().clone(),
+            health: self.health.clone(),
         };
-        run(ctx, source).await
+        tokio::spawn(run(ctx, source)).await.map_err(|e| PipelineError::from_join(&camera.id, e))?
     }
 }
 
@@ -97,6 +110,7 @@ fn log_stats(camera: &CameraId, s: &RunStats) {
         frames_dropped = s.frames_dropped,
         frames_repeated = s.frames_repeated,
         fragments = s.fragments,
+        media_errors = s.media_errors,
         events = s.events,
         "camera stopped"
     );

@@ -18,6 +18,12 @@ pub enum ApiError {
     UnsupportedType(String),
     #[error("the image cannot be decoded")]
     Undecodable(#[source] ImageError),
+    #[error("{0} (server.max_image_pixels)")]
+    ImageTooLarge(#[source] ImageError),
+    #[error("the request body did not arrive within {after:?}")]
+    BodyTimeout { after: std::time::Duration },
+    #[error("malformed request body")]
+    MalformedBody(#[source] kvs_infer_common::BoxError),
     #[error("the inference queue is full; retry")]
     Busy(#[source] InferError),
     #[error("inference failed")]
@@ -35,7 +41,9 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::NotReady | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Undecodable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Inference(_) | ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -9,18 +9,19 @@
 //! | `GET /` | name, version and the routes above |
 
 pub mod error;
+pub mod listen;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
+use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use axum::routing::post;
+use http_body_util::BodyExt;
 
-use crate::config::CameraSpec;
+use crate::config::{CameraSpec, ServerConfig};
 use crate::infer::engine::{Analysis, Engine};
-use crate::media::image::RgbImage;
+use crate::media::image::{ImageError, RgbImage};
 use error::ApiError;
 
 use axum::Router;
@@ -43,7 +44,29 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Set once the models are warm: the engine and the camera whose models `/v1/infer` runs.
     pub infer: Arc<OnceLock<InferTarget>>,
+    pub limits: ApiLimits,
+    /// Images decoded or analysed at once: each holds its pixels until its answer is sent.
+    images: Arc<tokio::sync::Semaphore>,
+}
+
+/// What `/v1/infer` accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiLimits {
     pub max_request_bytes: usize,
+    pub max_image_pixels: u64,
+    /// The whole body must arrive within this.
+    pub body_timeout: Duration,
+}
+
+impl ApiLimits {
+    /// The configured limits.
+    pub fn from_config(server: &ServerConfig) -> Self {
+        Self {
+            max_request_bytes: server.max_request_bytes,
+            max_image_pixels: server.max_image_pixels,
+            body_timeout: server.body_timeout,
+        }
+    }
 }
 
 /// What `/v1/infer` runs.
@@ -54,17 +77,31 @@ pub struct InferTarget {
 }
 
 impl AppState {
-    /// State with no inference target yet (set it when the models are ready).
+    /// State with no inference target yet (set it when the models are ready), the default image
+    /// and time limits, and `max_request_bytes`.
     pub fn new(health: watch::Receiver<HealthSnapshot>, metrics: PrometheusHandle, max_request_bytes: usize) -> Self {
-        Self { health, metrics, infer: Arc::new(OnceLock::new()), max_request_bytes }
+        let defaults = ServerConfig::default();
+        let limits = ApiLimits { max_request_bytes, ..ApiLimits::from_config(&defaults) };
+        Self::with_limits(health, metrics, limits)
+    }
+
+    pub fn with_limits(health: watch::Receiver<HealthSnapshot>, metrics: PrometheusHandle, limits: ApiLimits) -> Self {
+        // One image per core: decoding and analysis are CPU work, and this bounds the pixels held.
+        let images = std::thread::available_parallelism().map_or(2, usize::from);
+        Self {
+            health,
+            metrics,
+            infer: Arc::new(OnceLock::new()),
+            limits,
+            images: Arc::new(tokio::sync::Semaphore::new(images)),
+        }
     }
 }
 
 /// The service's router. Tests drive it with `oneshot`; `serve` binds it to a socket.
 pub fn app(state: AppState) -> Router {
-    let limit = state.max_request_bytes;
     Router::new()
-        .route("/v1/infer", post(infer).layer(DefaultBodyLimit::max(limit)))
+        .route("/v1/infer", post(infer))
         .route("/", get(index))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
@@ -114,11 +151,7 @@ struct InferResponse {
 }
 
 /// An image in, the first camera's models' findings out.
-async fn infer(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<InferResponse>, ApiError> {
+async fn infer(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<InferResponse>, ApiError> {
     let target = match (state.health.borrow().ready, state.infer.get()) {
         (true, Some(t)) => t.clone(),
         _ => return Err(ApiError::NotReady),
@@ -128,9 +161,20 @@ async fn infer(
     if !matches!(mime.as_str(), "image/jpeg" | "image/jpg" | "image/png") {
         return Err(ApiError::UnsupportedType(content_type));
     }
-    let body = body.map_err(|_| ApiError::TooLarge { limit: state.max_request_bytes })?;
+    let limits = state.limits;
+    // Refused before a byte of the body is read (and before `100 Continue` is sent).
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_request_bytes as u64) {
+        return Err(ApiError::TooLarge { limit: limits.max_request_bytes });
+    }
+    let body = read_body(body, &limits).await?;
+    let permit = state.images.clone().acquire_owned().await.map_err(|_| ApiError::NotReady)?;
     let analysis = tokio::task::spawn_blocking(move || {
-        let img = RgbImage::decode(&body).map_err(ApiError::Undecodable)?;
+        let _permit = permit;
+        let img = RgbImage::decode_within(&body, limits.max_image_pixels).map_err(|e| match e {
+            ImageError::TooManyPixels { .. } => ApiError::ImageTooLarge(e),
+            other => ApiError::Undecodable(other),
+        })?;
         let (width, height) = (img.width, img.height);
         let analysis = target.engine.analyze(&target.camera, &img).map_err(|e| match e {
             crate::infer::InferError::QueueFull { .. } => ApiError::Busy(e),
@@ -141,6 +185,20 @@ async fn infer(
     .await
     .map_err(ApiError::Task)??;
     Ok(Json(analysis))
+}
+
+/// The body, within the size and time limits: 413 over the size, 408 too slow, 400 malformed
+/// framing (a broken chunked encoding, a connection cut mid-body).
+async fn read_body(body: Body, limits: &ApiLimits) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, limits.max_request_bytes);
+    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+        Err(_) => Err(ApiError::BodyTimeout { after: limits.body_timeout }),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::TooLarge { limit: limits.max_request_bytes })
+        }
+        Ok(Err(e)) => Err(ApiError::MalformedBody(e)),
+    }
 }
 
 #[derive(Serialize)]

@@ -9,6 +9,8 @@ mod config;
 mod drain;
 mod ecs_health;
 mod healthcheck;
+mod hostile;
+mod hostile_http;
 mod infer_api;
 mod infer_cli;
 mod inspect_cli;

@@ -243,7 +243,7 @@ fn oversized_elements_are_errors_not_allocations() {
             ]),
         ),
     ]);
-    let events = demux_all(&stream, DemuxConfig { max_element_size: 1024 });
+    let events = demux_all(&stream, DemuxConfig { max_element_size: 1024, ..DemuxConfig::default() });
     assert!(
         events.iter().any(|e| matches!(e, Event::Error(MediaError::ElementTooLarge { size: 4100, cap: 1024, .. })))
     );
@@ -399,7 +399,7 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
-        let events = demux_all(&bytes, DemuxConfig { max_element_size: 1 << 16 });
+        let events = demux_all(&bytes, DemuxConfig { max_element_size: 1 << 16, ..DemuxConfig::default() });
         for e in &events {
             if let Event::Error(err) = e {
                 prop_assert!(err.offset().is_some_and(|o| o <= bytes.len() as u64), "{err}");

@@ -120,7 +120,8 @@ fn split_laces(data: &[u8], lacing: u8) -> Result<Vec<&[u8]>, &'static str> {
                 } else {
                     // Signed difference: subtract the bias 2^(7*len-1) - 1.
                     let bias = (1i64 << (7 * len - 1)) - 1;
-                    prev + (i64::try_from(value).map_err(|_| "EBML lace size too large")? - bias)
+                    let diff = i64::try_from(value).map_err(|_| "EBML lace size too large")? - bias;
+                    prev.checked_add(diff).ok_or("EBML lace size too large")?
                 };
                 if size < 0 {
                     return Err("negative EBML lace size");
@@ -137,8 +138,9 @@ fn split_laces(data: &[u8], lacing: u8) -> Result<Vec<&[u8]>, &'static str> {
             sizes.extend(std::iter::repeat_n(body / count, count - 1));
         }
     }
-    let used: usize = sizes.iter().sum();
-    let last = data.len().checked_sub(at + used).ok_or("lace sizes exceed the block")?;
+    let exceed = "lace sizes exceed the block";
+    let used = sizes.iter().try_fold(at, |sum, &s| sum.checked_add(s)).ok_or(exceed)?;
+    let last = data.len().checked_sub(used).ok_or(exceed)?;
     sizes.push(last);
     let mut laces = Vec::with_capacity(count);
     for size in sizes {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::block::{count_block, parse_block_header};
-use super::{Demuxer, State};
+use super::{Demuxer, MAX_TRACKS, State};
 use crate::media::ebml::{self, ElementId, Vint};
 use crate::media::kvs::{FragmentMeta, Tag};
 use crate::media::{ClusterSummary, Event, FragmentSummary, MediaError, Track, TrackKind};
@@ -59,6 +59,8 @@ pub(super) struct Document {
     pub(super) video_frames: u64,
     pub(super) video_keyframes: u64,
     pub(super) damaged: bool,
+    /// More than [`MAX_TRACKS`] tracks were declared (reported once).
+    pub(super) too_many_tracks: bool,
 }
 
 impl Document {
@@ -80,6 +82,7 @@ impl Document {
             video_frames: 0,
             video_keyframes: 0,
             damaged: false,
+            too_many_tracks: false,
         }
     }
 
@@ -186,10 +189,12 @@ impl Demuxer {
         self.done = true;
     }
 
-    /// A SimpleBlock cut by the end of the stream still counts as a block if its header is there.
+    /// A SimpleBlock cut by the end of the stream still counts as a block if its header is
+    /// still buffered (a block too large to buffer was stepped over: its header is gone).
     pub(super) fn count_partial_block(&mut self, start: u64) {
-        let from = (start - self.buf_start) as usize;
-        let bytes = &self.buf[from..];
+        let Some(bytes) = start.checked_sub(self.buf_start).and_then(|from| self.buf.get(from as usize..)) else {
+            return;
+        };
         let header = match ebml::read_id(bytes) {
             Vint::Value { len: id_len, .. } => match ebml::read_size(&bytes[id_len..]) {
                 Vint::Value { len: size_len, .. } => {
@@ -248,24 +253,25 @@ impl Demuxer {
         match open.id {
             ebml::SEGMENT => self.end_document(),
             ebml::TRACK_ENTRY => {
+                let mut overflow = false;
                 if let Some(doc) = &mut self.doc
                     && let Some(t) = doc.track.take()
+                    && let Some(number) = t.number
                 {
                     let kind = match t.kind {
                         Some(1) => TrackKind::Video,
                         Some(2) => TrackKind::Audio,
                         _ => TrackKind::Other,
                     };
-                    if let Some(number) = t.number {
-                        doc.tracks.push(Track {
-                            number,
-                            kind,
-                            codec_id: t.codec_id,
-                            codec_private: t.codec_private,
-                            width: t.width,
-                            height: t.height,
-                        });
+                    if doc.tracks.len() < MAX_TRACKS {
+                        let (codec_id, codec_private, width, height) = (t.codec_id, t.codec_private, t.width, t.height);
+                        doc.tracks.push(Track { number, kind, codec_id, codec_private, width, height });
+                    } else {
+                        overflow = !std::mem::replace(&mut doc.too_many_tracks, true);
                     }
+                }
+                if overflow {
+                    self.report(MediaError::TooManyTracks { offset: open.start, cap: MAX_TRACKS });
                 }
             }
             ebml::TRACKS => {

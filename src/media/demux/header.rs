@@ -78,6 +78,16 @@ impl Demuxer {
                     self.fail(MediaError::UnknownSizeLeaf { offset: at, name: ebml::name(id) });
                     return;
                 }
+                if self.stack.len() >= self.cfg.max_depth {
+                    let cap = self.cfg.max_depth;
+                    self.fail(MediaError::TooDeep {
+                        offset: at,
+                        name: ebml::name(id),
+                        depth: self.stack.len() + 1,
+                        cap,
+                    });
+                    return;
+                }
                 self.stack.push(Open { id, start: at, end: size.map(|s| data_start + s) });
                 self.open(id, at, size);
             }

@@ -29,6 +29,10 @@ use document::Document;
 
 /// Default cap on any single element's payload: a 4K key frame fits many times over.
 pub const DEFAULT_MAX_ELEMENT_SIZE: usize = 32 * 1024 * 1024;
+/// Default cap on open containers: real files nest 5 or 6 deep (Tags, Tag, nested SimpleTags).
+pub const DEFAULT_MAX_DEPTH: usize = 32;
+/// Tracks kept per document: a camera stream has one or two; more is hostile input.
+pub const MAX_TRACKS: usize = 64;
 /// Longest element header: a 4-byte id and an 8-byte size.
 const MAX_HEADER: usize = 12;
 /// Bytes needed after a candidate EBML header id to tell a real header from chance.
@@ -36,16 +40,24 @@ const EBML_PROBE: usize = 4 + 8 + 2;
 /// Compact the buffer once this much of it is consumed.
 const COMPACT_AT: usize = 256 * 1024;
 
-/// Demuxer limits.
-#[derive(Debug, Clone, Copy)]
+/// Demuxer limits: what bounds its memory, whatever the input says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DemuxConfig {
     /// Largest element payload that is buffered; a bigger one is an error and is skipped.
     pub max_element_size: usize,
+    /// Most containers open at once; a deeper one is an error and the demuxer resyncs.
+    pub max_depth: usize,
+}
+
+impl From<&crate::config::MediaConfig> for DemuxConfig {
+    fn from(m: &crate::config::MediaConfig) -> Self {
+        Self { max_element_size: m.max_element_bytes, max_depth: m.max_nesting }
+    }
 }
 
 impl Default for DemuxConfig {
     fn default() -> Self {
-        Self { max_element_size: DEFAULT_MAX_ELEMENT_SIZE }
+        Self { max_element_size: DEFAULT_MAX_ELEMENT_SIZE, max_depth: DEFAULT_MAX_DEPTH }
     }
 }
 
