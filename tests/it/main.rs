@@ -7,6 +7,7 @@ mod aws_sinks;
 mod common;
 mod config;
 mod drain;
+mod fuzz_bounded;
 mod ecs_health;
 mod healthcheck;
 mod hostile;
