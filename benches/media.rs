@@ -2,7 +2,7 @@
 //! at 640x360 (the KVS capture) and 1280x720 (a generated clip).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kvs_infer::media::decode::{OpenH264Decoder, VideoDecoder};
+use kvs_infer::media::decode::{DecoderSettings, VideoDecoder};
 use kvs_infer::media::demux::{DemuxConfig, Demuxer, demux_all};
 use kvs_infer::media::{Event, Frame, Track};
 
@@ -55,7 +55,7 @@ fn decode(c: &mut Criterion) {
         g.throughput(Throughput::Elements(frames.len() as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
-                let mut d = VideoDecoder::new(OpenH264Decoder::new(false).expect("decoder"));
+                let mut d = VideoDecoder::new(DecoderSettings::default());
                 d.push_tracks(&tracks).expect("h264");
                 let mut n = 0;
                 for f in &frames {

@@ -37,8 +37,14 @@ fn main() {
                 let (tx, mut rx) = tokio::sync::mpsc::channel(64);
                 tokio::spawn(async move { while rx.recv().await.is_some() {} });
                 let health = kvs_infer::health::Health::new();
-                let ctx =
-                    CameraContext { camera, engine: engine.clone(), events: tx, shutdown: Default::default(), health };
+                let ctx = CameraContext {
+                    camera,
+                    engine: engine.clone(),
+                    events: tx,
+                    shutdown: Default::default(),
+                    health,
+                    decoder: Default::default(),
+                };
                 tasks.push(tokio::spawn(run_file(ctx, "tests/fixtures/sample/plates.mkv".into(), false)));
             }
             let mut out = Vec::new();

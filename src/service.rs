@@ -22,6 +22,7 @@ use crate::health::{Component, Health, Stage, StageState};
 use crate::infer::engine::Engine;
 use crate::infer::watchdog::{self, Watchdog};
 use crate::infer::worker::Worker;
+use crate::media::decode::Backend;
 use crate::pipeline::supervisor::Supervisor;
 use crate::server::listen::{self, ConnectionLimits};
 use crate::server::{self, ApiLimits, AppState, InferTarget};
@@ -104,24 +105,31 @@ async fn bring_up(
             return Ok(None);
         }
     };
-    let Started { engine, worker, gpu } = started;
+    let Started { engine, worker, gpu, decoder } = started;
     spawn_monitors(config, health, &worker, gpu, shutdown);
     if let Some(camera) = config.cameras.first() {
         let _ = http.infer.set(InferTarget { engine: engine.clone(), camera: camera.clone() });
     }
     info!(time_to_ready_seconds = health.snapshot().time_to_ready_seconds, "ready");
-    start_pipelines(config, engine, outbox, shutdown, health).await?;
+    start_pipelines(config, Pipelines { engine, decoder, outbox }, shutdown, health).await?;
     Ok(Some(worker))
+}
+
+/// What the cameras and sinks run on.
+struct Pipelines {
+    engine: Engine,
+    decoder: Backend,
+    outbox: Arc<Outbox>,
 }
 
 /// Starts the sinks (dispatcher, outbox delivery) and every camera, on the shutdown's tracker.
 async fn start_pipelines(
     config: &Config,
-    engine: Engine,
-    outbox: Arc<Outbox>,
+    parts: Pipelines,
     shutdown: &Shutdown,
     health: &Health,
 ) -> anyhow::Result<()> {
+    let Pipelines { engine, decoder, outbox } = parts;
     let needs_aws = sink::registry::needs_aws(&config.sinks) || config.cameras.iter().any(|c| c.source.needs_aws());
     let sdk = if needs_aws { Some(crate::aws::sdk_config(&config.aws).await) } else { None };
     let events = sink::start(SinkContext {
@@ -133,7 +141,7 @@ async fn start_pipelines(
         shutdown: shutdown.clone(),
     })
     .context("cannot start the sinks")?;
-    let supervisor = Supervisor { engine, events, shutdown: shutdown.clone(), sdk, health: health.clone() };
+    let supervisor = Supervisor { engine, decoder, events, shutdown: shutdown.clone(), sdk, health: health.clone() };
     supervisor.start(config.cameras.clone());
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::health::{Health, Stage};
 use crate::infer::engine::{self, Engine};
 use crate::infer::runtime::ActiveProvider;
 use crate::infer::worker::Worker;
+use crate::media::decode::{self, Backend};
 
 /// The work behind the startup stages. `serve` runs [`ServiceStartup`]; tests substitute steps
 /// that take as long as they like (under paused time) to check what `/healthz` says meanwhile.
@@ -55,6 +56,8 @@ pub struct Started {
     pub worker: Worker,
     /// The GPU monitor, when there is a GPU (its telemetry loop starts after ready).
     pub gpu: Option<Box<dyn gpu::GpuMonitor>>,
+    /// Where the cameras decode video.
+    pub decoder: Backend,
 }
 
 /// The real stages: NVML probe, ONNX Runtime sessions, warm-up runs, the inference worker.
@@ -62,11 +65,12 @@ pub struct ServiceStartup {
     config: Config,
     gpu: Option<Box<dyn gpu::GpuMonitor>>,
     models: Option<engine::Loaded>,
+    decoder: Backend,
 }
 
 impl ServiceStartup {
     pub fn new(config: Config) -> Self {
-        Self { config, gpu: None, models: None }
+        Self { config, gpu: None, models: None, decoder: Backend::Cpu }
     }
 }
 
@@ -110,6 +114,14 @@ impl StartupSteps for ServiceStartup {
         {
             health.set_info("execution_provider_note", "auto: CUDA unavailable, running on the CPU");
         }
+        let cuda = matches!(models.provider(), ActiveProvider::Cuda { .. });
+        let setting = self.config.runtime.decoder;
+        let choice = tokio::task::spawn_blocking(move || decode::select::choose(setting, cuda, decode::probe_nvdec))
+            .await?
+            .context("runtime.decoder")?;
+        tracing::info!(decoder = choice.backend.name(), reason = choice.reason, "video decoder chosen");
+        health.set_info("decoder", format!("{} ({})", choice.backend.name(), choice.reason));
+        self.decoder = choice.backend;
         let detail = format!("{} session(s)", models.session_count());
         self.models = Some(models);
         Ok(detail)
@@ -125,6 +137,7 @@ impl StartupSteps for ServiceStartup {
         .await?;
         warmed?;
         let (engine, worker) = engine::start(&self.config.runtime, models)?;
-        Ok((Started { engine, worker, gpu: self.gpu.take() }, format!("{runs} run(s) per session")))
+        let started = Started { engine, worker, gpu: self.gpu.take(), decoder: self.decoder };
+        Ok((started, format!("{runs} run(s) per session")))
     }
 }

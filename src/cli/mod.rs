@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, CameraSpec, Config, DEFAULT_CONFIG_FILE, EnvOverrides};
 use crate::infer::engine::Engine;
 use crate::infer::worker::Worker;
+use crate::media::decode::{DecoderSettings, probe_nvdec, select};
 
 /// Inference service for Kinesis Video Streams: ONNX detection and OCR on live camera video,
 /// with a staged /healthz for ECS and the ALB.
@@ -119,6 +120,16 @@ pub struct InvalidConfig {
 pub fn load_config(path: &Path) -> Result<Config, InvalidConfig> {
     config::load_file(path, &EnvOverrides::from_process_env())
         .map_err(|e| InvalidConfig { path: path.to_owned(), problems: e.problems() })
+}
+
+/// The decoder a command's camera runs on: `runtime.decoder` resolved as `serve` resolves it
+/// (NVDEC under `auto` only with the CUDA provider), with the camera's threads.
+pub fn decoder_settings(config: &Config, camera: &CameraSpec) -> anyhow::Result<DecoderSettings> {
+    let cuda = config.runtime.execution_provider != crate::config::ExecutionProviderKind::Cpu;
+    let choice = select::choose(config.runtime.decoder, cuda, probe_nvdec).context("runtime.decoder")?;
+    tracing::info!(decoder = choice.backend.name(), reason = choice.reason, "video decoder chosen");
+    let (threads, frame_threads) = (camera.decoder.threads, camera.decoder.frame_threads);
+    Ok(DecoderSettings { backend: choice.backend, threads, frame_threads })
 }
 
 /// What the commands that run a camera's models share: the valid config, its first camera,

@@ -27,7 +27,9 @@ pub fn run(config_path: &Path, video: PathBuf) -> anyhow::Result<ExitCode> {
         let plan = SnapshotPlan { quality, locator: None };
         let (tx, mut rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let ctx = CameraContext { camera, engine, events: tx, shutdown, health: crate::health::Health::new() };
+        let decoder = super::decoder_settings(&config, &camera)?;
+        let health = crate::health::Health::new();
+        let ctx = CameraContext { camera, engine, events: tx, shutdown, health, decoder };
         let run = tokio::spawn(camera::run_file(ctx, video, false));
         while let Some(item) = rx.recv().await {
             let record = plan.record(item, 0.0).await;

@@ -95,6 +95,7 @@ pub struct CameraSpec {
     pub tracking: TrackingConfig,
     /// The demuxer's limits (`media:`), the same for every camera.
     pub media: MediaConfig,
+    pub decoder: CameraDecoder,
 }
 
 #[derive(Debug, Clone)]

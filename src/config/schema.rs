@@ -154,6 +154,34 @@ pub struct RuntimeConfig {
     pub warmup_runs: u32,
     /// Path of `libonnxruntime.so`. When unset: `ORT_DYLIB_PATH`, then `runtime/`, then beside the executable.
     pub library: Option<PathBuf>,
+    /// Where video is decoded: `cpu`, `nvdec` (required), `auto` (NVDEC with the CUDA provider
+    /// when it opens, else the CPU).
+    pub decoder: DecoderKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderKind {
+    Cpu,
+    Nvdec,
+    #[default]
+    Auto,
+}
+
+/// A camera's software decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CameraDecoder {
+    /// Decoder threads for this camera (many cameras share few cores).
+    pub threads: usize,
+    /// Frame threading: more throughput, a frame of latency per thread.
+    pub frame_threads: bool,
+}
+
+impl Default for CameraDecoder {
+    fn default() -> Self {
+        Self { threads: 1, frame_threads: false }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -169,6 +197,7 @@ impl Default for RuntimeConfig {
             queue_capacity: 64,
             warmup_runs: 2,
             library: None,
+            decoder: DecoderKind::Auto,
         }
     }
 }
@@ -358,6 +387,7 @@ pub struct RawCamera {
     /// Per-label filters applied before tracking (labels of detections, or `text`).
     pub filters: BTreeMap<String, LabelFilter>,
     pub tracking: TrackingConfig,
+    pub decoder: CameraDecoder,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 
 use serde::Serialize;
 
-use super::decode::{OpenH264Decoder, VideoDecoder};
+use super::decode::{DecoderSettings, VideoDecoder};
 use super::demux::{DemuxConfig, Demuxer};
 use super::{Event, FragmentSummary, KvsTimestamp, MediaError};
 
@@ -57,11 +57,7 @@ pub fn inspect(
     mut err: impl Write,
     opts: InspectOptions,
 ) -> io::Result<InspectSummary> {
-    let decoder = if opts.decode {
-        Some(VideoDecoder::new(OpenH264Decoder::new(false).map_err(io::Error::other)?))
-    } else {
-        None
-    };
+    let decoder = opts.decode.then(|| VideoDecoder::new(DecoderSettings::default()));
     let mut inspector =
         Inspector { decoder, summary: InspectSummary::default(), decoded_in_fragment: 0, out: &mut out, err: &mut err };
     let mut demuxer = Demuxer::new(opts.demux);
@@ -98,7 +94,7 @@ pub fn inspect(
 
 /// What one run has seen, and where it writes.
 struct Inspector<'a, O: Write, E: Write> {
-    decoder: Option<VideoDecoder<OpenH264Decoder>>,
+    decoder: Option<VideoDecoder>,
     summary: InspectSummary,
     decoded_in_fragment: u64,
     out: &'a mut O,

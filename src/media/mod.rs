@@ -4,12 +4,14 @@
 //! documents (one per KVS fragment), tracks, tags, frames, per-cluster and per-fragment
 //! summaries, and errors. Damage never stops the stream: an error event names the offset and the
 //! demuxer carries on at the next EBML header or Cluster. Video frames go through
-//! [`decode::VideoDecoder`] (AVCC → Annex-B → a [`decode::Decoder`] backend) to RGB.
+//! [`decode::VideoDecoder`] (length-prefixed or Annex-B H.264/H.265 → libavcodec, in software or
+//! on NVDEC) to pictures; [`stream::FrameStream`] puts it together for a camera.
 
 pub mod avc;
 pub mod decode;
 pub mod demux;
 pub mod ebml;
+pub mod hevc;
 pub mod image;
 pub mod inspect;
 pub mod kvs;
@@ -51,8 +53,12 @@ pub enum MediaError {
     BadCodecPrivate { reason: String },
     #[error("bad frame: {reason}")]
     BadFrame { reason: &'static str },
-    #[error("H.264 decoder: {reason}")]
+    #[error("video decoder: {reason}")]
     Decoder { reason: String },
+    #[error("video decoder {decoder} is not usable: {reason}")]
+    DecoderUnavailable { decoder: &'static str, reason: String },
+    #[error("cannot convert the picture to RGB: {reason}")]
+    Convert { reason: String },
     #[error("track {track} uses codec {codec}, which this service does not decode")]
     UnsupportedCodec { track: u64, codec: String },
 }
@@ -101,10 +107,7 @@ pub struct Track {
 
 impl Track {
     pub const H264: &'static str = "V_MPEG4/ISO/AVC";
-
-    pub fn is_h264(&self) -> bool {
-        self.codec_id == Self::H264
-    }
+    pub const H265: &'static str = "V_MPEGH/ISO/HEVC";
 }
 
 /// One encoded frame (one Block, or one lace of a laced Block).

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kvs_infer_common::BoxError;
 
-use super::decode::{DecodedFrame, OpenH264Decoder, VideoDecoder};
+use super::decode::{DecodedFrame, DecoderSettings, VideoDecoder};
 use super::demux::{DemuxConfig, Demuxer};
 use super::progress::FragmentProgress;
-use super::{Event, FragmentMeta, FragmentNumber, MediaError};
+use super::{Event, FragmentMeta, FragmentNumber};
 use crate::config::CameraId;
 use crate::health::Health;
 use crate::metrics::{self, FrameStage};
@@ -58,16 +58,10 @@ pub enum StreamError {
         #[source]
         source: BoxError,
     },
-    #[error("camera {camera}: cannot start the video decoder")]
-    Decoder {
-        camera: CameraId,
-        #[source]
-        source: MediaError,
-    },
 }
 
 /// A decoded frame and the fragment it came from.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StreamFrame {
     pub frame: DecodedFrame,
     pub fragment: Option<Arc<FragmentMeta>>,
@@ -136,6 +130,8 @@ pub struct StreamContext {
     pub limits: DemuxConfig,
     /// Where the camera's latest media error shows (its `/healthz` entry).
     pub health: Health,
+    /// The camera's decoder: backend and threads.
+    pub decoder: DecoderSettings,
 }
 
 /// See the module docs.
@@ -145,7 +141,7 @@ pub struct FrameStream {
     input: Box<dyn ByteSource>,
     demuxer: Demuxer,
     limits: DemuxConfig,
-    decoder: VideoDecoder<OpenH264Decoder>,
+    decoder: VideoDecoder,
     fragment: Option<Arc<FragmentMeta>>,
     repeats: RepeatFilter,
     /// Fragment completion, for a KVS source's reconnects and checkpoints.
@@ -158,17 +154,15 @@ pub struct FrameStream {
 }
 
 impl FrameStream {
-    pub fn new(ctx: StreamContext, input: Box<dyn ByteSource>) -> Result<Self, StreamError> {
-        let StreamContext { camera, progress, limits, health } = ctx;
-        let backend =
-            OpenH264Decoder::new(false).map_err(|source| StreamError::Decoder { camera: camera.clone(), source })?;
-        Ok(Self {
+    pub fn new(ctx: StreamContext, input: Box<dyn ByteSource>) -> Self {
+        let StreamContext { camera, progress, limits, health, decoder } = ctx;
+        Self {
             camera,
             health,
             input,
             demuxer: Demuxer::new(limits),
             limits,
-            decoder: VideoDecoder::new(backend),
+            decoder: VideoDecoder::new(decoder),
             fragment: None,
             repeats: RepeatFilter::default(),
             progress,
@@ -176,7 +170,7 @@ impl FrameStream {
             eof: false,
             failed: false,
             stats: StreamStats::default(),
-        })
+        }
     }
 
     pub fn stats(&self) -> StreamStats {

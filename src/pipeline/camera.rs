@@ -24,6 +24,7 @@ use crate::config::{CameraId, CameraSpec};
 use crate::health::Health;
 use crate::infer::engine::{Analysis, Engine};
 use crate::media::FragmentMeta;
+use crate::media::decode::DecoderSettings;
 use crate::media::image::RgbImage;
 use crate::media::stream::{FrameStream, StreamContext, StreamError};
 use crate::metrics::{self, FrameStage};
@@ -84,6 +85,8 @@ pub struct CameraContext {
     pub shutdown: CancellationToken,
     /// Where the camera's media errors show.
     pub health: Health,
+    /// The camera's decoder: the backend the service chose at startup, the camera's threads.
+    pub decoder: DecoderSettings,
 }
 
 /// Counts of one run.
@@ -122,8 +125,9 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
         progress: progress.clone(),
         limits: (&ctx.camera.media).into(),
         health: ctx.health.clone(),
+        decoder: ctx.decoder,
     };
-    let stream = FrameStream::new(stream_ctx, input)?;
+    let stream = FrameStream::new(stream_ctx, input);
     let (offline_tx, offline_rx) = mpsc::channel::<SampledFrame>(HANDOFF_QUEUE);
     let live = Arc::new(DropOldest::new(HANDOFF_QUEUE));
     let handoff = if options.live { Handoff::Live(live.clone()) } else { Handoff::Offline(offline_tx) };

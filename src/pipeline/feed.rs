@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::sampler::{DropOldest, RateGate};
 use crate::config::CameraId;
 use crate::media::FragmentMeta;
+use crate::media::decode::convert::RgbConverter;
 use crate::media::image::RgbImage;
 use crate::media::stream::{FrameStream, StreamError, StreamStats};
 use crate::metrics;
@@ -55,9 +56,11 @@ pub struct FeedReport {
     pub failure: Option<StreamError>,
 }
 
-/// Runs until the stream ends, the consumer goes away, or shutdown.
+/// Runs until the stream ends, the consumer goes away, or shutdown. Every frame is decoded (the
+/// next ones reference it); only the sampled ones are converted to RGB.
 pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
     let mut report = FeedReport::default();
+    let mut converter = RgbConverter::new();
     let started = Instant::now();
     let mut first_ts: Option<i64> = None;
     while !feed.shutdown.is_cancelled() {
@@ -81,9 +84,13 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
                 std::thread::sleep(wait);
             }
         }
-        let picture = decoded.picture;
-        let Ok(image) = RgbImage::new(picture.width, picture.height, picture.rgb) else {
-            continue;
+        let image = match converter.convert(&decoded.picture) {
+            Ok(image) => image,
+            Err(e) => {
+                metrics::count_media_error(&feed.camera);
+                tracing::warn!(camera = %feed.camera, error = %e, "frame not converted; skipped");
+                continue;
+            }
         };
         report.frames_sampled += 1;
         let sampled = SampledFrame { image, timestamp_ns: decoded.timestamp_ns, fragment };

@@ -14,6 +14,7 @@ use super::events::EventWithFrame;
 use crate::config::{CameraId, CameraSpec};
 use crate::health::{CameraState, Component, Health};
 use crate::infer::engine::Engine;
+use crate::media::decode::{Backend, DecoderSettings};
 use crate::metrics;
 use crate::shutdown::Shutdown;
 use crate::source::{self, SourceContext};
@@ -25,6 +26,8 @@ const RESTART_BACKOFF: Backoff = Backoff { min: Duration::from_secs(1), max: Dur
 #[derive(Clone)]
 pub struct Supervisor {
     pub engine: Engine,
+    /// Where the cameras decode (chosen at startup); each camera brings its own threads.
+    pub decoder: Backend,
     pub events: mpsc::Sender<EventWithFrame>,
     /// Cameras run on its tracker and stop taking frames when its intake ends.
     pub shutdown: Shutdown,
@@ -96,6 +99,11 @@ impl Supervisor {
             events: self.events.clone(),
             shutdown: self.shutdown.intake().clone(),
             health: self.health.clone(),
+            decoder: DecoderSettings {
+                backend: self.decoder,
+                threads: camera.decoder.threads,
+                frame_threads: camera.decoder.frame_threads,
+            },
         };
         tokio::spawn(run(ctx, source)).await.map_err(|e| PipelineError::from_join(&camera.id, e))?
     }

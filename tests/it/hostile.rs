@@ -282,7 +282,14 @@ async fn a_panic_in_a_cameras_path_is_that_cameras_failure() {
     let (engine, _worker) = kvs_infer::infer::engine::Engine::load(&cfg.runtime, &cfg.models).await.expect("models");
     let (events, _rx) = tokio::sync::mpsc::channel(8);
     let health = kvs_infer::health::Health::new();
-    let ctx = CameraContext { camera: cfg.cameras[0].clone(), engine, events, shutdown: Default::default(), health };
+    let ctx = CameraContext {
+        camera: cfg.cameras[0].clone(),
+        engine,
+        events,
+        shutdown: Default::default(),
+        health,
+        decoder: Default::default(),
+    };
     let source = RunningSource {
         input: Box::new(Panicking),
         options: SourceOptions::default(),

@@ -79,8 +79,14 @@ async fn run_until_last(
     let reader = tokio::spawn(source.run(tx));
     let (events, mut drain) = mpsc::channel(64);
     tokio::spawn(async move { while drain.recv().await.is_some() {} });
-    let ctx =
-        CameraContext { camera, engine, events, shutdown: shutdown.clone(), health: kvs_infer::health::Health::new() };
+    let ctx = CameraContext {
+        camera,
+        engine,
+        events,
+        shutdown: shutdown.clone(),
+        health: kvs_infer::health::Health::new(),
+        decoder: Default::default(),
+    };
     let source = RunningSource {
         input: Box::new(ChannelSource(rx)),
         options: SourceOptions { live: true, pace: false },

@@ -106,7 +106,7 @@ fn neither_binary_builds_the_others_dependencies() {
         assert!(!service.contains(lambda_only), "the service builds {lambda_only}");
     }
     let recovery = crates_in(&tree("kvs-infer-recovery"));
-    for service_only in ["ort", "openh264", "axum", "redb", "image", "kvs-infer"] {
+    for service_only in ["ort", "ffmpeg-next", "axum", "redb", "image", "kvs-infer"] {
         assert!(!recovery.contains(service_only), "the recovery function builds {service_only}");
     }
 }

@@ -3,7 +3,8 @@
 //! frame's YUV planes compared by MD5, selected frames by PSNR (>= 40 dB required).
 
 use crate::common::mkv;
-use kvs_infer::media::decode::{DecodedFrame, OpenH264Decoder, VideoDecoder};
+use kvs_infer::media::decode::convert::{RgbConverter, Yuv420};
+use kvs_infer::media::decode::{DecodedFrame, DecoderSettings, VideoDecoder};
 use kvs_infer::media::demux::{DemuxConfig, demux_all};
 use kvs_infer::media::{Event, MediaError};
 use md5::{Digest, Md5};
@@ -14,7 +15,7 @@ const MIN_PSNR_DB: f64 = 40.0;
 /// Demuxes and decodes a whole file, keeping YUV planes.
 fn decode_file(path: &str) -> (Vec<DecodedFrame>, Vec<MediaError>) {
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut decoder = VideoDecoder::new(OpenH264Decoder::new(true).expect("decoder"));
+    let mut decoder = VideoDecoder::new(DecoderSettings::default());
     let (mut frames, mut errors) = (Vec::new(), Vec::new());
     for event in demux_all(&data, DemuxConfig::default()) {
         let result = match event {
@@ -36,8 +37,12 @@ fn decode_file(path: &str) -> (Vec<DecodedFrame>, Vec<MediaError>) {
     (frames, errors)
 }
 
+fn yuv(frame: &DecodedFrame) -> Yuv420 {
+    frame.picture.yuv420().expect("a 4:2:0 picture")
+}
+
 fn yuv_md5(frame: &DecodedFrame) -> String {
-    let yuv = frame.picture.yuv.as_ref().expect("yuv kept");
+    let yuv = yuv(frame);
     let mut h = Md5::new();
     h.update(&yuv.y);
     h.update(&yuv.u);
@@ -73,15 +78,16 @@ fn check(name: &str, source: &str) {
 
     for n in meta["selected"].as_array().expect("selected").iter().filter_map(serde_json::Value::as_u64) {
         let frame = &frames[n as usize];
-        let yuv = frame.picture.yuv.as_ref().expect("yuv");
+        let yuv = yuv(frame);
         for (plane, ours) in [("y", &yuv.y), ("u", &yuv.u), ("v", &yuv.v)] {
             let theirs = png_plane(&format!("{REFS}/{name}.f{n}.{plane}.png"));
             let db = psnr(ours, &theirs);
             assert!(db >= MIN_PSNR_DB, "{name} frame {n} plane {plane}: PSNR {db:.1} dB");
         }
         // RGB is the planes converted; it must be the full picture.
-        let p = &frame.picture;
-        assert_eq!(p.rgb.len(), (p.width * p.height * 3) as usize);
+        let rgb = RgbConverter::new().convert(&frame.picture).expect("rgb");
+        assert_eq!((rgb.width, rgb.height), (frame.picture.width(), frame.picture.height()));
+        assert_eq!(rgb.data.len(), (rgb.width * rgb.height * 3) as usize);
     }
 }
 
@@ -112,13 +118,13 @@ fn frames_keep_their_timestamps_in_order() {
     assert!(frames.windows(2).all(|w| w[0].timestamp_ns < w[1].timestamp_ns));
     assert_eq!(frames.iter().filter(|f| f.keyframe).count(), 5);
     assert_eq!(frames[60].fragment_index, 1);
-    assert_eq!((frames[0].picture.width, frames[0].picture.height), (640, 360));
+    assert_eq!((frames[0].picture.width(), frames[0].picture.height()), (640, 360));
 }
 
 #[test]
 fn corrupt_frames_are_counted_and_decoding_resumes_at_the_next_key_frame() {
     let data = std::fs::read("tests/fixtures/kvs/output_get_media.mkv").expect("capture");
-    let mut decoder = VideoDecoder::new(OpenH264Decoder::new(false).expect("decoder"));
+    let mut decoder = VideoDecoder::new(DecoderSettings::default());
     let mut decoded_per_fragment = [0u32; 5];
     let mut seen = 0;
     for event in demux_all(&data, DemuxConfig::default()) {
@@ -149,7 +155,7 @@ fn corrupt_frames_are_counted_and_decoding_resumes_at_the_next_key_frame() {
 #[test]
 fn a_non_h264_video_track_is_a_clear_error_and_nothing_else() {
     let data = mkv::fragment("1", 0, 3, &[]);
-    let mut decoder = VideoDecoder::new(OpenH264Decoder::new(false).expect("decoder"));
+    let mut decoder = VideoDecoder::new(DecoderSettings::default());
     for event in demux_all(&data, DemuxConfig::default()) {
         match event {
             Event::Tracks(t) => {

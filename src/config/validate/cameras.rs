@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use super::super::schema::*;
 use super::super::{CameraId, CameraSpec, ModelId, ModelSpec, SourceSpec, StreamRef};
 use super::{
-    Checker, DEFAULT_TARGET_FPS, DYNAMODB_TABLE_NAME_LEN, IDENTIFIER_RULE, MAX_STREAM_NAME_LEN, MAX_TARGET_FPS,
-    MAX_TRACK_AGE, MAX_ZONE_POINTS, MIN_TARGET_FPS, MIN_ZONE_AREA, is_identifier,
+    Checker, DEFAULT_TARGET_FPS, DYNAMODB_TABLE_NAME_LEN, IDENTIFIER_RULE, MAX_DECODER_THREADS, MAX_STREAM_NAME_LEN,
+    MAX_TARGET_FPS, MAX_TRACK_AGE, MAX_ZONE_POINTS, MIN_TARGET_FPS, MIN_ZONE_AREA, is_identifier,
 };
 use crate::geometry;
 
@@ -52,6 +52,10 @@ fn check_camera(
     check_roi(c, at, &cam.roi);
     check_filters(c, at, &cam.filters);
     check_tracking(c, at, &cam.tracking);
+    if !(1..=MAX_DECODER_THREADS).contains(&cam.decoder.threads) {
+        let got = cam.decoder.threads;
+        c.err(format!("{at}.decoder.threads"), format!("must be in 1..={MAX_DECODER_THREADS}, got {got}"));
+    }
     Some(CameraSpec {
         id: CameraId(cam.id.clone()),
         source: source?,
@@ -64,6 +68,7 @@ fn check_camera(
         filters: cam.filters.clone(),
         tracking: cam.tracking.clone(),
         media: media.clone(),
+        decoder: cam.decoder,
     })
 }
 

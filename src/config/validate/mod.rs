@@ -43,6 +43,7 @@ pub const MAX_WARMUP_RUNS: u32 = 100;
 pub const MAX_INTRA_OP_THREADS: usize = 1024;
 pub const MAX_DEVICE_ID: u32 = 63;
 pub const MAX_TTL_DAYS: u32 = 3650;
+pub const MAX_DECODER_THREADS: usize = 16;
 pub const MEDIA_ELEMENT_BYTES: std::ops::RangeInclusive<usize> = 1024 * 1024..=256 * 1024 * 1024;
 pub const MEDIA_NESTING: std::ops::RangeInclusive<usize> = 8..=64;
 
