@@ -14,16 +14,23 @@
 
 # Rust 1.92 on Debian 12, pinned by digest (a tag can move; Dependabot proposes new digests).
 FROM rust:1.92-slim-bookworm@sha256:f1f73538ebe623fd3673a35aff3df358ae1084c64c55646516e5b17b321b6c9b AS build
+# FFmpeg's libraries and headers (Debian 12: FFmpeg 5.1) for the decoder, and clang for the
+# bindings; the runtime stage gets the libraries (and what they link) from assemble-rootfs.sh.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates make gcc g++ \
+      pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked \
+RUN cargo build --release --locked -p kvs-infer \
  && scripts/assemble-rootfs.sh /rootfs --binary target/release/kvs-infer --variant gpu
 
 FROM scratch
 COPY --from=build /rootfs/ /
+# Debian's FFmpeg 5.1 is built with --enable-gpl: the libav* libraries in this image are GPL-2.0+
+# (the service's own code is Apache-2.0). README "Licences" says more.
+LABEL org.opencontainers.image.licenses="Apache-2.0 AND GPL-2.0-or-later" \
+      org.opencontainers.image.description="kvs-infer: ONNX detection and OCR on Kinesis Video Streams; includes FFmpeg 5.1 (Debian, GPL build)"
 ENV CONFIG_FILE=/etc/kvs-infer/config.yaml \
     HTTP_PORT=8080 \
     LOG_FORMAT=json \
@@ -31,7 +38,7 @@ ENV CONFIG_FILE=/etc/kvs-infer/config.yaml \
     LD_LIBRARY_PATH=/opt/kvs-infer/lib \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     NVIDIA_VISIBLE_DEVICES=all \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility,video
 USER 10001:10001
 EXPOSE 8080
 VOLUME ["/var/lib/kvs-infer"]

@@ -112,6 +112,46 @@ fn generated_720p_clip_matches_ffmpeg() {
 }
 
 #[test]
+fn h264_high_cabac_with_nal_ref_idc_1_and_poc_type_2_matches_ffmpeg() {
+    // The stream hardware encoders and GStreamer pipelines send (OpenH264 decoded none of it).
+    check("cabac_high_poc2", "tests/fixtures/media/cabac_high_poc2.mkv");
+}
+
+#[test]
+fn h265_main_in_fragments_matches_ffmpeg() {
+    check("hevc_main", "tests/fixtures/media/hevc_main.mkv");
+}
+
+#[test]
+fn a_resolution_change_mid_stream_goes_on_at_the_new_size() {
+    check("resolution_change", "tests/fixtures/media/resolution_change.mkv");
+    let (frames, errors) = decode_file("tests/fixtures/media/resolution_change.mkv");
+    assert!(errors.is_empty(), "{errors:?}");
+    let sizes: Vec<(u32, u32)> = frames.iter().map(|f| (f.picture.width(), f.picture.height())).collect();
+    assert_eq!(sizes.first(), Some(&(640, 360)));
+    assert_eq!(sizes.last(), Some(&(1280, 720)));
+    assert_eq!(sizes.iter().filter(|s| **s == (1280, 720)).count(), 50);
+}
+
+#[test]
+fn an_unsupported_codec_is_reported_once_while_it_lasts() {
+    // Three fragments of MJPG video: one error for the stream, not one per fragment.
+    let data =
+        [mkv::fragment("1", 0, 3, &[]), mkv::fragment("2", 120, 3, &[]), mkv::fragment("3", 240, 3, &[])].concat();
+    let mut decoder = VideoDecoder::new(DecoderSettings::default());
+    let mut errors = Vec::new();
+    for event in demux_all(&data, DemuxConfig::default()) {
+        if let Event::Tracks(t) = event
+            && let Err(e) = decoder.push_tracks(&t)
+        {
+            errors.push(e.to_string());
+        }
+    }
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("V_MS/VFW/FOURCC"), "{errors:?}");
+}
+
+#[test]
 fn frames_keep_their_timestamps_in_order() {
     let (frames, errors) = decode_file("tests/fixtures/kvs/output_get_media.mkv");
     assert!(errors.is_empty(), "{errors:?}");

@@ -46,3 +46,42 @@ fn run_file_reports_exactly_the_plates_in_the_lane() {
     let log = std::fs::read_to_string(out_dir.path().join("events.jsonl")).expect("events.jsonl");
     assert_eq!(log.lines().count(), events.len());
 }
+
+/// The events `run-file` prints for `video` with the embedded default's models (no snapshots).
+fn run_file_events(video: &str) -> Vec<serde_json::Value> {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let config = std::fs::read_to_string("config/local.yaml")
+        .expect("config")
+        .replace("realtime: true", "realtime: false")
+        .replace("level: info", "level: warn")
+        .replace("dir: out", &format!("dir: {}\n    snapshots: false", out_dir.path().display()));
+    let config_path = out_dir.path().join("local.yaml");
+    std::fs::write(&config_path, config).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_kvs-infer"))
+        .arg("--config")
+        .arg(&config_path)
+        .args(["run-file", video])
+        .output()
+        .expect("run-file");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
+}
+
+#[test]
+fn the_h265_sample_gives_the_same_events_as_the_h264_one() {
+    let (h264, h265) =
+        (run_file_events("tests/fixtures/sample/plates.mkv"), run_file_events("tests/fixtures/sample/plates_h265.mkv"));
+    let summary = |events: &[serde_json::Value]| -> Vec<(String, String, String)> {
+        let mut v: Vec<_> =
+            events.iter().map(|e| (e["type"].to_string(), e["text"].to_string(), e["zone"].to_string())).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(summary(&h264), summary(&h265), "{h264:#?}\n{h265:#?}");
+    // The same plates at the same stream times, within one sampled frame (5 fps).
+    for e in h265.iter().filter(|e| e["type"] == "new") {
+        let twin = h264.iter().find(|t| t["type"] == "new" && t["text"] == e["text"]).expect("same plate");
+        let (a, b) = (e["first_seen"].as_f64().expect("t"), twin["first_seen"].as_f64().expect("t"));
+        assert!((a - b).abs() <= 0.2 + 1e-9, "{} first seen at {a} (H.265) and {b} (H.264)", e["text"]);
+    }
+}
