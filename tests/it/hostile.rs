@@ -371,3 +371,74 @@ async fn serve_with_a_hostile_camera_file_stays_ready_and_says_what_happened() {
     );
     assert_eq!(get(&format!("{base}/livez")).await.0, 200);
 }
+
+/// Polls `/healthz` until `done` holds for its body (always answered 200), within a generous ceiling.
+async fn healthz_until(base: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    use crate::common::service::get;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, body) = get(&format!("{base}/healthz")).await;
+        assert_eq!(status, 200, "a failed camera degrades the service, it does not fail it: {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if done(&body) {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_restarts_a_failed_camera_with_backoff_shows_it_and_clears_it_when_it_runs_again() {
+    use crate::common::service::{Service, get};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cwd = std::env::current_dir().expect("cwd");
+    let clip = std::fs::read("tests/fixtures/media/cabac_high_poc2.mkv").expect("fixture");
+    let video = dir.path().join("looping.mkv");
+    std::fs::write(&video, &clip).expect("write");
+    let yaml = format!(
+        "server: {{ host: 127.0.0.1, port: 0 }}\n\
+         runtime: {{ intra_op_threads: 1, warmup_runs: 1 }}\n\
+         models: {{ faces: {{ kind: yolo, path: {model} }} }}\n\
+         cameras: [ {{ id: looping, source: {{ kind: file, path: {video}, loop: true }}, detect: [faces], target_fps: 1 }} ]\n\
+         sinks: {{ local: {{ dir: {out}, snapshots: false }} }}\n\
+         outbox: {{ dir: {outbox} }}\n",
+        model = cwd.join("models/320n.onnx").display(),
+        video = video.display(),
+        out = dir.path().join("out").display(),
+        outbox = dir.path().join("outbox").display(),
+    );
+    let config = dir.path().join("looping.yaml");
+    std::fs::write(&config, yaml).expect("config");
+    let svc = Service::start(&config, &[]);
+    let base = svc.base_url();
+    svc.wait_for_log("ready");
+
+    // The file goes away: the next pass cannot open it, and the camera restarts with backoff.
+    std::fs::remove_file(&video).expect("remove");
+    let body = healthz_until(&base, "the failure shows", |b| {
+        b["cameras"]["looping"]["state"] == "restarting" && b["degraded"]["camera.looping"].is_string()
+    })
+    .await;
+    assert_eq!(body["status"], "degraded", "{body}");
+    let reason = body["degraded"]["camera.looping"].as_str().unwrap_or_default();
+    assert!(reason.contains("looping.mkv"), "the reason names the file: {reason}");
+    let restarts = |metrics: &str| {
+        let prefix = "camera_restarts_total{camera=\"looping\",reason=\"source\"} ";
+        metrics.lines().find_map(|l| l.strip_prefix(prefix)?.trim().parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while restarts(&get(&format!("{base}/metrics")).await.1) < 2.0 {
+        assert!(std::time::Instant::now() < deadline, "a second restart after the backoff");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // It comes back: the camera runs again and the degraded reason clears.
+    std::fs::write(&video, &clip).expect("restore");
+    healthz_until(&base, "the camera recovers", |b| {
+        b["cameras"]["looping"]["state"] == "running"
+            && !b["degraded"].as_object().is_some_and(|d| d.contains_key("camera.looping"))
+    })
+    .await;
+    assert_eq!(get(&format!("{base}/livez")).await.0, 200);
+}

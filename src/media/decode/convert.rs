@@ -2,8 +2,8 @@
 //! to tightly packed YUV 4:2:0 planes (parity tests, references).
 
 use ffmpeg_next as ffmpeg;
-use ffmpeg_next::format::Pixel;
 use ffmpeg_next::software::scaling;
+use ffmpeg_next::util::format::Pixel;
 
 use super::Picture;
 use crate::media::MediaError;
@@ -17,11 +17,17 @@ pub struct Yuv420 {
     pub v: Vec<u8>,
 }
 
-/// Converts pictures to RGB24, keeping one swscale context for as long as the pictures' size and
-/// format stay the same. Not `Send`: make it on the thread that converts.
+/// Converts pictures to RGB24, keeping one swscale context and its output picture for as long as
+/// the pictures' size and format stay the same. Not `Send`: make it on the thread that converts.
 #[derive(Default)]
 pub struct RgbConverter {
-    scaler: Option<(Pixel, u32, u32, scaling::Context)>,
+    scaler: Option<Scaler>,
+}
+
+struct Scaler {
+    input: (Pixel, u32, u32),
+    context: scaling::Context,
+    output: ffmpeg::frame::Video,
 }
 
 impl RgbConverter {
@@ -33,25 +39,31 @@ impl RgbConverter {
         let frame = picture.frame();
         let (format, width, height) = (frame.format(), frame.width(), frame.height());
         let error = |e: ffmpeg::Error| MediaError::Convert { reason: format!("{format:?} {width}x{height}: {e}") };
-        let stale = self.scaler.as_ref().is_none_or(|(f, w, h, _)| (*f, *w, *h) != (format, width, height));
-        if stale {
-            let flags = scaling::Flags::BILINEAR | scaling::Flags::ACCURATE_RND;
-            let context =
-                scaling::Context::get(format, width, height, Pixel::RGB24, width, height, flags).map_err(error)?;
-            self.scaler = Some((format, width, height, context));
-        }
-        let Some((_, _, _, scaler)) = self.scaler.as_mut() else {
-            return Err(MediaError::Convert { reason: "no scaler".into() });
+        let input = (format, width, height);
+        let scaler = match self.scaler.take() {
+            Some(scaler) if scaler.input == input => self.scaler.insert(scaler),
+            _ => {
+                // Same size: swscale's unscaled converters apply, the filter never runs.
+                let flags = scaling::Flags::BILINEAR;
+                let context =
+                    scaling::Context::get(format, width, height, Pixel::RGB24, width, height, flags).map_err(error)?;
+                let output = ffmpeg::frame::Video::new(Pixel::RGB24, width, height);
+                self.scaler.insert(Scaler { input, context, output })
+            }
         };
-        let mut rgb = ffmpeg::frame::Video::empty();
-        scaler.run(frame, &mut rgb).map_err(error)?;
+        scaler.context.run(frame, &mut scaler.output).map_err(error)?;
         let row = width as usize * 3;
-        let stride = rgb.stride(0);
-        let data = rgb.data(0);
-        let mut pixels = Vec::with_capacity(row * height as usize);
-        for y in 0..height as usize {
-            pixels.extend_from_slice(&data[y * stride..y * stride + row]);
-        }
+        let stride = scaler.output.stride(0);
+        let data = scaler.output.data(0);
+        let pixels = if stride == row {
+            data[..row * height as usize].to_vec()
+        } else {
+            let mut pixels = Vec::with_capacity(row * height as usize);
+            for y in 0..height as usize {
+                pixels.extend_from_slice(&data[y * stride..y * stride + row]);
+            }
+            pixels
+        };
         RgbImage::new(width, height, pixels).map_err(|e| MediaError::Convert { reason: e.to_string() })
     }
 }
