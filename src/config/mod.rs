@@ -10,6 +10,7 @@
 
 pub mod parse;
 pub mod schema;
+pub mod start;
 pub mod validate;
 
 use std::collections::BTreeMap;

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::common::mkv::{cat, ebml_header, open_unknown, tracks, uint};
+use crate::common::png::png_bomb;
 use kvs_infer::config::{self, ConfigError, EnvOverrides};
 use kvs_infer::media::MediaError;
 use kvs_infer::media::demux::{DemuxConfig, demux_all};
@@ -144,28 +145,6 @@ fn inspect_on_an_oversized_block_exits_0_and_names_it() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("over the 33554432-byte element limit"), "{stderr}");
     assert!(rss_kib < 200 * 1024, "peak RSS {} MiB", rss_kib / 1024);
-}
-
-/// A PNG whose header declares `width` x `height` grey pixels, with almost no data.
-fn png_bomb(width: u32, height: u32) -> Vec<u8> {
-    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
-        let mut out = (data.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend(crc.finalize().to_be_bytes());
-        out
-    }
-    let mut ihdr = width.to_be_bytes().to_vec();
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit grey, deflate, no filter, no interlace
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    out.extend(chunk(b"IHDR", &ihdr));
-    out.extend(chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
-    out.extend(chunk(b"IEND", &[]));
-    out
 }
 
 #[test]
@@ -322,31 +301,37 @@ fn camera_metric(body: &str, name: &str, camera: &str) -> f64 {
     body.lines().find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok()).unwrap_or(0.0)
 }
 
+/// A config in `dir` serving one camera on `video` (face detection at 1 fps, local sink).
+fn one_camera_config(dir: &std::path::Path, id: &str, video: &std::path::Path, looping: bool) -> std::path::PathBuf {
+    let cwd = std::env::current_dir().expect("cwd");
+    let yaml = format!(
+        "server: {{ host: 127.0.0.1, port: 0 }}\n\
+         runtime: {{ intra_op_threads: 1, warmup_runs: 1 }}\n\
+         models: {{ faces: {{ kind: yolo, path: {model} }} }}\n\
+         cameras: [ {{ id: {id}, source: {{ kind: file, path: {video}, loop: {looping} }}, detect: [faces], target_fps: 1 }} ]\n\
+         sinks: {{ local: {{ dir: {out}, snapshots: false }} }}\n\
+         outbox: {{ dir: {outbox} }}\n",
+        model = cwd.join("models/320n.onnx").display(),
+        video = video.display(),
+        out = dir.join("out").display(),
+        outbox = dir.join("outbox").display(),
+    );
+    let config = dir.join(format!("{id}.yaml"));
+    std::fs::write(&config, yaml).expect("config");
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_a_hostile_camera_file_stays_ready_and_says_what_happened() {
     use crate::common::service::{Service, get};
     let dir = tempfile::tempdir().expect("tempdir");
-    let cwd = std::env::current_dir().expect("cwd");
     let fixture = std::fs::read("tests/fixtures/kvs/vogels_480.mkv").expect("fixture");
     // Nesting past the limit, then an oversized block cut by a new document, then a real
     // capture the camera must still analyse.
     let video = cat(&[nested_tags(200), oversized_block(40 * 1024 * 1024, 1000), fixture]);
     let video_path = dir.path().join("hostile.mkv");
     std::fs::write(&video_path, video).expect("write");
-    let yaml = format!(
-        "server: {{ host: 127.0.0.1, port: 0 }}\n\
-         runtime: {{ intra_op_threads: 1, warmup_runs: 1 }}\n\
-         models: {{ faces: {{ kind: yolo, path: {model} }} }}\n\
-         cameras: [ {{ id: hostile, source: {{ kind: file, path: {video} }}, detect: [faces], target_fps: 1 }} ]\n\
-         sinks: {{ local: {{ dir: {out} }} }}\n\
-         outbox: {{ dir: {outbox} }}\n",
-        model = cwd.join("models/320n.onnx").display(),
-        video = video_path.display(),
-        out = dir.path().join("out").display(),
-        outbox = dir.path().join("outbox").display(),
-    );
-    let config = dir.path().join("hostile.yaml");
-    std::fs::write(&config, yaml).expect("config");
+    let config = one_camera_config(dir.path(), "hostile", &video_path, false);
     let svc = Service::start(&config, &[]);
     let base = svc.base_url();
     svc.wait_for_log("ready");
@@ -392,24 +377,10 @@ async fn healthz_until(base: &str, what: &str, done: impl Fn(&serde_json::Value)
 async fn serve_restarts_a_failed_camera_with_backoff_shows_it_and_clears_it_when_it_runs_again() {
     use crate::common::service::{Service, get};
     let dir = tempfile::tempdir().expect("tempdir");
-    let cwd = std::env::current_dir().expect("cwd");
     let clip = std::fs::read("tests/fixtures/media/cabac_high_poc2.mkv").expect("fixture");
     let video = dir.path().join("looping.mkv");
     std::fs::write(&video, &clip).expect("write");
-    let yaml = format!(
-        "server: {{ host: 127.0.0.1, port: 0 }}\n\
-         runtime: {{ intra_op_threads: 1, warmup_runs: 1 }}\n\
-         models: {{ faces: {{ kind: yolo, path: {model} }} }}\n\
-         cameras: [ {{ id: looping, source: {{ kind: file, path: {video}, loop: true }}, detect: [faces], target_fps: 1 }} ]\n\
-         sinks: {{ local: {{ dir: {out}, snapshots: false }} }}\n\
-         outbox: {{ dir: {outbox} }}\n",
-        model = cwd.join("models/320n.onnx").display(),
-        video = video.display(),
-        out = dir.path().join("out").display(),
-        outbox = dir.path().join("outbox").display(),
-    );
-    let config = dir.path().join("looping.yaml");
-    std::fs::write(&config, yaml).expect("config");
+    let config = one_camera_config(dir.path(), "looping", &video, true);
     let svc = Service::start(&config, &[]);
     let base = svc.base_url();
     svc.wait_for_log("ready");

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::common::png::png_bomb;
 use kvs_infer::config::{self, EnvOverrides};
 use kvs_infer::health::{Health, Stage};
 use kvs_infer::infer::engine::Engine;
@@ -48,27 +49,6 @@ async fn exchange(addr: &str, request: &[u8], within: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn png_bomb() -> Vec<u8> {
-    let mut ihdr = 20_000u32.to_be_bytes().to_vec();
-    ihdr.extend(20_000u32.to_be_bytes());
-    ihdr.extend([8, 0, 0, 0, 0]);
-    let chunk = |kind: &[u8; 4], data: &[u8]| {
-        let mut out = (data.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend(crc.finalize().to_be_bytes());
-        out
-    };
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    out.extend(chunk(b"IHDR", &ihdr));
-    out.extend(chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
-    out.extend(chunk(b"IEND", &[]));
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_get_a_clear_status_and_the_server_goes_on() {
     let cfg = config::load_str(CONFIG, "http", &EnvOverrides::default()).expect("config");
@@ -86,7 +66,7 @@ async fn hostile_requests_get_a_clear_status_and_the_server_goes_on() {
     assert!(answer.starts_with("HTTP/1.1 413"), "refused before the body, no 100 Continue: {answer}");
     assert!(answer.contains("65536-byte limit"), "{answer}");
 
-    let bomb = png_bomb();
+    let bomb = png_bomb(20_000, 20_000);
     let mut request =
         format!("POST /v1/infer HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", bomb.len())
             .into_bytes();

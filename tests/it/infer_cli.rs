@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use crate::common::cli::{CliOutput, json_lines};
+
 const CONFIG: &str = r#"
 runtime: { intra_op_threads: 1 }
 logging: { level: warn }
@@ -17,7 +19,7 @@ cameras:
 sinks: { local: {} }
 "#;
 
-fn infer(images: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
+fn infer(images: &[&str]) -> CliOutput {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("infer.yaml");
     std::fs::write(&config, CONFIG).expect("config");
@@ -28,11 +30,7 @@ fn infer(images: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
         .args(images)
         .output()
         .expect("run");
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    (out.status.code().unwrap_or(-1), lines, String::from_utf8_lossy(&out.stderr).into_owned())
+    json_lines(out)
 }
 
 #[test]

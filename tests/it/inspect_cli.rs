@@ -3,7 +3,9 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn inspect(args: &[&str], stdin: Option<&[u8]>) -> (i32, Vec<serde_json::Value>, String) {
+use crate::common::cli::{CliOutput, json_lines};
+
+fn inspect(args: &[&str], stdin: Option<&[u8]>) -> CliOutput {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kvs-infer"))
         .arg("inspect")
         .args(args)
@@ -16,12 +18,7 @@ fn inspect(args: &[&str], stdin: Option<&[u8]>) -> (i32, Vec<serde_json::Value>,
         let mut pipe = child.stdin.take().expect("stdin");
         pipe.write_all(data).expect("write");
     }
-    let out = child.wait_with_output().expect("wait");
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    (out.status.code().unwrap_or(-1), lines, String::from_utf8_lossy(&out.stderr).into_owned())
+    json_lines(child.wait_with_output().expect("wait"))
 }
 
 #[test]

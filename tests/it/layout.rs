@@ -85,6 +85,23 @@ fn imports_point_down_the_layers() {
     assert!(wrong.is_empty(), "imports that point up or sideways:\n{}", wrong.join("\n"));
 }
 
+/// Files stay small enough to say what they own (the workspace's sources, tests included).
+#[test]
+fn no_source_file_is_over_600_lines() {
+    let mut files = Vec::new();
+    for dir in ["src", "crates", "tests/it", "benches"] {
+        rust_files(Path::new(dir), &mut files);
+    }
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let lines = std::fs::read_to_string(f).expect("read").lines().count();
+            (lines > 600).then(|| format!("{}: {lines} lines", f.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "split these:\n{}", long.join("\n"));
+}
+
 /// `cargo tree` for one package (normal and build dependencies), offline.
 fn tree(package: &str) -> String {
     let out = std::process::Command::new(env!("CARGO"))
