@@ -31,6 +31,9 @@ YOLO_MODEL = ROOT / "models" / "320n.onnx"
 YOLO_CONF = 0.05
 YOLO_IOU = 0.45
 THREADS = 1
+# Differences up to this (a thousandth of a score or of a pixel) are run-to-run noise, not a change
+# of reference (see write_unless_unchanged).
+JITTER = 1e-3
 
 
 def font(name: str, size: int) -> ImageFont.FreeTypeFont:
@@ -157,6 +160,29 @@ def yolo_golden(images: list[Path]) -> dict:
     return out
 
 
+def same_within(a, b, tol: float) -> bool:
+    """True when two JSON values differ only in floats, each by at most tol."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= tol
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_within(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_within(x, y, tol) for x, y in zip(a, b))
+    return a == b
+
+
+def write_unless_unchanged(path: Path, golden: dict) -> None:
+    """Keeps the committed file when the new run differs only by run-to-run float jitter
+    (onnxruntime's threading moves the 5th decimal of a score), so `make test` leaves a clean tree."""
+    if path.exists():
+        try:
+            if same_within(json.loads(path.read_text()), golden, JITTER):
+                return
+        except json.JSONDecodeError:
+            pass
+    path.write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     texts = make_text_images()
@@ -169,7 +195,7 @@ def main() -> int:
         "ocr": ocr_golden(texts + frames),
         "yolo": {"confidence": YOLO_CONF, "iou": YOLO_IOU, "images": yolo_golden(frames)},
     }
-    (OUT / "golden.json").write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
+    write_unless_unchanged(OUT / "golden.json", golden)
     n_lines = sum(len(v) for v in golden["ocr"].values())
     n_boxes = sum(len(v) for v in golden["yolo"]["images"].values())
     print(f"parity references: {len(golden['ocr'])} images, {n_lines} text lines, {n_boxes} YOLO boxes")
