@@ -44,6 +44,7 @@ fn main() {
                     shutdown: Default::default(),
                     health,
                     decoder: Default::default(),
+                    pass: 0,
                 };
                 tasks.push(tokio::spawn(run_file(ctx, "tests/fixtures/sample/plates.mkv".into(), false)));
             }

@@ -29,7 +29,7 @@ pub fn run(config_path: &Path, video: PathBuf) -> anyhow::Result<ExitCode> {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let decoder = super::decoder_settings(&config, &camera)?;
         let health = crate::health::Health::new();
-        let ctx = CameraContext { camera, engine, events: tx, shutdown, health, decoder };
+        let ctx = CameraContext { camera, engine, events: tx, shutdown, health, decoder, pass: 0 };
         let run = tokio::spawn(camera::run_file(ctx, video, false));
         while let Some(item) = rx.recv().await {
             let record = plan.record(item, 0.0).await;

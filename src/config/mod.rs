@@ -97,6 +97,23 @@ pub struct CameraSpec {
     /// The demuxer's limits (`media:`), the same for every camera.
     pub media: MediaConfig,
     pub decoder: CameraDecoder,
+    /// Resolved `tracking.idle_end`.
+    pub idle_end: std::time::Duration,
+    /// Resolved `max_lag` and `skip_after`.
+    pub catch_up: CatchUp,
+}
+
+/// How a camera behind live catches up (see `cameras[].max_lag`, `cameras[].skip_after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatchUp {
+    pub max_lag: std::time::Duration,
+    pub skip_after: std::time::Duration,
+}
+
+impl Default for CatchUp {
+    fn default() -> Self {
+        Self { max_lag: validate::DEFAULT_MAX_LAG, skip_after: validate::DEFAULT_SKIP_AFTER }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +150,12 @@ impl SourceSpec {
             SourceSpec::File { loop_file, .. } => *loop_file,
             SourceSpec::Kvs { .. } => true,
         }
+    }
+
+    /// Whether each run of the source starts its stream time over (a file does; KVS time is the
+    /// producer's clock).
+    pub fn restarts_timestamps(&self) -> bool {
+        matches!(self, SourceSpec::File { .. })
     }
 }
 

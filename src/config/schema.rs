@@ -390,6 +390,14 @@ pub struct RawCamera {
     pub filters: BTreeMap<String, LabelFilter>,
     pub tracking: TrackingConfig,
     pub decoder: CameraDecoder,
+    /// Behind live by more than this (KVS), every sampled frame is analysed and the read slows
+    /// down to match; within it, a camera slower than its frame rate drops the oldest frames.
+    #[serde(default, with = "humantime_serde")]
+    pub max_lag: Option<Duration>,
+    /// Behind live by more than this (KVS's `MILLIS_BEHIND_NOW`), the camera skips ahead to the
+    /// newest key frame instead of catching up.
+    #[serde(default, with = "humantime_serde")]
+    pub skip_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -421,11 +429,15 @@ pub struct TrackingConfig {
     /// A track is confirmed (and reported) after `min_hits` matches in the last `window` frames.
     pub min_hits: u32,
     pub window: u32,
+    /// With no frame at all for this long (wall time), open tracks end at the last frame seen.
+    /// Default: `max_age` sampled frames' worth at `target_fps`, at least 2 s.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_end: Option<Duration>,
 }
 
 impl Default for TrackingConfig {
     fn default() -> Self {
-        Self { iou: 0.3, max_age: 3, min_hits: 3, window: 5 }
+        Self { iou: 0.3, max_age: 3, min_hits: 3, window: 5, idle_end: None }
     }
 }
 

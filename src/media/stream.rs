@@ -32,12 +32,22 @@ pub enum Chunk {
     /// answers on the channel once every frame of the session has been returned, so the source
     /// resumes after the right fragment.
     SessionEnd(tokio::sync::oneshot::Sender<()>),
+    /// The session was ended to skip ahead: the same, except that the next session starts at
+    /// the newest key frame, so none of its frames is a repeat of what was read (and discarded)
+    /// before, and frames from then on carry the next `skip_epoch`.
+    SkipEnd(tokio::sync::oneshot::Sender<()>),
 }
 
 /// A blocking byte source, read on the camera's decode thread.
 pub trait ByteSource: Send {
     /// The next chunk; `None` at the end of input (or shutdown).
     fn next_chunk(&mut self) -> Option<Result<Chunk, BoxError>>;
+
+    /// Whether bytes are already waiting to be read: a network source serving a backlog faster
+    /// than the camera takes it. A file is not a backlog (a paced file plays live).
+    fn ready(&self) -> bool {
+        false
+    }
 }
 
 /// Chunks produced by an async task (the KVS source) through a bounded channel.
@@ -46,6 +56,10 @@ pub struct ChannelSource(pub tokio::sync::mpsc::Receiver<Chunk>);
 impl ByteSource for ChannelSource {
     fn next_chunk(&mut self) -> Option<Result<Chunk, BoxError>> {
         self.0.blocking_recv().map(Ok)
+    }
+
+    fn ready(&self) -> bool {
+        !self.0.is_empty()
     }
 }
 
@@ -65,6 +79,8 @@ pub enum StreamError {
 pub struct StreamFrame {
     pub frame: DecodedFrame,
     pub fragment: Option<Arc<FragmentMeta>>,
+    /// How many skip-aheads the source had made when the frame was read.
+    pub skip_epoch: u64,
 }
 
 /// Counts of one stream.
@@ -147,7 +163,8 @@ pub struct FrameStream {
     /// Fragment completion, for a KVS source's reconnects and checkpoints.
     progress: Option<Arc<FragmentProgress>>,
     /// The session that ended, answered once its last frame has been returned.
-    session_over: Option<tokio::sync::oneshot::Sender<()>>,
+    session_over: Option<(tokio::sync::oneshot::Sender<()>, bool)>,
+    skip_epoch: u64,
     eof: bool,
     failed: bool,
     stats: StreamStats,
@@ -167,6 +184,7 @@ impl FrameStream {
             repeats: RepeatFilter::default(),
             progress,
             session_over: None,
+            skip_epoch: 0,
             eof: false,
             failed: false,
             stats: StreamStats::default(),
@@ -175,6 +193,11 @@ impl FrameStream {
 
     pub fn stats(&self) -> StreamStats {
         self.stats
+    }
+
+    /// Whether the input has bytes waiting beyond what is being decoded (see [`ByteSource::ready`]).
+    pub fn input_ready(&self) -> bool {
+        self.input.ready()
     }
 
     /// The next frame, once; `None` at the end of the input. A read error ends the stream.
@@ -189,11 +212,16 @@ impl FrameStream {
                 self.handle(event);
                 continue;
             }
-            if let Some(done) = self.session_over.take() {
+            if let Some((done, skipped)) = self.session_over.take() {
                 // The next session starts with a new document.
                 self.demuxer = Demuxer::new(self.limits);
                 self.decoder.gap();
-                self.repeats.new_session();
+                if skipped {
+                    self.repeats = RepeatFilter::default();
+                    self.skip_epoch += 1;
+                } else {
+                    self.repeats.new_session();
+                }
                 let _ = done.send(());
             }
             if self.eof || self.failed {
@@ -207,7 +235,11 @@ impl FrameStream {
                 Some(Ok(Chunk::Data(data))) => self.demuxer.push(&data),
                 Some(Ok(Chunk::SessionEnd(done))) => {
                     self.demuxer.finish();
-                    self.session_over = Some(done);
+                    self.session_over = Some((done, false));
+                }
+                Some(Ok(Chunk::SkipEnd(done))) => {
+                    self.demuxer.finish();
+                    self.session_over = Some((done, true));
                 }
                 Some(Err(source)) => {
                     self.failed = true;
@@ -230,7 +262,7 @@ impl FrameStream {
         }
         self.stats.frames_decoded += 1;
         metrics::count_frame(&self.camera, FrameStage::Decoded);
-        Some(StreamFrame { frame, fragment })
+        Some(StreamFrame { frame, fragment, skip_epoch: self.skip_epoch })
     }
 
     fn handle(&mut self, event: Event) {

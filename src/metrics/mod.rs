@@ -35,6 +35,10 @@ pub const MEDIA_ERRORS_TOTAL: &str = "media_errors_total";
 pub const EVENTS_TOTAL: &str = "events_total";
 pub const CAMERA_RESTARTS_TOTAL: &str = "camera_restarts_total";
 pub const CAMERA_LAG_SECONDS: &str = "camera_lag_seconds";
+pub const CAMERA_BEHIND_LIVE_SECONDS: &str = "camera_behind_live_seconds";
+pub const CAMERA_CATCHING_UP: &str = "camera_catching_up";
+pub const FRAMES_SKIPPED_TOTAL: &str = "frames_skipped_total";
+pub const STREAM_SKIPPED_SECONDS_TOTAL: &str = "stream_skipped_seconds_total";
 pub const OUTBOX_RECORDS: &str = "outbox_records";
 pub const OUTBOX_BYTES: &str = "outbox_bytes";
 pub const OUTBOX_MAX_BYTES: &str = "outbox_max_bytes";
@@ -114,6 +118,26 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         CAMERA_LAG_SECONDS,
         "gauge",
         "Stream time between the newest decoded frame and the frame being analysed; label: camera.",
+    ),
+    (
+        CAMERA_BEHIND_LIVE_SECONDS,
+        "gauge",
+        "How far the decoded stream is behind live (KVS MILLIS_BEHIND_NOW, else the producer clock); label: camera.",
+    ),
+    (
+        CAMERA_CATCHING_UP,
+        "gauge",
+        "1 while the camera is behind live by more than max_lag (or reads faster than real time) and analyses every sampled frame.",
+    ),
+    (
+        FRAMES_SKIPPED_TOTAL,
+        "counter",
+        "Decoded frames not analysed because the camera skipped ahead; labels: camera, reason (lag).",
+    ),
+    (
+        STREAM_SKIPPED_SECONDS_TOTAL,
+        "counter",
+        "Stream time jumped over by skip-aheads (how far behind live each was decided at); label: camera.",
     ),
     (OUTBOX_RECORDS, "gauge", "Events in the durable outbox not yet acknowledged by every sink."),
     (OUTBOX_BYTES, "gauge", "Bytes those records take (event JSON + snapshot)."),
@@ -284,6 +308,19 @@ pub fn count_event(camera: &str, kind: &'static str) {
 
 pub fn set_camera_lag(camera: &CameraId, seconds: f64) {
     gauge!(CAMERA_LAG_SECONDS, "camera" => camera.0.clone()).set(seconds);
+}
+
+pub fn set_behind_live(camera: &CameraId, seconds: f64, catching_up: bool) {
+    gauge!(CAMERA_BEHIND_LIVE_SECONDS, "camera" => camera.0.clone()).set(seconds);
+    gauge!(CAMERA_CATCHING_UP, "camera" => camera.0.clone()).set(if catching_up { 1.0 } else { 0.0 });
+}
+
+pub fn count_skipped(camera: &CameraId, reason: &'static str, frames: u64) {
+    metrics::counter!(FRAMES_SKIPPED_TOTAL, "camera" => camera.0.clone(), "reason" => reason).increment(frames);
+}
+
+pub fn count_skipped_stream(camera: &CameraId, seconds: f64) {
+    metrics::counter!(STREAM_SKIPPED_SECONDS_TOTAL, "camera" => camera.0.clone()).increment(seconds.round() as u64);
 }
 
 pub fn set_outbox(records: u64, bytes: u64, max_bytes: u64) {

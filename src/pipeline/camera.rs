@@ -15,6 +15,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::catch_up::LagJudge;
 use super::events::{Event, EventOrigin, EventWithFrame};
 use super::feed::{self, Feed, FeedReport, Handoff, SampledFrame};
 use super::roi::Roi;
@@ -87,6 +88,8 @@ pub struct CameraContext {
     pub health: Health,
     /// The camera's decoder: the backend the service chose at startup, the camera's threads.
     pub decoder: DecoderSettings,
+    /// How many times a looping file source has started over (part of every event id).
+    pub pass: u64,
 }
 
 /// Counts of one run.
@@ -96,6 +99,8 @@ pub struct RunStats {
     pub frames_sampled: u64,
     pub frames_analysed: u64,
     pub frames_dropped: u64,
+    /// Decoded frames discarded by skip-aheads (the camera was further behind than `skip_after`).
+    pub frames_skipped: u64,
     /// Frames decoded again after a reconnect and not handed on (already analysed).
     pub frames_repeated: u64,
     /// Fragments read completely (KVS fragments, or MKV documents of a file).
@@ -111,14 +116,16 @@ pub struct RunStats {
 /// Runs a camera over a local MKV file until it ends (or shutdown): `run-file`, tests, benches.
 pub async fn run_file(ctx: CameraContext, path: PathBuf, realtime: bool) -> Result<RunStats, PipelineError> {
     let source = FileSource::open(&ctx.camera.id, path)?;
-    let options = SourceOptions { live: realtime, pace: realtime };
-    run(ctx, RunningSource { input: Box::new(source), options, progress: None, tasks: SourceTasks::default() }).await
+    let options = SourceOptions { live: realtime, pace: realtime, hands_over: false };
+    let source =
+        RunningSource { input: Box::new(source), options, progress: None, resume: None, tasks: SourceTasks::default() };
+    run(ctx, source).await
 }
 
 /// Runs a camera over a running source until its input ends (or shutdown); the source's
 /// background tasks are awaited before it returns.
 pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, PipelineError> {
-    let RunningSource { input, options, progress, tasks } = source;
+    let RunningSource { input, options, progress, resume, tasks } = source;
     let camera = ctx.camera.id.clone();
     let stream_ctx = StreamContext {
         camera: camera.clone(),
@@ -130,7 +137,11 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
     let stream = FrameStream::new(stream_ctx, input);
     let (offline_tx, offline_rx) = mpsc::channel::<SampledFrame>(HANDOFF_QUEUE);
     let live = Arc::new(DropOldest::new(HANDOFF_QUEUE));
-    let handoff = if options.live { Handoff::Live(live.clone()) } else { Handoff::Offline(offline_tx) };
+    let handoff = if options.live {
+        Handoff::Live(live.clone(), LagJudge::new(ctx.camera.catch_up))
+    } else {
+        Handoff::Offline(offline_tx)
+    };
     let newest = Arc::new(AtomicI64::new(i64::MIN));
     let feed = Feed {
         camera: camera.clone(),
@@ -139,6 +150,7 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
         pace: options.pace,
         shutdown: ctx.shutdown.clone(),
         newest: newest.clone(),
+        progress: progress.clone(),
     };
     // No more frames, even after a panic: the consumer drains the queue and stops (offline: the
     // sender drops with the feed).
@@ -148,18 +160,16 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
         feed::run(stream, feed)
     });
     let frames = Frames { live: options.live.then_some(live.clone()), offline: offline_rx };
-    let mut analysis = AnalysisLoop::new(&ctx, newest, progress.clone());
+    let mut analysis = AnalysisLoop::new(&ctx, newest, progress, resume.as_deref());
+    analysis.hands_over = options.hands_over;
     let analysed = analysis.run(frames).await;
     live.close();
     let report = decoder.await.map_err(|e| PipelineError::from_join(&camera, e));
+    // Let go of the fragment progress: the checkpoint writer writes the last fragment analysed
+    // and ends once nobody can advance it.
+    drop(analysis);
     tasks.finish().await;
-    let stats = analysed?;
-    let report = report?;
-    if let Some(progress) = progress.filter(|_| !ctx.shutdown.is_cancelled() && report.failure.is_none()) {
-        // The input ended and every queued frame was analysed.
-        progress.drained();
-    }
-    finish_stats(stats, report)
+    finish_stats(analysed?, report?)
 }
 
 fn finish_stats(mut stats: RunStats, report: FeedReport) -> Result<RunStats, PipelineError> {
@@ -172,6 +182,7 @@ fn finish_stats(mut stats: RunStats, report: FeedReport) -> Result<RunStats, Pip
     stats.media_errors = report.stream.media_errors;
     stats.frames_sampled = report.frames_sampled;
     stats.frames_dropped = report.frames_dropped;
+    stats.frames_skipped = report.frames_skipped;
     Ok(stats)
 }
 
@@ -210,14 +221,18 @@ struct AnalysisLoop<'a> {
     /// Frames kept for `end` snapshots: a track ends at most `max_age` frames after it was seen.
     recent: VecDeque<SampledFrame>,
     recent_cap: usize,
+    /// At shutdown, leave open tracks to the next run (see `SourceOptions::hands_over`).
+    hands_over: bool,
     stats: RunStats,
 }
 
 impl<'a> AnalysisLoop<'a> {
+    /// `resume`: the tracker state a checkpoint stored (a restart goes on with its tracks).
     fn new(
         ctx: &'a CameraContext,
         newest: Arc<AtomicI64>,
         progress: Option<Arc<crate::media::progress::FragmentProgress>>,
+        resume: Option<&str>,
     ) -> Self {
         let camera = &ctx.camera;
         let models =
@@ -226,37 +241,62 @@ impl<'a> AnalysisLoop<'a> {
         Self {
             ctx,
             roi: Roi::new(camera.roi.clone(), camera.anchor, camera.filters.clone()),
-            tracker: Tracker::new(camera.tracking.clone()),
-            origin: EventOrigin::new(&camera.id, models),
+            tracker: resumed_tracker(camera, resume),
+            origin: EventOrigin::new(&camera.id, ctx.pass, models),
             newest,
             progress,
             recent: VecDeque::with_capacity(recent_cap + 1),
             recent_cap,
+            hands_over: false,
             stats: RunStats::default(),
         }
     }
 
-    /// Until the frames end (or shutdown); then the open tracks end.
+    /// Until the frames end (or shutdown); then the open tracks end. A stream that goes quiet
+    /// for `idle_end` (or `max_age` times the interval its frames arrive at, if longer: a
+    /// key-frames-only camera) ends its open tracks too, at the last frame seen.
     async fn run(&mut self, mut frames: Frames) -> Result<RunStats, PipelineError> {
         let mut last: Option<SampledFrame> = None;
+        let mut arrived: Option<Instant> = None;
+        let mut idle_end = self.ctx.camera.idle_end;
         loop {
             let next = tokio::select! {
                 f = frames.next() => f,
                 () = self.ctx.shutdown.cancelled() => None,
+                () = tokio::time::sleep(idle_end), if !self.tracker.is_empty() => {
+                    tracing::info!(camera = %self.ctx.camera.id, idle = ?idle_end, tracks = self.tracker.len(), "no frame for idle_end; open tracks end");
+                    self.end_tracks(last.as_ref()).await?;
+                    continue;
+                }
             };
             let Some(frame) = next else { break };
-            if let Some(progress) = &self.progress {
-                progress.frame_taken(frame.fragment.as_deref());
+            if let Some(before) = arrived.replace(Instant::now()) {
+                let frames_worth = before.elapsed().saturating_mul(self.ctx.camera.tracking.max_age);
+                idle_end = self.ctx.camera.idle_end.max(frames_worth);
             }
             self.analyse(&frame).await?;
+            if let Some(progress) = &self.progress {
+                progress.frame_done(Some(self.tracker.snapshot().into()));
+            }
             last = Some(frame);
         }
+        if self.hands_over && self.ctx.shutdown.is_cancelled() {
+            // The checkpoint holds these tracks; the camera's next run ends them.
+            return Ok(std::mem::take(&mut self.stats));
+        }
+        self.end_tracks(last.as_ref()).await?;
+        Ok(std::mem::take(&mut self.stats))
+    }
+
+    /// Ends every open track (`end` events at the frame each was last seen on); tracks seen
+    /// later are new ones.
+    async fn end_tracks(&mut self, last: Option<&SampledFrame>) -> Result<(), PipelineError> {
         for (kind, state) in self.tracker.finish() {
-            let fragment = last.as_ref().and_then(|f| f.fragment.clone());
-            let shown = self.shown(kind, &state).or_else(|| last.as_ref().map(|f| f.image.clone()));
+            let fragment = last.and_then(|f| f.fragment.clone());
+            let shown = self.shown(kind, &state).or_else(|| last.map(|f| f.image.clone()));
             self.emit(kind, state, fragment.as_deref(), shown).await?;
         }
-        Ok(std::mem::take(&mut self.stats))
+        Ok(())
     }
 
     async fn analyse(&mut self, frame: &SampledFrame) -> Result<(), PipelineError> {
@@ -321,6 +361,21 @@ impl<'a> AnalysisLoop<'a> {
             .send(EventWithFrame { event, frame })
             .await
             .map_err(|_| PipelineError::EventsClosed { camera: self.ctx.camera.id.clone() })
+    }
+}
+
+/// The camera's tracker, in the state a checkpoint stored when there is one.
+fn resumed_tracker(camera: &CameraSpec, resume: Option<&str>) -> Tracker {
+    match resume.map(|s| Tracker::restore(camera.tracking.clone(), s)) {
+        Some(Ok(tracker)) => {
+            tracing::info!(camera = %camera.id, tracks = tracker.len(), "tracks resumed from the checkpoint");
+            tracker
+        }
+        Some(Err(e)) => {
+            tracing::warn!(camera = %camera.id, error = %e, "the checkpoint's tracker state is not usable; tracks start afresh");
+            Tracker::new(camera.tracking.clone())
+        }
+        None => Tracker::new(camera.tracking.clone()),
     }
 }
 

@@ -1,4 +1,8 @@
-//! The event record every sink receives (schema version 1, documented in `docs/events.md`).
+//! The event record every sink receives (schema version 2, documented in `docs/events.md`).
+//!
+//! An event is a function of the stream, not of the run: analysing the same fragments from the
+//! same checkpoint with the same configuration gives the same events, ids included (only
+//! `emitted_at` differs), so consumers can drop what at-least-once delivery repeats.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,15 +11,17 @@ use crate::config::CameraId;
 use crate::media::FragmentMeta;
 use crate::media::image::RgbImage;
 
-/// Version of the event JSON; bumped on incompatible changes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the event JSON; bumped on incompatible changes (2: `event_id` no longer names the
+/// run, so a restart repeats the ids of the events it publishes again).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One event, as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub schema: u32,
-    /// `{camera}:{run}:{track_id}:{type}:{last_seen_ns}`, `run` naming the camera run (track ids
-    /// and file timestamps start over in each): the same event redelivered has the same id.
+    /// `{camera}:{pass}:{track_id}:{type}:{last_seen_ns}`: the stream position of the event
+    /// (`pass` counts the times a looping file started over, else 0; track ids continue across
+    /// restarts through the checkpoint), so the same event published again has the same id.
     pub event_id: String,
     #[serde(rename = "type")]
     pub kind: EventKind,
@@ -55,47 +61,21 @@ pub struct EventWithFrame {
     pub frame: Option<RgbImage>,
 }
 
-/// Where events come from: one run of one camera's pipeline.
+/// Where events come from: one camera's stream.
 #[derive(Debug, Clone)]
 pub struct EventOrigin {
     pub camera: CameraId,
-    /// Unique per camera run: base-36 Unix milliseconds of its start.
-    pub run: String,
+    /// How many times a looping file source has started over (its timestamps start over with
+    /// it); 0 for every other source.
+    pub pass: u64,
     /// Ids of the models the camera runs.
     pub models: Vec<String>,
 }
 
 impl EventOrigin {
-    pub fn new(camera: &CameraId, models: Vec<String>) -> Self {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static LAST: AtomicU64 = AtomicU64::new(0);
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        // Strictly increasing within the process, even for runs started in the same millisecond.
-        let mut prev = LAST.load(Ordering::Relaxed);
-        let run = loop {
-            let next = now.max(prev + 1);
-            match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => break next,
-                Err(p) => prev = p,
-            }
-        };
-        Self { camera: camera.clone(), run: base36(run), models }
+    pub fn new(camera: &CameraId, pass: u64, models: Vec<String>) -> Self {
+        Self { camera: camera.clone(), pass, models }
     }
-}
-
-fn base36(mut n: u64) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
 }
 
 impl Event {
@@ -104,7 +84,7 @@ impl Event {
         let kind_name = kind.as_str();
         Self {
             schema: SCHEMA_VERSION,
-            event_id: format!("{camera}:{}:{}:{kind_name}:{}", origin.run, state.track_id, state.last_seen_ns),
+            event_id: format!("{camera}:{}:{}:{kind_name}:{}", origin.pass, state.track_id, state.last_seen_ns),
             kind,
             camera: camera.0.clone(),
             track_id: state.track_id,

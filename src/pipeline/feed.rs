@@ -1,9 +1,12 @@
 //! A camera's decode thread: frames from the media stream, sampled at the camera's rate, paced
 //! when the source asks for it, handed to the analysis loop.
 //!
-//! Two hand-offs: live sources go through the drop-oldest queue (video never waits for
-//! inference; a dropped frame is counted), offline ones through a bounded channel (every sampled
-//! frame is analysed, and a full channel slows the read).
+//! Two hand-offs: live sources go through the drop-oldest queue, offline ones through a bounded
+//! channel (every sampled frame is analysed, and a full channel slows the read). On the live
+//! queue the [`catch_up`](super::catch_up) judge decides per frame: at live a full queue drops
+//! its oldest frame (video never waits for inference; the drop is counted); behind live the
+//! thread waits for room (nothing is lost, the read slows down); too far behind it asks the
+//! source to skip to the newest key frame and discards frames until the new session starts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,12 +15,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::catch_up::{LagJudge, Observed, Pace};
 use super::sampler::{DropOldest, RateGate};
 use crate::config::CameraId;
 use crate::media::FragmentMeta;
 use crate::media::decode::convert::RgbConverter;
 use crate::media::image::RgbImage;
-use crate::media::stream::{FrameStream, StreamError, StreamStats};
+use crate::media::progress::FragmentProgress;
+use crate::media::stream::{FrameStream, StreamError, StreamFrame, StreamStats};
 use crate::metrics;
 
 /// A sampled, decoded frame on its way to inference.
@@ -30,7 +35,8 @@ pub struct SampledFrame {
 
 /// Where sampled frames go.
 pub enum Handoff {
-    Live(Arc<DropOldest<SampledFrame>>),
+    /// A live source: drop-oldest at live, waiting for room while the judge says catch up.
+    Live(Arc<DropOldest<SampledFrame>>, LagJudge),
     Offline(mpsc::Sender<SampledFrame>),
 }
 
@@ -44,6 +50,8 @@ pub struct Feed {
     pub shutdown: CancellationToken,
     /// Timestamp of the newest decoded frame (for `camera_lag_seconds`).
     pub newest: Arc<AtomicI64>,
+    /// Fragment completion (KVS): every handed frame is counted, and every dropped one.
+    pub progress: Option<Arc<FragmentProgress>>,
 }
 
 /// What the decode thread did.
@@ -52,8 +60,21 @@ pub struct FeedReport {
     pub stream: StreamStats,
     pub frames_sampled: u64,
     pub frames_dropped: u64,
+    /// Decoded frames discarded by skip-aheads.
+    pub frames_skipped: u64,
     /// Why the stream ended early, if it did.
     pub failure: Option<StreamError>,
+}
+
+/// Per-run state of the decode thread.
+#[derive(Default)]
+struct FeedState {
+    started: Option<Instant>,
+    first_ts: Option<i64>,
+    current: Option<Arc<FragmentMeta>>,
+    /// Skipping ahead: frames with this `skip_epoch` or an older one are discarded.
+    skipping_through: Option<u64>,
+    catching_up: bool,
 }
 
 /// Runs until the stream ends, the consumer goes away, or shutdown. Every frame is decoded (the
@@ -61,8 +82,7 @@ pub struct FeedReport {
 pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
     let mut report = FeedReport::default();
     let mut converter = RgbConverter::new();
-    let started = Instant::now();
-    let mut first_ts: Option<i64> = None;
+    let mut state = FeedState { started: Some(Instant::now()), ..FeedState::default() };
     while !feed.shutdown.is_cancelled() {
         let frame = match stream.next_frame() {
             None => break,
@@ -72,15 +92,19 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
             }
             Some(Ok(f)) => f,
         };
-        let (decoded, fragment) = (frame.frame, frame.fragment);
-        feed.newest.store(decoded.timestamp_ns, Ordering::Relaxed);
-        if !feed.gate.admit(decoded.timestamp_ns, decoded.keyframe) {
+        feed.newest.store(frame.frame.timestamp_ns, Ordering::Relaxed);
+        let Some(pace) = judge(&mut feed, &mut state, &frame, stream.input_ready(), &mut report) else { continue };
+        let StreamFrame { frame: decoded, fragment, .. } = frame;
+        let fragment_start = !same_fragment(state.current.as_ref(), fragment.as_ref());
+        state.current.clone_from(&fragment);
+        if !feed.gate.admit(decoded.timestamp_ns, decoded.keyframe, fragment_start) {
             continue;
         }
         if feed.pace {
-            let t0 = *first_ts.get_or_insert(decoded.timestamp_ns);
+            let t0 = *state.first_ts.get_or_insert(decoded.timestamp_ns);
             let due = Duration::from_nanos(u64::try_from(decoded.timestamp_ns - t0).unwrap_or(0));
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
+            let elapsed = state.started.map_or(Duration::ZERO, |s| s.elapsed());
+            if let Some(wait) = due.checked_sub(elapsed) {
                 std::thread::sleep(wait);
             }
         }
@@ -94,7 +118,7 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
         };
         report.frames_sampled += 1;
         let sampled = SampledFrame { image, timestamp_ns: decoded.timestamp_ns, fragment };
-        if !hand_off(&feed, sampled, &mut report) {
+        if !hand_off(&feed, sampled, pace, &mut report) {
             break;
         }
     }
@@ -102,13 +126,89 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
     report
 }
 
+/// The pace for this frame, or `None` when it is discarded (a skip-ahead is under way).
+fn judge(
+    feed: &mut Feed,
+    state: &mut FeedState,
+    frame: &StreamFrame,
+    input_ready: bool,
+    report: &mut FeedReport,
+) -> Option<Pace> {
+    let Handoff::Live(_, judge) = &mut feed.handoff else { return Some(Pace::CatchUp) };
+    let last_complete = feed.progress.as_ref().and_then(|p| p.last_demuxed());
+    if let Some(through) = state.skipping_through {
+        if frame.skip_epoch <= through {
+            report.frames_skipped += 1;
+            metrics::count_skipped(&feed.camera, "lag", 1);
+            return None;
+        }
+        state.skipping_through = None;
+        // The tags of every fragment read before the skip describe the old position.
+        judge.skipped(last_complete.as_ref().and_then(|m| m.fragment_number.clone()));
+        tracing::info!(camera = %feed.camera, skipped = report.frames_skipped, "skip-ahead done; analysing from the newest key frame");
+    }
+    let pace = judge.judge(&Observed {
+        timestamp_ns: frame.frame.timestamp_ns,
+        input_ready,
+        fragment: frame.fragment.as_deref(),
+        last_complete: last_complete.as_deref(),
+    });
+    let behind = judge.behind().map_or(0.0, |b| b.as_secs_f64());
+    match (pace, &feed.progress) {
+        (Pace::Skip { behind }, Some(progress)) => {
+            tracing::warn!(
+                camera = %feed.camera,
+                behind = ?behind,
+                "camera is further behind live than skip_after; skipping ahead to the newest key frame"
+            );
+            metrics::count_skipped(&feed.camera, "lag", 1);
+            metrics::count_skipped_stream(&feed.camera, behind.as_secs_f64());
+            report.frames_skipped += 1;
+            state.skipping_through = Some(frame.skip_epoch);
+            progress.request_skip();
+            None
+        }
+        // A source that cannot skip catches up instead.
+        (Pace::Skip { .. }, None) => Some(Pace::CatchUp),
+        (pace, _) => {
+            let catching_up = pace == Pace::CatchUp;
+            if catching_up != state.catching_up {
+                state.catching_up = catching_up;
+                tracing::info!(camera = %feed.camera, behind_s = behind, catching_up, "catch-up mode changed");
+            }
+            metrics::set_behind_live(&feed.camera, behind, catching_up);
+            Some(pace)
+        }
+    }
+}
+
+/// Whether two frames belong to the same fragment: the same fragment number (a reconnect
+/// re-reads a fragment as a new document), or without numbers the same document.
+fn same_fragment(a: Option<&Arc<FragmentMeta>>, b: Option<&Arc<FragmentMeta>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => match (&a.fragment_number, &b.fragment_number) {
+            (Some(x), Some(y)) => x == y,
+            _ => Arc::ptr_eq(a, b),
+        },
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 /// `false` once the consumer is gone.
-fn hand_off(feed: &Feed, frame: SampledFrame, report: &mut FeedReport) -> bool {
+fn hand_off(feed: &Feed, frame: SampledFrame, pace: Pace, report: &mut FeedReport) -> bool {
+    if let Some(progress) = &feed.progress {
+        progress.frame_handed();
+    }
     match &feed.handoff {
-        Handoff::Live(queue) => {
+        Handoff::Live(queue, _) if pace == Pace::CatchUp => queue.push_wait(frame, &feed.shutdown).is_ok(),
+        Handoff::Live(queue, _) => {
             if queue.push(frame).is_some() {
                 report.frames_dropped += 1;
                 metrics::count_dropped(&feed.camera, "inference_behind");
+                if let Some(progress) = &feed.progress {
+                    progress.frame_done(None);
+                }
             }
             true
         }

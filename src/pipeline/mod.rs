@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`camera`] | one camera's flow from source to events |
 //! | [`feed`] | the decode thread: frame stream → sampler → pacing → hand-off |
+//! | [`catch_up`] | how far behind live a camera is: live (drop-oldest), catch-up (no drops), skip ahead |
 //! | [`events`] | the versioned event record sinks receive |
 //! | [`sampler`] | target-fps sampling by stream time; the drop-oldest hand-off to inference |
 //! | [`roi`] | zones (polygons, anchor point) and per-label filters |
@@ -12,6 +13,7 @@
 //! | [`tracker`] | IoU tracking, M-of-N confirmation, median score, text vote, new/update/end |
 
 pub mod camera;
+pub mod catch_up;
 pub mod events;
 pub mod feed;
 pub mod roi;

@@ -47,11 +47,14 @@ impl Supervisor {
     async fn keep_running(self, camera: CameraSpec) {
         let mut attempt = 0;
         let mut last_run = None;
+        // A looping file starts its timestamps over with each pass; the pass keeps event ids apart.
+        let mut pass = 0;
         loop {
             let state = if camera.source.needs_aws() { CameraState::Connecting } else { CameraState::Running };
             self.health.set_camera(&camera.id, state, None);
-            match self.run_once(&camera).await {
+            match self.run_once(&camera, pass).await {
                 Ok(s) => {
+                    pass += 1;
                     log_stats(&camera.id, &s);
                     last_run = (s.media_errors > 0)
                         .then(|| format!("last run: {} media error(s) skipped, the stream went on", s.media_errors));
@@ -85,7 +88,7 @@ impl Supervisor {
 
     /// Opens the camera's source and runs the camera over it once, on a task of its own: a panic
     /// anywhere in the camera's path ends that run (as an error), never the supervisor.
-    async fn run_once(&self, camera: &CameraSpec) -> Result<RunStats, PipelineError> {
+    async fn run_once(&self, camera: &CameraSpec, pass: u64) -> Result<RunStats, PipelineError> {
         let ctx = SourceContext {
             camera: camera.id.clone(),
             sdk: self.sdk.clone(),
@@ -104,6 +107,7 @@ impl Supervisor {
                 threads: camera.decoder.threads,
                 frame_threads: camera.decoder.frame_threads,
             },
+            pass: if camera.source.restarts_timestamps() { pass } else { 0 },
         };
         tokio::spawn(run(ctx, source)).await.map_err(|e| PipelineError::from_join(&camera.id, e))?
     }

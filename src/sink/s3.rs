@@ -1,6 +1,7 @@
 //! S3 sink: the annotated snapshot JPEG of each event that has one, at
-//! `{prefix}/{camera}/{yyyy}/{mm}/{dd}/{event_id}.jpg` (the date is the event's `emitted_at`,
-//! UTC), with `x-amz-server-side-encryption: AES256`, `Content-Type: image/jpeg` and the event's
+//! `{prefix}/{camera}/{yyyy}/{mm}/{dd}/{event_id}.jpg` (the date, UTC, is the producer timestamp
+//! of the event's fragment, so an event published again names the same object; `emitted_at` for
+//! sources without one), with `x-amz-server-side-encryption: AES256`, `Content-Type: image/jpeg` and the event's
 //! id, camera, type, track, label and text as object metadata. The dispatcher puts the key into
 //! the event (`snapshot: s3://bucket/key`) before the event is queued, so KDS and DynamoDB carry
 //! it too.
@@ -52,7 +53,12 @@ impl S3Sink {
 
 /// The object key of an event's snapshot.
 pub fn snapshot_key(prefix: &str, event: &Event, emitted_at_unix: f64) -> String {
-    let (y, m, d) = civil_date(emitted_at_unix.div_euclid(86_400.0) as i64);
+    let produced = event.producer_timestamp.as_deref().and_then(crate::media::KvsTimestamp::parse);
+    let day = match produced {
+        Some(t) => t.millis.div_euclid(86_400_000),
+        None => emitted_at_unix.div_euclid(86_400.0) as i64,
+    };
+    let (y, m, d) = civil_date(day);
     let prefix = prefix.trim_matches('/');
     let name = format!("{}/{y:04}/{m:02}/{d:02}/{}.jpg", file_safe(&event.camera), file_safe(&event.event_id));
     if prefix.is_empty() { name } else { format!("{prefix}/{name}") }

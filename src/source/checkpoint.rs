@@ -4,7 +4,8 @@
 //! `fragment_number` (S), `fragment_order` (S, the number zero-padded to 64 digits so string
 //! order is numeric order; fragment numbers are wider than DynamoDB's 38-digit numbers),
 //! `server_timestamp` / `producer_timestamp` (S, epoch seconds with milliseconds),
-//! `updated_at` (N, epoch seconds) and `camera` (S). A write is conditional on the stored
+//! `updated_at` (N, epoch seconds), `camera` (S) and `analysis` (S, JSON: the camera's tracker
+//! right after the fragment, so a restart goes on with the same tracks, ids and votes). A write is conditional on the stored
 //! `fragment_order` being older, so a slower task (or a stale retry) never moves it backwards.
 
 use std::collections::HashMap;
@@ -14,10 +15,15 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::SourceError;
 use crate::config::CameraId;
-use crate::media::{FragmentMeta, FragmentNumber};
+use crate::media::FragmentNumber;
+use crate::media::progress::Processed;
 
 /// Width of `fragment_order`: KVS fragment numbers are about 47 digits.
 const ORDER_WIDTH: usize = 64;
+
+/// Analysis states larger than this are not stored (DynamoDB items hold 400 KB): a restart then
+/// starts its tracks afresh.
+const MAX_ANALYSIS_BYTES: usize = 256 * 1024;
 
 /// What a checkpoint write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +31,13 @@ pub enum Written {
     Advanced,
     /// The table already holds this fragment or a newer one.
     Stale,
+}
+
+/// A stored checkpoint: resume after `fragment`, with the analysis state it left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub fragment: FragmentNumber,
+    pub analysis: Option<String>,
 }
 
 pub struct Checkpoints {
@@ -49,7 +62,7 @@ impl Checkpoints {
     }
 
     /// The stored checkpoint, if any.
-    pub async fn read(&self) -> Result<Option<FragmentNumber>, SourceError> {
+    pub async fn read(&self) -> Result<Option<Checkpoint>, SourceError> {
         let out = self
             .client
             .get_item()
@@ -59,15 +72,16 @@ impl Checkpoints {
             .send()
             .await
             .map_err(|e| self.error("GetItem", e))?;
-        Ok(out
-            .item()
-            .and_then(|item| item.get("fragment_number"))
-            .and_then(|v| v.as_s().ok())
-            .and_then(|s| FragmentNumber::parse(s)))
+        let Some(item) = out.item() else { return Ok(None) };
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+        Ok(text("fragment_number")
+            .and_then(|s| FragmentNumber::parse(s))
+            .map(|fragment| Checkpoint { fragment, analysis: text("analysis").cloned() }))
     }
 
-    /// Records `meta` as processed unless the table already has it or a newer fragment.
-    pub async fn write(&self, meta: &FragmentMeta) -> Result<Written, SourceError> {
+    /// Records a processed fragment unless the table already has it or a newer one.
+    pub async fn write(&self, processed: &Processed) -> Result<Written, SourceError> {
+        let meta = &processed.fragment;
         let Some(number) = &meta.fragment_number else {
             return Ok(Written::Stale);
         };
@@ -85,6 +99,9 @@ impl Checkpoints {
         }
         if let Some(t) = meta.producer_timestamp {
             item.insert("producer_timestamp".to_owned(), AttributeValue::S(t.to_string()));
+        }
+        if let Some(state) = processed.state.as_ref().filter(|s| s.len() <= MAX_ANALYSIS_BYTES) {
+            item.insert("analysis".to_owned(), AttributeValue::S(state.to_string()));
         }
         let result = self
             .client

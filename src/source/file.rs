@@ -18,8 +18,9 @@ pub fn open(ctx: &SourceContext, path: &Path, realtime: bool) -> Result<RunningS
     let source = FileSource::open(&ctx.camera, path.to_owned())?;
     Ok(RunningSource {
         input: Box::new(source),
-        options: SourceOptions { live: realtime, pace: realtime },
+        options: SourceOptions { live: realtime, pace: realtime, hands_over: false },
         progress: None,
+        resume: None,
         tasks: SourceTasks::default(),
     })
 }

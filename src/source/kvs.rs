@@ -20,12 +20,12 @@ use aws_sdk_kinesisvideomedia::types::{StartSelector as ApiSelector, StartSelect
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::Checkpoints;
+use super::checkpoint::{Checkpoint, Checkpoints};
 use super::{RunningSource, SourceContext, SourceError, SourceOptions, SourceTasks};
 use crate::config::{CameraId, StartSelector, StreamRef};
 use crate::health::{CameraState, Component};
 use crate::media::FragmentNumber;
-use crate::media::progress::FragmentProgress;
+use crate::media::progress::{FragmentProgress, Processed};
 use crate::media::stream::{ChannelSource, Chunk};
 use kvs_infer_common::backoff::Backoff;
 
@@ -45,9 +45,9 @@ const CHUNKS_QUEUED: usize = 16;
 /// Checkpoints are written at most this often per camera.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Starts a KVS camera: the GetMedia reader and, with a checkpoint table, the checkpoint writer.
-/// Its frames flow live: a camera never waits for inference.
-pub fn open(
+/// Starts a KVS camera: reads its checkpoint (waiting for the table: starting without it would
+/// re-read or skip video), then starts the GetMedia reader and the checkpoint writer.
+pub async fn open(
     ctx: &SourceContext,
     stream: &StreamRef,
     start: &StartSelector,
@@ -59,16 +59,21 @@ pub fn open(
         let client = crate::aws::dynamodb_client(&sdk);
         Arc::new(Checkpoints::new(client, table.to_owned(), stream.label().to_owned(), ctx.camera.clone()))
     });
+    let checkpoint = match &checkpoints {
+        Some(c) => read_checkpoint(&ctx.camera, c, &ctx.shutdown).await,
+        None => None,
+    };
     let writer = checkpoints.clone().map(|c| {
         tokio::spawn(write_checkpoints(ctx.camera.clone(), c, progress.subscribe_processed(), CHECKPOINT_INTERVAL))
     });
+    let (resume_after, resume) = checkpoint.map_or((None, None), |c| (Some(c.fragment), c.analysis));
     let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
     let source = KvsSource {
         camera: ctx.camera.clone(),
         stream: stream.clone(),
         start: start.clone(),
         sdk,
-        checkpoints,
+        resume_after,
         progress: progress.clone(),
         shutdown: ctx.shutdown.clone(),
         health: ctx.health.clone(),
@@ -76,8 +81,9 @@ pub fn open(
     let reader = tokio::spawn(source.run(tx));
     Ok(RunningSource {
         input: Box::new(ChannelSource(rx)),
-        options: SourceOptions { live: true, pace: false },
+        options: SourceOptions { live: true, pace: false, hands_over: checkpoint_table.is_some() },
         progress: Some(progress),
+        resume: resume.map(Arc::from),
         tasks: SourceTasks::new([Some(reader), writer].into_iter().flatten().collect()),
     })
 }
@@ -88,7 +94,8 @@ pub struct KvsSource {
     pub stream: StreamRef,
     pub start: StartSelector,
     pub sdk: SdkConfig,
-    pub checkpoints: Option<Arc<Checkpoints>>,
+    /// The stored checkpoint: the first session starts after it.
+    pub resume_after: Option<FragmentNumber>,
     pub progress: Arc<FragmentProgress>,
     pub shutdown: CancellationToken,
     /// A camera that cannot connect shows as `degraded: camera.{id}` (not a liveness failure:
@@ -104,6 +111,8 @@ enum SessionEnd {
     Idle,
     Shutdown,
     ReceiverGone,
+    /// The camera is too far behind live: start again at the newest key frame.
+    SkipAhead,
 }
 
 impl SessionEnd {
@@ -114,6 +123,7 @@ impl SessionEnd {
             Self::Idle => "idle",
             Self::Shutdown => "shutdown",
             Self::ReceiverGone => "receiver_gone",
+            Self::SkipAhead => "skip_ahead",
         }
     }
 }
@@ -127,6 +137,8 @@ struct Reconnect {
     resume_from_checkpoint: Option<FragmentNumber>,
     attempt: u32,
     last_call: Option<Instant>,
+    /// After a skip-ahead: start at NOW until a fragment newer than this one has been read.
+    skip_from: Option<Option<FragmentNumber>>,
 }
 
 /// Whether the loop goes on.
@@ -155,11 +167,7 @@ impl KvsSource {
     /// Streams into `tx` until shutdown (or the receiver goes away).
     pub async fn run(self, tx: mpsc::Sender<Chunk>) {
         let control = crate::aws::kinesis_video_client(&self.sdk);
-        let resume_from_checkpoint = match &self.checkpoints {
-            Some(c) => self.read_checkpoint(c).await,
-            None => None,
-        };
-        let mut r = Reconnect { resume_from_checkpoint, ..Reconnect::default() };
+        let mut r = Reconnect { resume_from_checkpoint: self.resume_after.clone(), ..Reconnect::default() };
         while !self.shutdown.is_cancelled() {
             if self.session(&control, &mut r, &tx).await == Next::Stop {
                 break;
@@ -189,12 +197,12 @@ impl KvsSource {
                 return self.back_off(r, is_limit(&e)).await;
             }
         };
-        let after = self
-            .progress
-            .last_demuxed()
-            .and_then(|m| m.fragment_number.clone())
-            .or_else(|| r.resume_from_checkpoint.clone());
-        let selector = match self.selector(after.as_ref()) {
+        let last_read = self.progress.last_demuxed().and_then(|m| m.fragment_number.clone());
+        if r.skip_from.as_ref().is_some_and(|from| *from != last_read) {
+            r.skip_from = None;
+        }
+        let after = last_read.or_else(|| r.resume_from_checkpoint.clone());
+        let selector = match self.selector(after.as_ref(), r.skip_from.is_some()) {
             Ok(s) => s,
             Err(e) => {
                 // The config was validated; a selector the API refuses to build is a bug.
@@ -273,7 +281,8 @@ impl KvsSource {
             return Next::Stop;
         }
         let (done, closed) = tokio::sync::oneshot::channel();
-        if tx.send(Chunk::SessionEnd(done)).await.is_err() {
+        let end = if ended == SessionEnd::SkipAhead { Chunk::SkipEnd(done) } else { Chunk::SessionEnd(done) };
+        if tx.send(end).await.is_err() {
             return Next::Stop;
         }
         tokio::select! {
@@ -290,6 +299,11 @@ impl KvsSource {
         crate::metrics::count_kvs_reconnect(&self.camera, ended.reason());
         tracing::info!(camera = %self.camera, reason = ended.reason(), bytes, "GetMedia session ended; reconnecting");
         self.health.set_camera(&self.camera, CameraState::Reconnecting, Some(ended.reason().to_owned()));
+        if ended == SessionEnd::SkipAhead {
+            r.skip_from = Some(self.progress.last_demuxed().and_then(|m| m.fragment_number.clone()));
+            r.resume_from_checkpoint = None;
+            return Next::Again;
+        }
         if ended != SessionEnd::BodyEnded {
             r.endpoint = None;
         }
@@ -320,6 +334,7 @@ impl KvsSource {
             let next = tokio::select! {
                 next = tokio::time::timeout(IDLE_TIMEOUT, body.next()) => next,
                 () = self.shutdown.cancelled() => return (SessionEnd::Shutdown, bytes),
+                () = self.progress.skip_requested() => return (SessionEnd::SkipAhead, bytes),
             };
             match next {
                 Err(_) => return (SessionEnd::Idle, bytes),
@@ -335,6 +350,7 @@ impl KvsSource {
                     let sent = tokio::select! {
                         sent = tx.send(Chunk::Data(data)) => sent.is_ok(),
                         () = self.shutdown.cancelled() => return (SessionEnd::Shutdown, bytes),
+                        () = self.progress.skip_requested() => return (SessionEnd::SkipAhead, bytes),
                     };
                     if !sent {
                         return (SessionEnd::ReceiverGone, bytes);
@@ -369,34 +385,12 @@ impl KvsSource {
         }
     }
 
-    async fn read_checkpoint(&self, checkpoints: &Checkpoints) -> Option<FragmentNumber> {
-        let mut attempt = 0;
-        loop {
-            match checkpoints.read().await {
-                Ok(found) => {
-                    tracing::info!(
-                        camera = %self.camera,
-                        checkpoint = found.as_ref().map(ToString::to_string),
-                        "checkpoint read"
-                    );
-                    return found;
-                }
-                Err(e) => {
-                    // Starting without it would re-read or skip video: wait for the table instead.
-                    tracing::warn!(camera = %self.camera, error = %kvs_infer_common::error_chain(&e), "cannot read the checkpoint; retrying");
-                    if !self.sleep(RECONNECT_BACKOFF.delay(attempt)).await {
-                        return None;
-                    }
-                    attempt += 1;
-                }
-            }
-        }
-    }
-
-    /// The API selector: after `after` when there is one, else the configured start.
-    fn selector(&self, after: Option<&FragmentNumber>) -> Result<ApiSelector, SourceError> {
+    /// The API selector: NOW after a skip-ahead, after `after` when there is one, else the
+    /// configured start.
+    fn selector(&self, after: Option<&FragmentNumber>, skip: bool) -> Result<ApiSelector, SourceError> {
         let builder = ApiSelector::builder();
         let builder = match (after, &self.start) {
+            _ if skip => builder.start_selector_type(StartSelectorType::Now),
             (Some(n), _) => {
                 builder.start_selector_type(StartSelectorType::FragmentNumber).after_fragment_number(n.as_str())
             }
@@ -449,6 +443,37 @@ impl KvsSource {
     }
 }
 
+/// The stored checkpoint, retried until the table answers (or shutdown).
+pub async fn read_checkpoint(
+    camera: &CameraId,
+    checkpoints: &Checkpoints,
+    shutdown: &CancellationToken,
+) -> Option<Checkpoint> {
+    let mut attempt = 0;
+    loop {
+        match checkpoints.read().await {
+            Ok(found) => {
+                tracing::info!(
+                    camera = %camera,
+                    checkpoint = found.as_ref().map(|c| c.fragment.to_string()),
+                    analysis = found.as_ref().is_some_and(|c| c.analysis.is_some()),
+                    "checkpoint read"
+                );
+                return found;
+            }
+            Err(e) => {
+                // Starting without it would re-read or skip video: wait for the table instead.
+                tracing::warn!(camera = %camera, error = %kvs_infer_common::error_chain(&e), "cannot read the checkpoint; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(RECONNECT_BACKOFF.delay(attempt)) => {}
+                    () = shutdown.cancelled() => return None,
+                }
+                attempt += 1;
+            }
+        }
+    }
+}
+
 fn is_limit(e: &SourceError) -> bool {
     matches!(e, SourceError::Kvs { reason: "throttled" | "connection_limit", .. })
 }
@@ -458,18 +483,19 @@ fn is_limit(e: &SourceError) -> bool {
 pub async fn write_checkpoints(
     camera: CameraId,
     checkpoints: Arc<Checkpoints>,
-    mut processed: tokio::sync::watch::Receiver<Option<Arc<crate::media::FragmentMeta>>>,
+    mut processed: tokio::sync::watch::Receiver<Option<Processed>>,
     interval: Duration,
 ) {
     let mut written: Option<FragmentNumber> = None;
     loop {
         let open = processed.changed().await.is_ok();
         let latest = processed.borrow_and_update().clone();
-        if let Some(meta) = latest
+        if let Some(latest) = latest
+            && let meta = &latest.fragment
             && meta.fragment_number.is_some()
             && meta.fragment_number != written
         {
-            match checkpoints.write(&meta).await {
+            match checkpoints.write(&latest).await {
                 Ok(w) => {
                     crate::metrics::count_kvs_checkpoint(
                         &camera,

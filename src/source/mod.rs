@@ -93,6 +93,9 @@ pub struct SourceOptions {
     pub live: bool,
     /// Pace frames at their timestamps (a file standing in for a camera).
     pub pace: bool,
+    /// Checkpoints store the analysis state: at shutdown open tracks are left to the next run
+    /// (which resumes them) instead of ended, so a camera moving between tasks ends each once.
+    pub hands_over: bool,
 }
 
 /// A started source.
@@ -102,6 +105,8 @@ pub struct RunningSource {
     pub options: SourceOptions,
     /// Fragment completion (KVS sources): reconnects and checkpoints follow it.
     pub progress: Option<Arc<FragmentProgress>>,
+    /// The analysis state a checkpoint stored with the fragment the source resumes after.
+    pub resume: Option<Arc<str>>,
     /// What the source runs beside the input (the GetMedia reader, the checkpoint writer).
     pub tasks: SourceTasks,
 }
@@ -130,7 +135,7 @@ pub async fn open(spec: &SourceSpec, ctx: &SourceContext) -> Result<RunningSourc
     match spec {
         SourceSpec::File { path, realtime, .. } => file::open(ctx, path, *realtime),
         SourceSpec::Kvs { stream, start, checkpoint_table } => {
-            kvs::open(ctx, stream, start, checkpoint_table.as_deref())
+            kvs::open(ctx, stream, start, checkpoint_table.as_deref()).await
         }
     }
 }

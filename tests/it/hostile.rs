@@ -268,11 +268,13 @@ async fn a_panic_in_a_cameras_path_is_that_cameras_failure() {
         shutdown: Default::default(),
         health,
         decoder: Default::default(),
+        pass: 0,
     };
     let source = RunningSource {
         input: Box::new(Panicking),
         options: SourceOptions::default(),
         progress: None,
+        resume: None,
         tasks: SourceTasks::default(),
     };
     let err = camera::run(ctx, source).await.expect_err("the camera failed");

@@ -4,23 +4,16 @@
 //! restart resumes after the checkpointed fragment.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::common::kvs_camera::{CameraRun, STREAM, engine_and_camera};
 use crate::common::kvs_server::{Fault, Fragment, KvsServer, fragments_of};
 use crate::common::moto::{self, Moto};
-use kvs_infer::config::{self, EnvOverrides, StartSelector, StreamRef};
-use kvs_infer::infer::engine::Engine;
-use kvs_infer::media::progress::FragmentProgress;
-use kvs_infer::media::stream::ChannelSource;
+use kvs_infer::config::{self, StartSelector};
+use kvs_infer::media::progress::Processed;
 use kvs_infer::media::{FragmentMeta, FragmentNumber, KvsTimestamp};
-use kvs_infer::pipeline::camera::{self, CameraContext, RunStats};
+use kvs_infer::pipeline::camera::RunStats;
 use kvs_infer::source::checkpoint::{Checkpoints, Written};
-use kvs_infer::source::kvs::{KvsSource, write_checkpoints};
-use kvs_infer::source::{RunningSource, SourceOptions, SourceTasks};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-const STREAM: &str = "cam-stream";
 
 fn capture() -> Vec<Fragment> {
     let data = std::fs::read("tests/fixtures/kvs/output_get_media.mkv").expect("capture");
@@ -29,97 +22,32 @@ fn capture() -> Vec<Fragment> {
     fragments
 }
 
-async fn engine_and_camera() -> (Engine, config::CameraSpec) {
-    let yaml = std::fs::read_to_string("config/local.yaml").expect("config").replace("level: info", "level: warn");
-    let cfg = config::load_str(&yaml, "config/local.yaml", &EnvOverrides::default()).expect("config");
-    let (engine, _handle) =
-        Engine::load(&cfg.runtime, &cfg.models).await.expect("ONNX Runtime and models (make setup)");
-    let mut camera = cfg.cameras[0].clone();
-    camera.id = config::CameraId("kvs-cam".into());
-    (engine, camera)
-}
-
-struct Run {
-    stats: RunStats,
-    progress: Arc<FragmentProgress>,
-}
-
-/// Runs source + pipeline until the last fragment has been read, then shuts down.
+/// Runs source + pipeline until the last fragment has been read (and, with checkpoints, until
+/// `before_last` is analysed), then shuts down.
 async fn run_until_last(
     server: &KvsServer,
     start: StartSelector,
     checkpoints: Option<Arc<Checkpoints>>,
     until: &str,
     before_last: Option<FragmentNumber>,
-) -> Run {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("kvs_infer=info,ort=warn").try_init();
-    let (engine, camera) = engine_and_camera().await;
-    let sdk = moto::sdk_for(&server.url).await;
-    let progress = Arc::new(FragmentProgress::default());
-    let shutdown = CancellationToken::new();
-    let writer = checkpoints.clone().map(|c| {
-        tokio::spawn(write_checkpoints(
-            config::CameraId("kvs-cam".into()),
-            c,
-            progress.subscribe_processed(),
-            Duration::from_millis(50),
-        ))
-    });
-    let (tx, rx) = mpsc::channel(16);
-    let source = KvsSource {
-        camera: config::CameraId("kvs-cam".into()),
-        stream: StreamRef::Name(STREAM.into()),
-        start,
-        sdk,
-        checkpoints,
-        progress: progress.clone(),
-        shutdown: shutdown.clone(),
-        health: kvs_infer::health::Health::new(),
-    };
-    let reader = tokio::spawn(source.run(tx));
-    let (events, mut drain) = mpsc::channel(64);
-    tokio::spawn(async move { while drain.recv().await.is_some() {} });
-    let ctx = CameraContext {
-        camera,
-        engine,
-        events,
-        shutdown: shutdown.clone(),
-        health: kvs_infer::health::Health::new(),
-        decoder: Default::default(),
-    };
-    let source = RunningSource {
-        input: Box::new(ChannelSource(rx)),
-        options: SourceOptions { live: true, pace: false },
-        progress: Some(progress.clone()),
-        tasks: SourceTasks::default(),
-    };
-    let pipeline = tokio::spawn(camera::run(ctx, source));
-
+) -> RunStats {
+    let (engine, camera, _worker) = engine_and_camera().await;
+    let with_checkpoints = checkpoints.is_some();
+    let run = CameraRun::start(server, &engine, &camera, start, checkpoints).await;
     let until = FragmentNumber::parse(until);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while progress.last_demuxed().and_then(|m| m.fragment_number.clone()) != until {
-        assert!(Instant::now() < deadline, "the last fragment never arrived; calls: {:#?}", server.calls());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    run.wait_until("the last fragment arrived", |r| {
+        r.progress.last_demuxed().and_then(|m| m.fragment_number.clone()) == until
+    })
+    .await;
+    if with_checkpoints {
+        // Checkpoints follow analysis; wait for it (a loaded machine analyses slowly) instead
+        // of racing the shutdown.
+        run.wait_until("the analysis reached the last fragments", |r| {
+            r.processed().and_then(|n| FragmentNumber::parse(&n)) >= before_last
+        })
+        .await;
     }
-    if writer.is_some() {
-        // Checkpoints follow analysis: a frame of the last fragment must be taken before the one
-        // ahead of it counts as analysed. The live queue keeps the newest frames, so one will be;
-        // wait for it (a loaded machine analyses slowly) instead of racing the shutdown.
-        let processed = progress.subscribe_processed();
-        while processed.borrow().as_ref().and_then(|m| m.fragment_number.clone()) < before_last {
-            assert!(Instant::now() < deadline, "the analysis never reached the last fragment");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    shutdown.cancel();
-    let stats = pipeline.await.expect("join").expect("pipeline");
-    reader.await.expect("reader");
-    if let Some(w) = writer {
-        drop(progress.clone());
-        // The writer ends once the source and pipeline have let go of the progress.
-        let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
-    }
-    Run { stats, progress }
+    run.stop().await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,11 +65,11 @@ async fn every_fragment_once_across_cuts_aborts_and_throttling() {
         Fault::AbortAfter(10),
     ];
     let server = KvsServer::start(fragments.clone(), faults).await;
-    let run = run_until_last(&server, StartSelector::Earliest, None, &fragments[4].number, None).await;
+    let stats = run_until_last(&server, StartSelector::Earliest, None, &fragments[4].number, None).await;
 
-    assert_eq!(run.stats.fragments, 5, "{:?}", run.stats);
-    assert_eq!(run.stats.frames_decoded, 300, "each of the 5 x 60 frames exactly once: {:?}", run.stats);
-    assert!(run.stats.frames_repeated > 0, "re-read frames of cut fragments were decoded but not handed on");
+    assert_eq!(stats.fragments, 5, "{stats:?}");
+    assert_eq!(stats.frames_decoded, 300, "each of the 5 x 60 frames exactly once: {stats:?}");
+    assert!(stats.frames_repeated > 0, "re-read frames of cut fragments were decoded but not handed on");
 
     let calls = server.calls();
     let selectors: Vec<(String, Option<String>)> = calls
@@ -173,15 +101,15 @@ async fn every_fragment_once_across_cuts_aborts_and_throttling() {
         calls.len()
     );
     assert!(calls.iter().all(|c| c.stream.as_deref() == Some(STREAM)));
-    drop(run.progress);
 }
 
-fn meta(f: &Fragment) -> FragmentMeta {
-    FragmentMeta {
+fn meta(f: &Fragment) -> Processed {
+    let fragment = FragmentMeta {
         fragment_number: FragmentNumber::parse(&f.number),
         producer_timestamp: Some(KvsTimestamp { millis: f.producer_ms }),
         ..FragmentMeta::default()
-    }
+    };
+    Processed { fragment: Arc::new(fragment), state: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,11 +130,14 @@ async fn checkpoints_never_move_back_and_a_restart_resumes_after_them() {
     assert_eq!(checkpoints.write(&meta(&fragments[1])).await.expect("write"), Written::Advanced);
     assert_eq!(checkpoints.write(&meta(&fragments[0])).await.expect("write"), Written::Stale, "older never wins");
     assert_eq!(checkpoints.write(&meta(&fragments[1])).await.expect("write"), Written::Stale);
-    assert_eq!(checkpoints.read().await.expect("read"), FragmentNumber::parse(&fragments[1].number));
+    assert_eq!(
+        checkpoints.read().await.expect("read").map(|c| c.fragment),
+        FragmentNumber::parse(&fragments[1].number)
+    );
 
     // A restart: the configured start (EARLIEST) is overridden by the checkpoint.
     let server = KvsServer::start(fragments.clone(), vec![]).await;
-    let run = run_until_last(
+    let stats = run_until_last(
         &server,
         StartSelector::Earliest,
         Some(checkpoints.clone()),
@@ -217,11 +148,11 @@ async fn checkpoints_never_move_back_and_a_restart_resumes_after_them() {
     let first = &server.calls()[0];
     assert_eq!(first.selector["StartSelectorType"], "FRAGMENT_NUMBER");
     assert_eq!(first.selector["AfterFragmentNumber"], fragments[1].number.as_str());
-    assert_eq!(run.stats.fragments, 3, "fragments 3, 4 and 5 only: {:?}", run.stats);
-    assert_eq!(run.stats.frames_decoded, 180);
+    assert_eq!(stats.fragments, 3, "fragments 3, 4 and 5 only: {stats:?}");
+    assert_eq!(stats.frames_decoded, 180);
 
     // Fragment 4's frames were all analysed once a frame of fragment 5 was taken.
-    let stored = checkpoints.read().await.expect("read").expect("a checkpoint");
+    let stored = checkpoints.read().await.expect("read").expect("a checkpoint").fragment;
     assert!(stored >= FragmentNumber::parse(&fragments[3].number).expect("number"), "checkpoint {stored} not advanced");
     let item = ddb
         .get_item()
@@ -243,11 +174,11 @@ async fn start_selectors_reach_the_api() {
     // PRODUCER_TIMESTAMP: the fragment containing that time is the first one served.
     let t = fragments[2].producer_ms + 500;
     let rfc3339 = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(t as u64)).to_string();
-    let run =
+    let stats =
         run_until_last(&server, StartSelector::ProducerTimestamp(rfc3339), None, &fragments[4].number, None).await;
     let first = &server.calls()[0];
     assert_eq!(first.selector["StartSelectorType"], "PRODUCER_TIMESTAMP");
     assert_eq!((first.selector["StartTimestamp"].as_f64().expect("epoch seconds") * 1000.0).round() as i64, t);
     assert_eq!(first.first, Some(2));
-    assert_eq!(run.stats.fragments, 3);
+    assert_eq!(stats.fragments, 3);
 }

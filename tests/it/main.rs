@@ -4,6 +4,7 @@
 
 mod aws_e2e;
 mod aws_sinks;
+mod catch_up;
 mod common;
 mod config;
 mod drain;

@@ -33,7 +33,7 @@ fn run_file_reports_exactly_the_plates_in_the_lane() {
     };
     assert_eq!(of("new"), ["AB 123 CD", "KVS 2026"], "{events:#?}");
     assert_eq!(of("end"), ["AB 123 CD", "KVS 2026"]);
-    assert!(events.iter().all(|e| e["zone"] == "lane" && e["camera"] == "local-0" && e["schema"] == 1));
+    assert!(events.iter().all(|e| e["zone"] == "lane" && e["camera"] == "local-0" && e["schema"] == 2));
     for e in &events {
         for key in ["event_id", "track_id", "label", "score", "box", "first_seen", "last_seen", "models"] {
             assert!(!e[key].is_null(), "{key} missing in {e}");

@@ -3,10 +3,13 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::super::schema::*;
-use super::super::{CameraId, CameraSpec, ModelId, ModelSpec, SourceSpec, StreamRef};
+use std::time::Duration;
+
+use super::super::{CameraId, CameraSpec, CatchUp, ModelId, ModelSpec, SourceSpec, StreamRef};
 use super::{
-    Checker, DEFAULT_TARGET_FPS, DYNAMODB_TABLE_NAME_LEN, IDENTIFIER_RULE, MAX_DECODER_THREADS, MAX_STREAM_NAME_LEN,
-    MAX_TARGET_FPS, MAX_TRACK_AGE, MAX_ZONE_POINTS, MIN_TARGET_FPS, MIN_ZONE_AREA, is_identifier,
+    Checker, DEFAULT_MAX_LAG, DEFAULT_SKIP_AFTER, DEFAULT_TARGET_FPS, DYNAMODB_TABLE_NAME_LEN, IDENTIFIER_RULE,
+    IDLE_END_RANGE, MAX_DECODER_THREADS, MAX_LAG_RANGE, MAX_STREAM_NAME_LEN, MAX_TARGET_FPS, MAX_TRACK_AGE,
+    MAX_ZONE_POINTS, MIN_IDLE_END, MIN_TARGET_FPS, MIN_ZONE_AREA, is_identifier,
 };
 use crate::geometry;
 
@@ -52,6 +55,8 @@ fn check_camera(
     check_roi(c, at, &cam.roi);
     check_filters(c, at, &cam.filters);
     check_tracking(c, at, &cam.tracking);
+    let idle_end = idle_end(c, at, &cam.tracking, target_fps);
+    let catch_up = check_catch_up(c, at, cam);
     if !(1..=MAX_DECODER_THREADS).contains(&cam.decoder.threads) {
         let got = cam.decoder.threads;
         c.err(format!("{at}.decoder.threads"), format!("must be in 1..={MAX_DECODER_THREADS}, got {got}"));
@@ -69,7 +74,36 @@ fn check_camera(
         tracking: cam.tracking.clone(),
         media: media.clone(),
         decoder: cam.decoder,
+        idle_end,
+        catch_up,
     })
+}
+
+/// `tracking.idle_end`, or `max_age` sampled frames' worth (at least [`MIN_IDLE_END`]).
+fn idle_end(c: &mut Checker, at: &str, t: &TrackingConfig, target_fps: f64) -> Duration {
+    match t.idle_end {
+        Some(d) => {
+            c.duration(format!("{at}.tracking.idle_end"), d, *IDLE_END_RANGE.start(), *IDLE_END_RANGE.end());
+            d
+        }
+        None => {
+            let frames = Duration::try_from_secs_f64(f64::from(t.max_age) / target_fps).unwrap_or(MIN_IDLE_END);
+            frames.clamp(MIN_IDLE_END, *IDLE_END_RANGE.end())
+        }
+    }
+}
+
+/// `max_lag` and `skip_after`: each in range, the skip beyond the lag.
+fn check_catch_up(c: &mut Checker, at: &str, cam: &RawCamera) -> CatchUp {
+    let max_lag = cam.max_lag.unwrap_or(DEFAULT_MAX_LAG);
+    let skip_after = cam.skip_after.unwrap_or(DEFAULT_SKIP_AFTER);
+    let (lo, hi) = (*MAX_LAG_RANGE.start(), *MAX_LAG_RANGE.end());
+    c.duration(format!("{at}.max_lag"), max_lag, lo, hi);
+    c.duration(format!("{at}.skip_after"), skip_after, lo, hi);
+    if skip_after <= max_lag {
+        c.err(format!("{at}.skip_after"), format!("must be longer than max_lag ({max_lag:?}), got {skip_after:?}"));
+    }
+    CatchUp { max_lag, skip_after }
 }
 
 /// `detect` names yolo models, `ocr` an ocr model, and the camera runs at least one.

@@ -33,6 +33,17 @@ pub const MAX_OUTBOX_BYTES: u64 = 1 << 40;
 pub const MAX_ZONE_POINTS: usize = 256;
 pub const MIN_ZONE_AREA: f64 = 1e-6;
 pub const MAX_TRACK_AGE: u32 = 1000;
+/// Above the lag a live KVS camera shows anyway (a fragment, typically 2 s, plus upload), small
+/// enough that a live camera's results stay seconds old.
+pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(5);
+/// A camera back from a deploy, a crash or a short outage catches up on everything; one that
+/// was off for longer than this jumps to live (KVS keeps the video; nothing is analysed twice).
+pub const DEFAULT_SKIP_AFTER: Duration = Duration::from_secs(30 * 60);
+pub const MAX_LAG_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(24 * 3600);
+/// `tracking.idle_end`: default floor and bounds.
+pub const MIN_IDLE_END: Duration = Duration::from_secs(2);
+pub const IDLE_END_RANGE: std::ops::RangeInclusive<Duration> = Duration::from_millis(100)..=Duration::from_secs(3600);
 /// Upper bounds of the numbers that size memory, threads or queues (README lists them all).
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024 * 1024;
 pub const MAX_IMAGE_PIXELS: u64 = 16384 * 16384;

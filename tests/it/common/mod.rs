@@ -4,6 +4,8 @@
 pub mod cli;
 pub mod ecs;
 pub mod fault_proxy;
+pub mod kvs_camera;
+pub mod kvs_capture;
 pub mod kvs_server;
 pub mod mkv;
 pub mod moto;
