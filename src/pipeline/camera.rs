@@ -223,6 +223,8 @@ struct AnalysisLoop<'a> {
     recent_cap: usize,
     /// At shutdown, leave open tracks to the next run (see `SourceOptions::hands_over`).
     hands_over: bool,
+    /// Emitted events the consumer has not stored yet.
+    unstored: Vec<tokio::sync::oneshot::Receiver<()>>,
     stats: RunStats,
 }
 
@@ -248,6 +250,7 @@ impl<'a> AnalysisLoop<'a> {
             recent: VecDeque::with_capacity(recent_cap + 1),
             recent_cap,
             hands_over: false,
+            unstored: Vec::new(),
             stats: RunStats::default(),
         }
     }
@@ -275,7 +278,10 @@ impl<'a> AnalysisLoop<'a> {
                 idle_end = self.ctx.camera.idle_end.max(frames_worth);
             }
             self.analyse(&frame).await?;
-            if let Some(progress) = &self.progress {
+            if let Some(progress) = self.progress.clone() {
+                // The frame counts as done (and its fragment may be checkpointed) only once its
+                // events cannot be lost.
+                self.events_stored().await;
                 progress.frame_done(Some(self.tracker.snapshot().into()));
             }
             last = Some(frame);
@@ -356,11 +362,21 @@ impl<'a> AnalysisLoop<'a> {
         let frame = if kind == EventKind::Update { None } else { shown };
         let event = Event::new(&self.origin, kind, state, fragment);
         self.stats.events += 1;
+        let (stored, is_stored) = tokio::sync::oneshot::channel();
+        self.unstored.push(is_stored);
         self.ctx
             .events
-            .send(EventWithFrame { event, frame })
+            .send(EventWithFrame { event, frame, stored: Some(stored) })
             .await
             .map_err(|_| PipelineError::EventsClosed { camera: self.ctx.camera.id.clone() })
+    }
+
+    /// Waits until every event emitted so far is stored (see [`EventWithFrame::stored`]).
+    async fn events_stored(&mut self) {
+        for stored in self.unstored.drain(..) {
+            // Dropped, never sent: the consumer is done with it either way.
+            let _ = stored.await;
+        }
     }
 }
 

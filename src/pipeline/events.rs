@@ -55,10 +55,21 @@ pub struct Event {
 }
 
 /// An event, with the frame it happened on (for snapshots) when it is `new` or `end`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EventWithFrame {
     pub event: Event,
     pub frame: Option<RgbImage>,
+    /// Dropped once the consumer is done with the event: the dispatcher drops it after the
+    /// event is in the durable outbox. The camera waits for it before a frame counts as done, so
+    /// a checkpoint never passes an event a crash could lose.
+    pub stored: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl EventWithFrame {
+    /// An event for a consumer that need not say when it is stored.
+    pub fn new(event: Event, frame: Option<RgbImage>) -> Self {
+        Self { event, frame, stored: None }
+    }
 }
 
 /// Where events come from: one camera's stream.

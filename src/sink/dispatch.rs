@@ -41,7 +41,7 @@ impl SnapshotPlan {
     /// The record an event becomes: its annotated snapshot encoded (on a blocking thread) and
     /// located. A snapshot that cannot be encoded is logged; the event goes on without it.
     pub async fn record(&self, item: EventWithFrame, emitted_at: f64) -> OutboxRecord {
-        let EventWithFrame { mut event, frame } = item;
+        let EventWithFrame { mut event, frame, .. } = item;
         let jpeg = match (frame, self.quality) {
             (Some(frame), Some(quality)) => {
                 let e = event.clone();
@@ -71,6 +71,8 @@ pub async fn run(mut rx: mpsc::Receiver<EventWithFrame>, outbox: Arc<Outbox>, pl
     while let Some(mut item) = rx.recv().await {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         item.event.emitted_at = Some((now * 1000.0).round() / 1000.0);
+        // Held until the record is in the outbox: the camera's checkpoint waits for it.
+        let stored = item.stored.take();
         let record = plan.record(item, now).await;
         let event = &record.event;
         crate::metrics::count_event(&event.camera, event.kind.as_str());
@@ -85,6 +87,7 @@ pub async fn run(mut rx: mpsc::Receiver<EventWithFrame>, outbox: Arc<Outbox>, pl
             "event"
         );
         append(&outbox, Arc::new(record), &health).await;
+        drop(stored);
     }
 }
 

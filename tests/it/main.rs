@@ -16,6 +16,7 @@ mod hostile_http;
 mod infer_api;
 mod infer_cli;
 mod inspect_cli;
+mod kvs_restart;
 mod kvs_source;
 mod layout;
 mod media;

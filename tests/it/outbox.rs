@@ -212,7 +212,7 @@ async fn a_full_outbox_holds_events_back_says_degraded_and_loses_nothing() {
     let dispatcher = tokio::spawn(dispatch::run(rx, outbox.clone(), plan, health.clone()));
     let producer = tokio::spawn(async move {
         for n in 0..6 {
-            tx.send(EventWithFrame { event: event("a", n), frame: None }).await.expect("send");
+            tx.send(EventWithFrame::new(event("a", n), None)).await.expect("send");
         }
     });
     // Three fit; the fourth waits in the dispatcher and the channel fills behind it.

@@ -1,0 +1,158 @@
+//! `kvs-infer serve` on a KVS backlog, killed with SIGKILL in the middle and started again
+//! (issue 15): the restart resumes after the checkpoint with the tracker it stored, re-analyses
+//! what followed, and every event it publishes again carries the id it had. After removing
+//! duplicates by `event_id`, Kinesis (moto) holds exactly the events of an uninterrupted run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::common::kvs_capture::{Stamps, capture};
+use crate::common::kvs_server::{Fragment, KvsServer};
+use crate::common::moto::{self, Moto};
+use crate::common::service::{self, Service};
+
+/// `config/local.yaml` with its camera reading the KVS stream from `earliest`, checkpointed in
+/// `table`, and a Kinesis sink writing to `stream`; its own local sink and outbox under `dir`.
+fn config(dir: &Path, stream: &str, table: &str) -> PathBuf {
+    let yaml = std::fs::read_to_string("config/local.yaml")
+        .expect("config")
+        .replace("port: 8080", "port: 0")
+        .replace(
+            "kind: file\n      path: tests/fixtures/sample/plates.mkv\n      realtime: true          # paced like a live camera",
+            &format!("kind: kvs\n      stream_name: plates\n      start: earliest\n      checkpoint_table: {table}"),
+        )
+        .replace("max_age: 3 }", "max_age: 3, idle_end: 2s }")
+        .replace(
+            "dir: out",
+            &format!(
+                "dir: {}\n  kinesis:\n    stream_name: {stream}\noutbox:\n  dir: {}",
+                dir.join("out").display(),
+                dir.join("outbox").display()
+            ),
+        );
+    assert!(yaml.contains("kind: kvs") && yaml.contains("idle_end") && yaml.contains(stream), "{yaml}");
+    let path = dir.join("kvs.yaml");
+    std::fs::write(&path, yaml).expect("config");
+    path
+}
+
+async fn checkpoint(moto: &Moto, table: &str) -> Option<String> {
+    let item = aws_sdk_dynamodb::Client::new(&moto.sdk().await)
+        .get_item()
+        .table_name(table)
+        .key("stream", aws_sdk_dynamodb::types::AttributeValue::S("plates".into()))
+        .send()
+        .await
+        .expect("get")
+        .item?;
+    item.get("fragment_number").and_then(|v| v.as_s().ok()).cloned()
+}
+
+/// Events by id, without what differs between deliveries and configurations.
+fn by_id(records: Vec<serde_json::Value>) -> BTreeMap<String, serde_json::Value> {
+    records
+        .into_iter()
+        .map(|mut r| {
+            let o = r.as_object_mut().expect("an event object");
+            o.remove("emitted_at");
+            o.remove("snapshot");
+            (o["event_id"].as_str().expect("id").to_owned(), r)
+        })
+        .collect()
+}
+
+/// Starts the service and waits until the camera has checkpointed `last` and Kinesis holds
+/// every event (as many `end` events as `new` ones, the outbox empty), then stops it; returns
+/// its log lines.
+async fn run_to_the_end(
+    moto: &Moto,
+    server: &KvsServer,
+    cfg: &Path,
+    table: &str,
+    stream: &str,
+    last: &str,
+) -> Vec<serde_json::Value> {
+    let mut env = moto::env_for(&moto.url());
+    env.push(("AWS_ENDPOINT_URL_KINESIS_VIDEO", server.url.clone()));
+    let mut svc = Service::start(cfg, &env);
+    let url = svc.base_url();
+    svc.wait_for_log("ready");
+    let sdk = moto.sdk().await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, metrics) = service::get(&format!("{url}/metrics")).await;
+        let records = moto::read_stream(&sdk, stream).await;
+        let count = |kind: &str| by_id(records.clone()).values().filter(|e| e["type"] == kind).count();
+        if checkpoint(moto, table).await.as_deref() == Some(last)
+            && service::metric(&metrics, "outbox_records") == Some(0.0)
+            && count("new") > 0
+            && count("new") == count("end")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the backlog was not analysed and delivered; records: {records:#?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    svc.signal("-TERM");
+    let logs = svc.remaining_logs();
+    assert_eq!(svc.wait_exit(Duration::from_secs(30)), Some(0));
+    logs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkill_mid_backlog_kinesis_holds_the_uninterrupted_runs_events_once_deduplicated() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let fragments: Vec<Fragment> =
+        capture("tests/fixtures/sample/plates.mkv", &Stamps { producer_start_ms: now - 120_000, behind_ms: |_| 800 });
+    let last = fragments.last().expect("fragments").number.clone();
+    let server = KvsServer::start(fragments.clone(), vec![]).await;
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    for name in ["whole", "killed"] {
+        aws_sdk_kinesis::Client::new(&sdk)
+            .create_stream()
+            .stream_name(name)
+            .shard_count(1)
+            .send()
+            .await
+            .expect("stream");
+        moto::create_table(&ddb, name, "stream").await;
+    }
+
+    let whole = tempfile::tempdir().expect("tempdir");
+    run_to_the_end(&moto, &server, &config(whole.path(), "whole", "whole"), "whole", "whole", &last).await;
+    let expected = by_id(moto::read_stream(&sdk, "whole").await);
+    assert!(expected.values().any(|e| e["text"] == "KVS 2026"), "{expected:#?}");
+
+    // Killed once the checkpoint has passed the sixth of 12 fragments: no drain, no last write.
+    let killed = tempfile::tempdir().expect("tempdir");
+    let cfg = config(killed.path(), "killed", "killed");
+    let mut env = moto::env_for(&moto.url());
+    env.push(("AWS_ENDPOINT_URL_KINESIS_VIDEO", server.url.clone()));
+    let mut svc = Service::start(&cfg, &env);
+    svc.wait_for_log("ready");
+    let sixth = fragments[5].number.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while checkpoint(&moto, "killed").await < Some(sixth.clone()) {
+        assert!(Instant::now() < deadline, "the checkpoint never passed fragment 6");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    svc.signal("-KILL");
+    svc.wait_exit(Duration::from_secs(10));
+    assert_ne!(checkpoint(&moto, "killed").await.as_deref(), Some(last.as_str()), "killed before the end");
+
+    let logs = run_to_the_end(&moto, &server, &cfg, "killed", "killed", &last).await;
+    let resumed = logs.iter().find(|l| l["message"] == "tracks resumed from the checkpoint");
+    assert!(resumed.is_some_and(|l| l["tracks"].as_u64() > Some(0)), "the plate seen across the kill: {resumed:?}");
+    let records = moto::read_stream(&sdk, "killed").await;
+    let mut seen: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for (id, e) in records.into_iter().flat_map(|r| by_id(vec![r])) {
+        if let Some(earlier) = seen.get(&id) {
+            assert_eq!(earlier, &e, "a record published twice is the same event");
+        }
+        seen.insert(id, e);
+    }
+    assert_eq!(seen, expected, "deduplicated by event_id: the uninterrupted run's events");
+}
