@@ -1,6 +1,7 @@
 //! Config: every rule, unknown keys, env overrides and error paths, table-driven.
 
 use std::path::Path;
+use std::time::Duration;
 
 use kvs_infer::config::{
     self, ConfigError, EnvOverrides, ExecutionProviderKind, LogFormat, ModelSpec, SourceSpec, StartSelector, StreamRef,
@@ -376,6 +377,26 @@ fn camera_rules_report_their_paths() {
             cam(&format!("{file}    ocr: {{ model: text }}\n    target_fps: fast")),
             "cameras[0].target_fps: invalid type",
         ),
+        (
+            "skip before the lag",
+            cam(&format!("{file}    ocr: {{ model: text }}\n    max_lag: 10s\n    skip_after: 5s")),
+            "cameras[0].skip_after: must be longer than max_lag",
+        ),
+        (
+            "lag out of range",
+            cam(&format!("{file}    ocr: {{ model: text }}\n    max_lag: 2days")),
+            "cameras[0].max_lag: must be in",
+        ),
+        (
+            "lag not a duration",
+            cam(&format!("{file}    ocr: {{ model: text }}\n    max_lag: 5")),
+            "cameras[0].max_lag: invalid value: string \"5\", expected a duration",
+        ),
+        (
+            "idle end zero",
+            cam(&format!("{file}    ocr: {{ model: text }}\n    tracking: {{ idle_end: 0s }}")),
+            "cameras[0].tracking.idle_end: must be greater than 0",
+        ),
     ];
     for (what, yaml, expected) in cases {
         let got = problems(&yaml);
@@ -384,6 +405,19 @@ fn camera_rules_report_their_paths() {
             "{what}: expected a problem containing {expected:?}, got {got:?}"
         );
     }
+}
+
+#[test]
+fn catch_up_and_idle_end_default_sensibly() {
+    let cfg = load(&with_cameras(
+        "  - { id: a, source: { kind: file, path: v.mkv }, ocr: { model: text } }\n  - { id: b, source: { kind: file, path: v.mkv }, ocr: { model: text }, target_fps: 0.5, max_lag: 30s, skip_after: 2h, tracking: { max_age: 4 } }",
+    ))
+    .expect("valid");
+    let (a, b) = (&cfg.cameras[0], &cfg.cameras[1]);
+    assert_eq!(a.catch_up, config::CatchUp { max_lag: Duration::from_secs(5), skip_after: Duration::from_secs(1800) });
+    assert_eq!(a.idle_end, Duration::from_secs(2), "3 frames at 5 fps is under the 2 s floor");
+    assert_eq!(b.catch_up, config::CatchUp { max_lag: Duration::from_secs(30), skip_after: Duration::from_secs(7200) });
+    assert_eq!(b.idle_end, Duration::from_secs(8), "4 frames at 0.5 fps");
 }
 
 #[test]
