@@ -13,6 +13,7 @@
 //! | [`startup`] | the health stages `serve` runs before it is ready |
 //! | [`server`] | the axum router: `/healthz`, `/livez`, `/readyz`, `/metrics`, `/v1/infer`, `/` |
 //! | [`sink`] | where events go: the registry, dispatcher, durable outbox, delivery; local, Kinesis, S3, DynamoDB |
+//! | [`fleet`] | cameras shared by several tasks through DynamoDB leases (in progress: not wired into `serve` yet) |
 //! | [`pipeline`] | a camera: sample, infer, observe (zones, filters), track, emit events; the supervisor |
 //! | [`infer`] | model types and their registry, ONNX Runtime, sessions, the worker, the engine |
 //! | [`source`] | where bytes come from: a local file or Kinesis Video Streams (GetMedia, resume, checkpoints) |
@@ -28,6 +29,7 @@
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod fleet;
 pub mod geometry;
 pub mod health;
 pub mod infer;

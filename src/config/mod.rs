@@ -8,6 +8,7 @@
 //! Every problem found is reported as `path: message`, e.g.
 //! `cameras[2].roi[0]: polygon needs >= 3 points, got 2`.
 
+pub mod fleet;
 pub mod parse;
 pub mod schema;
 pub mod start;
@@ -55,6 +56,7 @@ pub struct Config {
     pub cameras: Vec<CameraSpec>,
     pub sinks: SinksConfig,
     pub outbox: OutboxConfig,
+    pub fleet: Option<FleetConfig>,
 }
 
 /// A validated model.

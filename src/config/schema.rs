@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::fleet::FleetConfig;
 pub use super::start::StartSelector;
 
 /// The whole configuration file.
@@ -28,6 +29,8 @@ pub struct RawConfig {
     pub cameras: Vec<RawCamera>,
     pub sinks: SinksConfig,
     pub outbox: OutboxConfig,
+    /// Cameras shared by several tasks through DynamoDB leases (unset: this task runs them all).
+    pub fleet: Option<FleetConfig>,
 }
 
 /// HTTP server for health, metrics and `/v1/infer`.

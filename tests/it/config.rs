@@ -421,6 +421,22 @@ fn catch_up_and_idle_end_default_sensibly() {
 }
 
 #[test]
+fn fleet_keys_are_checked_and_the_section_is_refused_until_leases_run_in_serve() {
+    let fleet = |body: &str| {
+        format!(
+            "{}fleet: {body}\n",
+            with_cameras("  - { id: a, source: { kind: file, path: v.mkv }, ocr: { model: text } }")
+        )
+    };
+    let got = problems(&fleet("{ lease_table: leases }"));
+    assert!(got.iter().any(|p| p.starts_with("fleet: not available")), "{got:?}");
+    let got = problems(&fleet("{ lease_table: 'a b', lease_duration: 1s, max_cameras_per_task: 0, task_id: '' }"));
+    for expected in ["fleet.lease_table", "fleet.lease_duration", "fleet.max_cameras_per_task", "fleet.task_id"] {
+        assert!(got.iter().any(|p| p.starts_with(expected)), "{expected}: {got:?}");
+    }
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let yaml = with_cameras(
         "  - id: cam-1\n    source: { kind: file, path: v.mkv }\n    ocr: { model: nope }\n    roi: [{ name: z, points: [[0,0],[1,1]] }]\n    colour: red",

@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("infer", 6),
     ("pipeline", 7),
     ("sink", 8),
+    ("fleet", 8),
     ("server", 9),
     ("startup", 9),
     ("service", 10),

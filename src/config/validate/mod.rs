@@ -33,6 +33,11 @@ pub const MAX_OUTBOX_BYTES: u64 = 1 << 40;
 pub const MAX_ZONE_POINTS: usize = 256;
 pub const MIN_ZONE_AREA: f64 = 1e-6;
 pub const MAX_TRACK_AGE: u32 = 1000;
+/// `fleet.lease_duration`: long enough for three renewals over a slow DynamoDB, short enough
+/// that a lost task's cameras move within minutes.
+pub const LEASE_DURATION: std::ops::RangeInclusive<Duration> = Duration::from_secs(3)..=Duration::from_secs(600);
+pub const MAX_CAMERAS_PER_TASK: usize = 1000;
+pub const MAX_TASK_ID_LEN: usize = 256;
 /// Above the lag a live KVS camera shows anyway (a fragment, typically 2 s, plus upload), small
 /// enough that a live camera's results stay seconds old.
 pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(5);
@@ -126,6 +131,9 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Violation>> {
     let models = check_models(&mut c, &raw.models);
     let cameras = check_cameras(&mut c, &raw.cameras, &models, &raw.media);
     check_sinks(&mut c, &raw.sinks, &raw.outbox);
+    if let Some(fleet) = &raw.fleet {
+        check_fleet(&mut c, fleet);
+    }
 
     if !c.violations.is_empty() {
         return Err(c.violations);
@@ -141,7 +149,31 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Violation>> {
         cameras,
         sinks: raw.sinks,
         outbox: raw.outbox,
+        fleet: raw.fleet,
     })
+}
+
+fn check_fleet(c: &mut Checker, f: &FleetConfig) {
+    // Until the lease loop runs in `serve`, a fleet config would have every task run every
+    // camera while its author believes they are shared: refuse it (the keys are still checked).
+    c.err("fleet", "not available in this build yet (leases are not wired into serve): remove `fleet:`");
+    if f.lease_table.is_empty() {
+        c.err("fleet.lease_table", "required: the DynamoDB table of camera leases");
+    } else {
+        check_table_name(c, "fleet.lease_table", &f.lease_table);
+    }
+    let (lo, hi) = (*LEASE_DURATION.start(), *LEASE_DURATION.end());
+    c.duration("fleet.lease_duration".into(), f.lease_duration, lo, hi);
+    if let Some(n) = f.max_cameras_per_task
+        && !(1..=MAX_CAMERAS_PER_TASK).contains(&n)
+    {
+        c.err("fleet.max_cameras_per_task", format!("must be in 1..={MAX_CAMERAS_PER_TASK}, got {n}"));
+    }
+    if let Some(id) = &f.task_id
+        && (id.is_empty() || id.len() > MAX_TASK_ID_LEN || id.chars().any(char::is_control))
+    {
+        c.err("fleet.task_id", format!("1..={MAX_TASK_ID_LEN} printable characters, got {id:?}"));
+    }
 }
 
 fn check_server(c: &mut Checker, s: &ServerConfig) {

@@ -1,0 +1,176 @@
+//! The lease table: one item per camera (partition key `camera`) saying which task analyses it,
+//! and one heartbeat item per task (`camera` = `#task:{id}`), so a task without cameras still
+//! counts in the fair share.
+//!
+//! Item: `owner` (S, empty when free), `counter` (N, bumped by every write), `heartbeat` (N, the
+//! writer's Unix ms, for people: expiry never compares clocks). Every write is conditional on the
+//! counter the writer last saw (and on owning it, to renew or release), so of two tasks racing
+//! for one camera exactly one wins, and an owner whose lease was taken learns it at its next
+//! renew. Expiry is judged by each observer on its own clock: a counter that has not moved for a
+//! lease duration belongs to a task that stopped renewing (see [`super::observe`]).
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::FleetError;
+
+/// Key prefix of the tasks' heartbeat items.
+pub const TASK_PREFIX: &str = "#task:";
+
+/// One item of the table, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The camera id, or `#task:{id}` for a task's heartbeat.
+    pub key: String,
+    /// The owning task; `None` when free.
+    pub owner: Option<String>,
+    pub counter: u64,
+}
+
+impl Lease {
+    /// The task a heartbeat item stands for.
+    pub fn task(&self) -> Option<&str> {
+        self.key.strip_prefix(TASK_PREFIX)
+    }
+}
+
+/// The lease table, as one task uses it.
+pub struct LeaseTable {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    me: String,
+}
+
+fn now_ms() -> String {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()).to_string()
+}
+
+impl LeaseTable {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String, me: String) -> Self {
+        Self { client, table, me }
+    }
+
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn error(&self, operation: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> FleetError {
+        FleetError::Table { table: self.table.clone(), operation, source: Box::new(e) }
+    }
+
+    /// Every item (a small table: one per camera and per task), consistently read.
+    pub async fn scan(&self) -> Result<Vec<Lease>, FleetError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.error("Scan", e))?;
+            out.extend(page.items().iter().filter_map(parse));
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Takes `key` for this task: a key never written (`seen` = `None`), or the item as last seen
+    /// (free, expired, or another task's, to steal). `None` when another writer got there first.
+    pub async fn take(&self, key: &str, seen: Option<&Lease>) -> Result<Option<Lease>, FleetError> {
+        let counter = seen.map_or(0, |l| l.counter) + 1;
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("camera", AttributeValue::S(key.to_owned()))
+            .item("owner", AttributeValue::S(self.me.clone()))
+            .item("counter", AttributeValue::N(counter.to_string()))
+            .item("heartbeat", AttributeValue::N(now_ms()));
+        let request = match seen {
+            None => request.condition_expression("attribute_not_exists(camera)"),
+            Some(l) => request
+                .condition_expression("#c = :seen")
+                .expression_attribute_names("#c", "counter")
+                .expression_attribute_values(":seen", AttributeValue::N(l.counter.to_string())),
+        };
+        match request.send().await {
+            Ok(_) => Ok(Some(Lease { key: key.to_owned(), owner: Some(self.me.clone()), counter })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(None),
+            Err(e) => Err(self.error("PutItem", e)),
+        }
+    }
+
+    /// Renews a lease this task holds; `None` when it was taken meanwhile (the camera is lost).
+    pub async fn renew(&self, lease: &Lease) -> Result<Option<Lease>, FleetError> {
+        self.bump(lease, "SET #c = #c + :one, heartbeat = :now", "UpdateItem (renew)").await.map(|won| {
+            won.then(|| Lease { key: lease.key.clone(), owner: Some(self.me.clone()), counter: lease.counter + 1 })
+        })
+    }
+
+    /// Gives a lease up (drain, or over the limit); `false` when it was no longer ours.
+    pub async fn release(&self, lease: &Lease) -> Result<bool, FleetError> {
+        self.bump(lease, "SET #c = #c + :one, heartbeat = :now, #o = :free", "UpdateItem (release)").await
+    }
+
+    /// A conditional update of a lease this task holds at `lease.counter`.
+    async fn bump(&self, lease: &Lease, update: &str, operation: &'static str) -> Result<bool, FleetError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("camera", AttributeValue::S(lease.key.clone()))
+            .update_expression(update)
+            .condition_expression("#o = :me AND #c = :seen")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_names("#c", "counter")
+            .expression_attribute_values(":me", AttributeValue::S(self.me.clone()))
+            .expression_attribute_values(":seen", AttributeValue::N(lease.counter.to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms()));
+        if update.contains(":free") {
+            request = request.expression_attribute_values(":free", AttributeValue::S(String::new()));
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(self.error(operation, e)),
+        }
+    }
+
+    /// Bumps this task's heartbeat item (only this task writes it).
+    pub async fn heartbeat(&self) -> Result<(), FleetError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("camera", AttributeValue::S(format!("{TASK_PREFIX}{}", self.me)))
+            .update_expression("SET #o = :me, heartbeat = :now ADD #c :one")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_names("#c", "counter")
+            .expression_attribute_values(":me", AttributeValue::S(self.me.clone()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms()))
+            .send()
+            .await
+            .map_err(|e| self.error("UpdateItem (heartbeat)", e))?;
+        Ok(())
+    }
+}
+
+fn parse(item: &HashMap<String, AttributeValue>) -> Option<Lease> {
+    let key = item.get("camera")?.as_s().ok()?.clone();
+    let owner = item.get("owner").and_then(|v| v.as_s().ok()).filter(|o| !o.is_empty()).cloned();
+    let counter = item.get("counter").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    Some(Lease { key, owner, counter })
+}

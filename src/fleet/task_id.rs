@@ -1,0 +1,33 @@
+//! This task's name in the lease table: `fleet.task_id` when set, else the ECS task ARN (from the
+//! container metadata endpoint v4, `$ECS_CONTAINER_METADATA_URI_V4/task`), else
+//! `{hostname}-{pid}`.
+
+/// The task ARN from an ECS task metadata document (`{"TaskARN": "..."}`).
+pub fn from_task_metadata(json: &str) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_str(json).ok()?;
+    doc.get("TaskARN")?.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// `{hostname}-{pid}`, the name outside ECS.
+pub fn host_and_pid() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_task_arn_comes_from_the_metadata_document() {
+        let doc = r#"{"Cluster":"c","TaskARN":"arn:aws:ecs:eu-west-1:123456789012:task/c/0f1e","Family":"kvs-infer"}"#;
+        assert_eq!(from_task_metadata(doc).as_deref(), Some("arn:aws:ecs:eu-west-1:123456789012:task/c/0f1e"));
+        assert_eq!(from_task_metadata("{}"), None);
+        assert_eq!(from_task_metadata("not json"), None);
+        assert!(host_and_pid().ends_with(&format!("-{}", std::process::id())));
+    }
+}
