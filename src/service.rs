@@ -130,7 +130,9 @@ async fn start_pipelines(
     health: &Health,
 ) -> anyhow::Result<()> {
     let Pipelines { engine, decoder, outbox } = parts;
-    let needs_aws = sink::registry::needs_aws(&config.sinks) || config.cameras.iter().any(|c| c.source.needs_aws());
+    let needs_aws = sink::registry::needs_aws(&config.sinks)
+        || config.cameras.iter().any(|c| c.source.needs_aws())
+        || config.fleet.is_some();
     let sdk = if needs_aws { Some(crate::aws::sdk_config(&config.aws).await) } else { None };
     let events = sink::start(SinkContext {
         config,
@@ -141,8 +143,45 @@ async fn start_pipelines(
         shutdown: shutdown.clone(),
     })
     .context("cannot start the sinks")?;
-    let supervisor = Supervisor { engine, decoder, events, shutdown: shutdown.clone(), sdk, health: health.clone() };
-    supervisor.start(config.cameras.clone());
+    let supervisor =
+        Supervisor { engine, decoder, events, shutdown: shutdown.clone(), sdk: sdk.clone(), health: health.clone() };
+    match (&config.fleet, &sdk) {
+        (Some(fleet), Some(sdk)) => start_fleet(config, fleet, sdk, supervisor, shutdown, health).await?,
+        _ => supervisor.start(config.cameras.clone()),
+    }
+    Ok(())
+}
+
+/// Fleet mode: the cameras run where the lease loop takes them. A lease table that cannot be
+/// read fails startup, naming it.
+async fn start_fleet(
+    config: &Config,
+    fleet: &crate::config::FleetConfig,
+    sdk: &aws_config::SdkConfig,
+    supervisor: Supervisor,
+    shutdown: &Shutdown,
+    health: &Health,
+) -> anyhow::Result<()> {
+    let me = crate::fleet::task_id::resolve(fleet.task_id.as_deref()).await;
+    let table =
+        crate::fleet::lease::LeaseTable::new(crate::aws::dynamodb_client(sdk), fleet.lease_table.clone(), me.clone());
+    table.scan().await.with_context(|| {
+        format!(
+            "fleet: cannot read the lease table {}: it must exist (partition key `camera`, a string) and the task role \
+             needs dynamodb:Scan, PutItem, UpdateItem and ConditionCheckItem on it",
+            fleet.lease_table
+        )
+    })?;
+    info!(task = %me, table = %fleet.lease_table, cameras = config.cameras.len(), "fleet mode: cameras are shared through leases");
+    let lease_loop = crate::fleet::manager::Fleet {
+        config: fleet.clone(),
+        table,
+        cameras: config.cameras.clone(),
+        supervisor,
+        health: health.clone(),
+        intake: shutdown.intake().clone(),
+    };
+    shutdown.spawn(lease_loop.run());
     Ok(())
 }
 

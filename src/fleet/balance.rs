@@ -125,10 +125,17 @@ pub struct Take {
 
 /// The leases `me` should try to take now: below its fair share, free ones first, then expired
 /// ones, then at most one stolen from the most loaded task (only if that task is above the fair
-/// share, so a balanced fleet stays still).
+/// share, so a balanced fleet stays still). A steal is a claim: the owner hands the camera over
+/// at its next renewal and this task takes it free in a later round.
 pub fn plan(me: &str, view: &View, max_per_task: Option<usize>) -> Vec<Take> {
     let fair = view.fair_share(max_per_task);
-    let mut want = fair.saturating_sub(view.owned_by(me).len());
+    // Cameras this task claimed and their owners have not handed over yet are on their way.
+    let coming = view
+        .cameras
+        .values()
+        .filter(|s| matches!(s, Slot::Held { lease, expired: false } if lease.claim.as_deref() == Some(me)))
+        .count();
+    let mut want = fair.saturating_sub(view.owned_by(me).len() + coming);
     let mut takes = Vec::new();
     for (reason, pick) in [(Reason::Free, 0), (Reason::Expired, 1)] {
         for (camera, slot) in &view.cameras {
@@ -140,6 +147,9 @@ pub fn plan(me: &str, view: &View, max_per_task: Option<usize>) -> Vec<Take> {
                 (1, Slot::Held { lease, expired: true }) if lease.owner.as_deref() != Some(me) => Some(lease.clone()),
                 _ => continue,
             };
+            // A free lease this task had claimed is the end of a steal.
+            let claimed = seen.as_ref().and_then(|l| l.claim.as_deref()) == Some(me);
+            let reason = if claimed { Reason::Stolen } else { reason };
             takes.push(Take { camera: camera.clone(), seen, reason });
             want -= 1;
         }
@@ -152,7 +162,8 @@ pub fn plan(me: &str, view: &View, max_per_task: Option<usize>) -> Vec<Take> {
     takes
 }
 
-/// The first camera of the live task holding the most, when it holds more than `fair`.
+/// The first unclaimed camera of the live task holding the most, when it holds more than `fair`
+/// (counting what it is handing over already, so two thieves do not empty it).
 fn steal_one(me: &str, view: &View, fair: usize) -> Option<Take> {
     let (task, owned) = view
         .live_tasks
@@ -160,10 +171,12 @@ fn steal_one(me: &str, view: &View, fair: usize) -> Option<Take> {
         .filter(|t| t.as_str() != me)
         .map(|t| (t, view.owned_by(t)))
         .max_by(|a, b| a.1.len().cmp(&b.1.len()).then_with(|| b.0.cmp(a.0)))?;
-    if owned.len() <= fair {
+    let claimed = |camera: &str| matches!(view.cameras.get(camera), Some(Slot::Held { lease, .. }) if lease.claim.as_ref().is_some_and(|c| view.live_tasks.contains(c)));
+    let keeps = owned.iter().filter(|c| !claimed(c)).count();
+    if keeps <= fair {
         return None;
     }
-    let camera = owned.first()?;
+    let camera = owned.iter().find(|c| !claimed(c))?;
     let Some(Slot::Held { lease, .. }) = view.cameras.get(*camera) else { return None };
     tracing::debug!(from = %task, camera = %camera, "stealing a lease to balance the fleet");
     Some(Take { camera: (*camera).to_owned(), seen: Some(lease.clone()), reason: Reason::Stolen })
@@ -176,7 +189,7 @@ mod tests {
     const D: Duration = Duration::from_secs(20);
 
     fn lease(key: &str, owner: Option<&str>, counter: u64) -> Lease {
-        Lease { key: key.into(), owner: owner.map(Into::into), counter }
+        Lease { key: key.into(), owner: owner.map(Into::into), counter, claim: None }
     }
 
     fn cams(n: usize) -> Vec<String> {
@@ -236,6 +249,17 @@ mod tests {
         for task in ["a", "b", "c"] {
             assert!(plan(task, &view, None).is_empty(), "{task} moves in a balanced fleet");
         }
+        // Claims are pipelined: with cam-2 claimed by c and not handed over yet, c's next claim
+        // is another camera, and it counts cam-2 as coming.
+        let mut pending = items.clone();
+        pending[0].owner = Some("a".into());
+        pending[1].owner = Some("a".into());
+        pending[2].claim = Some("c".into());
+        let view = o.observe(&cams(6), &pending, t0);
+        assert_eq!(taken(&plan("c", &view, None)), vec![("cam-0", Reason::Stolen)]);
+        pending[0].claim = Some("c".into());
+        let view = o.observe(&cams(6), &pending, t0);
+        assert!(plan("c", &view, None).is_empty(), "two on their way: c's share is reached");
         // 7 cameras over 3 tasks (3/2/2): the share is 3 and no one steals.
         let mut seven = items.clone();
         seven.push(lease("cam-6", Some("a"), 1));

@@ -3,10 +3,12 @@
 //! counts in the fair share.
 //!
 //! Item: `owner` (S, empty when free), `counter` (N, bumped by every write), `heartbeat` (N, the
-//! writer's Unix ms, for people: expiry never compares clocks). Every write is conditional on the
-//! counter the writer last saw (and on owning it, to renew or release), so of two tasks racing
-//! for one camera exactly one wins, and an owner whose lease was taken learns it at its next
-//! renew. Expiry is judged by each observer on its own clock: a counter that has not moved for a
+//! writer's Unix ms, for people: expiry never compares clocks), `claim` (S, a task below its fair
+//! share asking for the camera). Every write is conditional on the counter the writer last saw
+//! (and on owning it, to renew or release), so of two tasks racing for one camera exactly one
+//! wins. A live lease is never taken from under its owner: a thief only claims it, the owner
+//! sees the claim at its next renewal, stops the camera and releases the lease, and the claimant
+//! takes it free. So no camera runs in two tasks at once, even while the fleet rebalances. Expiry is judged by each observer on its own clock: a counter that has not moved for a
 //! lease duration belongs to a task that stopped renewing (see [`super::observe`]).
 
 use std::collections::HashMap;
@@ -27,6 +29,8 @@ pub struct Lease {
     /// The owning task; `None` when free.
     pub owner: Option<String>,
     pub counter: u64,
+    /// A task asking for this camera.
+    pub claim: Option<String>,
 }
 
 impl Lease {
@@ -106,26 +110,62 @@ impl LeaseTable {
                 .expression_attribute_values(":seen", AttributeValue::N(l.counter.to_string())),
         };
         match request.send().await {
-            Ok(_) => Ok(Some(Lease { key: key.to_owned(), owner: Some(self.me.clone()), counter })),
+            Ok(_) => Ok(Some(Lease { key: key.to_owned(), owner: Some(self.me.clone()), counter, claim: None })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(None),
             Err(e) => Err(self.error("PutItem", e)),
         }
     }
 
     /// Renews a lease this task holds; `None` when it was taken meanwhile (the camera is lost).
+    /// The renewed lease carries any claim another task made on it.
     pub async fn renew(&self, lease: &Lease) -> Result<Option<Lease>, FleetError> {
-        self.bump(lease, "SET #c = #c + :one, heartbeat = :now", "UpdateItem (renew)").await.map(|won| {
-            won.then(|| Lease { key: lease.key.clone(), owner: Some(self.me.clone()), counter: lease.counter + 1 })
-        })
+        Ok(self
+            .bump(lease, "SET #c = #c + :one, heartbeat = :now", "UpdateItem (renew)")
+            .await?
+            .and_then(|item| parse(&item)))
     }
 
-    /// Gives a lease up (drain, or over the limit); `false` when it was no longer ours.
+    /// Gives a lease up (drain, a claim, over the limit); `false` when it was no longer ours.
     pub async fn release(&self, lease: &Lease) -> Result<bool, FleetError> {
-        self.bump(lease, "SET #c = #c + :one, heartbeat = :now, #o = :free", "UpdateItem (release)").await
+        Ok(self
+            .bump(lease, "SET #c = #c + :one, heartbeat = :now, #o = :free", "UpdateItem (release)")
+            .await?
+            .is_some())
     }
 
-    /// A conditional update of a lease this task holds at `lease.counter`.
-    async fn bump(&self, lease: &Lease, update: &str, operation: &'static str) -> Result<bool, FleetError> {
+    /// Asks the owner of `seen` to hand the camera over (it does at its next renewal); `false`
+    /// when the lease moved meanwhile. The counter is left alone: the owner's renewal still
+    /// succeeds and reads the claim.
+    pub async fn claim(&self, seen: &Lease) -> Result<bool, FleetError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("camera", AttributeValue::S(seen.key.clone()))
+            .update_expression("SET #cl = :me")
+            .condition_expression("#c = :seen AND #o <> :me")
+            .expression_attribute_names("#cl", "claim")
+            .expression_attribute_names("#c", "counter")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":me", AttributeValue::S(self.me.clone()))
+            .expression_attribute_values(":seen", AttributeValue::N(seen.counter.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(self.error("UpdateItem (claim)", e)),
+        }
+    }
+
+    /// A conditional update of a lease this task holds at `lease.counter`; the item after it,
+    /// or `None` when the lease was no longer ours.
+    async fn bump(
+        &self,
+        lease: &Lease,
+        update: &str,
+        operation: &'static str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, FleetError> {
         let mut request = self
             .client
             .update_item()
@@ -138,13 +178,14 @@ impl LeaseTable {
             .expression_attribute_values(":me", AttributeValue::S(self.me.clone()))
             .expression_attribute_values(":seen", AttributeValue::N(lease.counter.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":now", AttributeValue::N(now_ms()));
+            .expression_attribute_values(":now", AttributeValue::N(now_ms()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
         if update.contains(":free") {
             request = request.expression_attribute_values(":free", AttributeValue::S(String::new()));
         }
         match request.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(None),
             Err(e) => Err(self.error(operation, e)),
         }
     }
@@ -172,5 +213,6 @@ fn parse(item: &HashMap<String, AttributeValue>) -> Option<Lease> {
     let key = item.get("camera")?.as_s().ok()?.clone();
     let owner = item.get("owner").and_then(|v| v.as_s().ok()).filter(|o| !o.is_empty()).cloned();
     let counter = item.get("counter").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
-    Some(Lease { key, owner, counter })
+    let claim = item.get("claim").and_then(|v| v.as_s().ok()).filter(|c| !c.is_empty()).cloned();
+    Some(Lease { key, owner, counter, claim })
 }

@@ -5,14 +5,15 @@
 //! |---|---|
 //! | [`lease`] | the lease table: conditional take / renew / release, task heartbeats |
 //! | [`balance`] | expiry by this task's clock, the fair share, which leases to take |
+//! | [`manager`] | the lease loop: heartbeat, renew, take, start and stop cameras, release at drain |
 //! | [`task_id`] | this task's name: configured, the ECS task ARN, or host and pid |
 //!
-//! Status (issue 16, in progress): the table operations, the observer and the balancing plan
-//! are built and tested; the lease loop that starts and stops cameras, checkpoints fenced by the
-//! lease, `/healthz` and metrics, and the scaling signal are not wired into `serve` yet.
+//! Checkpoints are fenced by the lease (`source::checkpoint::Fence`): a task that lost a camera
+//! cannot move its checkpoint.
 
 pub mod balance;
 pub mod lease;
+pub mod manager;
 pub mod task_id;
 
 /// The fleet layer's errors.

@@ -2,6 +2,43 @@
 //! container metadata endpoint v4, `$ECS_CONTAINER_METADATA_URI_V4/task`), else
 //! `{hostname}-{pid}`.
 
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+
+/// The environment variable ECS sets to the task's metadata endpoint.
+pub const METADATA_ENV: &str = "ECS_CONTAINER_METADATA_URI_V4";
+const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// This task's name: `configured`, else the ECS task ARN, else `{hostname}-{pid}`.
+pub async fn resolve(configured: Option<&str>) -> String {
+    if let Some(id) = configured {
+        return id.to_owned();
+    }
+    if let Ok(base) = std::env::var(METADATA_ENV) {
+        match task_arn(&base).await {
+            Some(arn) => return arn,
+            None => {
+                tracing::warn!(endpoint = %base, "fleet: no TaskARN from the ECS metadata endpoint; naming the task by host and pid")
+            }
+        }
+    }
+    host_and_pid()
+}
+
+async fn task_arn(base: &str) -> Option<String> {
+    let uri: hyper::Uri = format!("{}/task", base.trim_end_matches('/')).parse().ok()?;
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let fetch = async {
+        let response = client.get(uri).await.ok()?;
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        from_task_metadata(&String::from_utf8_lossy(&body))
+    };
+    tokio::time::timeout(METADATA_TIMEOUT, fetch).await.ok().flatten()
+}
+
 /// The task ARN from an ECS task metadata document (`{"TaskARN": "..."}`).
 pub fn from_task_metadata(json: &str) -> Option<String> {
     let doc: serde_json::Value = serde_json::from_str(json).ok()?;

@@ -21,6 +21,8 @@ pub enum Component {
     Sink(&'static str),
     /// One camera's source.
     Camera(CameraId),
+    /// The fleet's lease table (unreachable: this task's cameras stop).
+    Fleet,
 }
 
 impl Component {
@@ -44,6 +46,7 @@ impl fmt::Display for Component {
             Component::Outbox => f.write_str("outbox"),
             Component::Sink(name) => write!(f, "sink.{name}"),
             Component::Camera(id) => write!(f, "camera.{id}"),
+            Component::Fleet => f.write_str("fleet"),
         }
     }
 }

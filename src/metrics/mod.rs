@@ -39,6 +39,10 @@ pub const CAMERA_BEHIND_LIVE_SECONDS: &str = "camera_behind_live_seconds";
 pub const CAMERA_CATCHING_UP: &str = "camera_catching_up";
 pub const FRAMES_SKIPPED_TOTAL: &str = "frames_skipped_total";
 pub const STREAM_SKIPPED_SECONDS_TOTAL: &str = "stream_skipped_seconds_total";
+pub const FLEET_CAMERAS_OWNED: &str = "fleet_cameras_owned";
+pub const FLEET_LIVE_TASKS: &str = "fleet_live_tasks";
+pub const FLEET_LEASE_ACQUIRED_TOTAL: &str = "fleet_lease_acquired_total";
+pub const FLEET_LEASE_LOST_TOTAL: &str = "fleet_lease_lost_total";
 pub const OUTBOX_RECORDS: &str = "outbox_records";
 pub const OUTBOX_BYTES: &str = "outbox_bytes";
 pub const OUTBOX_MAX_BYTES: &str = "outbox_max_bytes";
@@ -139,6 +143,10 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "counter",
         "Stream time jumped over by skip-aheads (how far behind live each was decided at); label: camera.",
     ),
+    (FLEET_CAMERAS_OWNED, "gauge", "Cameras this task holds the lease of and runs (fleet mode)."),
+    (FLEET_LIVE_TASKS, "gauge", "Tasks whose heartbeat moved within a lease duration, this one included."),
+    (FLEET_LEASE_ACQUIRED_TOTAL, "counter", "Leases this task took; label: reason (free, expired, stolen)."),
+    (FLEET_LEASE_LOST_TOTAL, "counter", "Cameras this task gave up; label: reason (taken, unrenewed)."),
     (OUTBOX_RECORDS, "gauge", "Events in the durable outbox not yet acknowledged by every sink."),
     (OUTBOX_BYTES, "gauge", "Bytes those records take (event JSON + snapshot)."),
     (OUTBOX_MAX_BYTES, "gauge", "The configured bound (outbox.max_bytes); at it new events wait."),
@@ -313,6 +321,19 @@ pub fn set_camera_lag(camera: &CameraId, seconds: f64) {
 pub fn set_behind_live(camera: &CameraId, seconds: f64, catching_up: bool) {
     gauge!(CAMERA_BEHIND_LIVE_SECONDS, "camera" => camera.0.clone()).set(seconds);
     gauge!(CAMERA_CATCHING_UP, "camera" => camera.0.clone()).set(if catching_up { 1.0 } else { 0.0 });
+}
+
+pub fn set_fleet(owned: usize, live_tasks: usize) {
+    gauge!(FLEET_CAMERAS_OWNED).set(owned as f64);
+    gauge!(FLEET_LIVE_TASKS).set(live_tasks as f64);
+}
+
+pub fn count_fleet_lease_acquired(reason: &'static str) {
+    metrics::counter!(FLEET_LEASE_ACQUIRED_TOTAL, "reason" => reason).increment(1);
+}
+
+pub fn count_fleet_lease_lost(reason: &'static str) {
+    metrics::counter!(FLEET_LEASE_LOST_TOTAL, "reason" => reason).increment(1);
 }
 
 pub fn count_skipped(camera: &CameraId, reason: &'static str, frames: u64) {

@@ -17,7 +17,9 @@ use crate::infer::engine::Engine;
 use crate::media::decode::{Backend, DecoderSettings};
 use crate::metrics;
 use crate::shutdown::Shutdown;
+use crate::source::checkpoint::Fence;
 use crate::source::{self, SourceContext};
+use tokio_util::sync::CancellationToken;
 
 /// Restart delays of a camera whose source fails.
 const RESTART_BACKOFF: Backoff = Backoff { min: Duration::from_secs(1), max: Duration::from_secs(30) };
@@ -36,15 +38,31 @@ pub struct Supervisor {
     pub health: Health,
 }
 
+/// A camera's stop signal and what its checkpoints are fenced by.
+#[derive(Clone, Default)]
+pub struct CameraControl {
+    /// Stops this camera only (a child of the shutdown's intake: shutdown stops it too).
+    pub stop: CancellationToken,
+    /// The lease its checkpoint writes are conditional on (fleet mode).
+    pub fence: Option<Fence>,
+}
+
 impl Supervisor {
     /// Starts every camera on the shutdown's tracker.
     pub fn start(self, cameras: Vec<CameraSpec>) {
         for camera in cameras {
-            self.shutdown.spawn(self.clone().keep_running(camera));
+            let control = CameraControl { stop: self.shutdown.intake().child_token(), fence: None };
+            self.start_camera(camera, control);
         }
     }
 
-    async fn keep_running(self, camera: CameraSpec) {
+    /// Starts one camera on the shutdown's tracker, until `control.stop` (or shutdown); the
+    /// handle ends once the camera has drained (its last checkpoint written).
+    pub fn start_camera(&self, camera: CameraSpec, control: CameraControl) -> tokio::task::JoinHandle<()> {
+        self.shutdown.spawn(self.clone().keep_running(camera, control))
+    }
+
+    async fn keep_running(self, camera: CameraSpec, control: CameraControl) {
         let mut attempt = 0;
         let mut last_run = None;
         // A looping file starts its timestamps over with each pass; the pass keeps event ids apart.
@@ -52,7 +70,7 @@ impl Supervisor {
         loop {
             let state = if camera.source.needs_aws() { CameraState::Connecting } else { CameraState::Running };
             self.health.set_camera(&camera.id, state, None);
-            match self.run_once(&camera, pass).await {
+            match self.run_once(&camera, pass, &control).await {
                 Ok(s) => {
                     pass += 1;
                     log_stats(&camera.id, &s);
@@ -73,13 +91,13 @@ impl Supervisor {
                     self.health.set_camera(&camera.id, CameraState::Restarting, Some(reason));
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
-                        () = self.shutdown.intake().cancelled() => break,
+                        () = control.stop.cancelled() => break,
                     }
                     attempt = attempt.saturating_add(1);
                     continue;
                 }
             }
-            if !camera.source.repeats() || self.shutdown.intake().is_cancelled() {
+            if !camera.source.repeats() || control.stop.is_cancelled() {
                 break;
             }
         }
@@ -88,19 +106,25 @@ impl Supervisor {
 
     /// Opens the camera's source and runs the camera over it once, on a task of its own: a panic
     /// anywhere in the camera's path ends that run (as an error), never the supervisor.
-    async fn run_once(&self, camera: &CameraSpec, pass: u64) -> Result<RunStats, PipelineError> {
+    async fn run_once(
+        &self,
+        camera: &CameraSpec,
+        pass: u64,
+        control: &CameraControl,
+    ) -> Result<RunStats, PipelineError> {
         let ctx = SourceContext {
             camera: camera.id.clone(),
             sdk: self.sdk.clone(),
             health: self.health.clone(),
-            shutdown: self.shutdown.intake().clone(),
+            shutdown: control.stop.clone(),
+            fence: control.fence.clone(),
         };
         let source = source::open(&camera.source, &ctx).await?;
         let ctx = CameraContext {
             camera: camera.clone(),
             engine: self.engine.clone(),
             events: self.events.clone(),
-            shutdown: self.shutdown.intake().clone(),
+            shutdown: control.stop.clone(),
             health: self.health.clone(),
             decoder: DecoderSettings {
                 backend: self.decoder,

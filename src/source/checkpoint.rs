@@ -31,6 +31,29 @@ pub enum Written {
     Advanced,
     /// The table already holds this fragment or a newer one.
     Stale,
+    /// This task no longer holds the camera's lease: the write was refused.
+    Fenced,
+}
+
+impl Written {
+    /// The label of `kvs_checkpoints_total{result}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Written::Advanced => "ok",
+            Written::Stale => "stale",
+            Written::Fenced => "fenced",
+        }
+    }
+}
+
+/// Fleet mode: a checkpoint write is one transaction with a check that `owner` still holds the
+/// camera's item in the lease table, so a task that lost a camera can never move its checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease_table: String,
+    /// The camera's key in the lease table.
+    pub camera: String,
+    pub owner: String,
 }
 
 /// A stored checkpoint: resume after `fragment`, with the analysis state it left.
@@ -45,11 +68,18 @@ pub struct Checkpoints {
     table: String,
     stream: String,
     camera: CameraId,
+    fence: Option<Fence>,
 }
 
 impl Checkpoints {
     pub fn new(client: aws_sdk_dynamodb::Client, table: String, stream: String, camera: CameraId) -> Self {
-        Self { client, table, stream, camera }
+        Self { client, table, stream, camera, fence: None }
+    }
+
+    /// Writes only while `fence` holds (fleet mode).
+    pub fn fenced(mut self, fence: Option<Fence>) -> Self {
+        self.fence = fence;
+        self
     }
 
     fn error(&self, operation: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> SourceError {
@@ -103,6 +133,9 @@ impl Checkpoints {
         if let Some(state) = processed.state.as_ref().filter(|s| s.len() <= MAX_ANALYSIS_BYTES) {
             item.insert("analysis".to_owned(), AttributeValue::S(state.to_string()));
         }
+        if let Some(fence) = &self.fence {
+            return self.write_fenced(item, order, fence).await;
+        }
         let result = self
             .client
             .put_item()
@@ -119,6 +152,51 @@ impl Checkpoints {
                 Ok(Written::Stale)
             }
             Err(e) => Err(self.error("PutItem", e)),
+        }
+    }
+
+    /// The checkpoint `Put` and a check that the fence's owner holds the lease, as one
+    /// transaction: which condition failed says whether the write was stale or fenced.
+    async fn write_fenced(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        order: String,
+        fence: &Fence,
+    ) -> Result<Written, SourceError> {
+        use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
+        let build = |e: aws_sdk_dynamodb::error::BuildError| self.error("TransactWriteItems", e);
+        let check = ConditionCheck::builder()
+            .table_name(&fence.lease_table)
+            .key("camera", AttributeValue::S(fence.camera.clone()))
+            .condition_expression("#o = :me")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":me", AttributeValue::S(fence.owner.clone()))
+            .build()
+            .map_err(build)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#s) OR fragment_order < :o")
+            .expression_attribute_names("#s", "stream")
+            .expression_attribute_values(":o", AttributeValue::S(order))
+            .build()
+            .map_err(build)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(check).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Written::Advanced),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t)) => {
+                    let failed = |i: usize| t.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+                    if failed(0) { Ok(Written::Fenced) } else if failed(1) { Ok(Written::Stale) } else { Err(self.error("TransactWriteItems", e)) }
+                }
+                _ => Err(self.error("TransactWriteItems", e)),
+            },
         }
     }
 }

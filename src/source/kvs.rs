@@ -57,7 +57,8 @@ pub async fn open(
     let progress = Arc::new(FragmentProgress::default());
     let checkpoints = checkpoint_table.map(|table| {
         let client = crate::aws::dynamodb_client(&sdk);
-        Arc::new(Checkpoints::new(client, table.to_owned(), stream.label().to_owned(), ctx.camera.clone()))
+        let checkpoints = Checkpoints::new(client, table.to_owned(), stream.label().to_owned(), ctx.camera.clone());
+        Arc::new(checkpoints.fenced(ctx.fence.clone()))
     });
     let checkpoint = match &checkpoints {
         Some(c) => read_checkpoint(&ctx.camera, c, &ctx.shutdown).await,
@@ -497,10 +498,10 @@ pub async fn write_checkpoints(
         {
             match checkpoints.write(&latest).await {
                 Ok(w) => {
-                    crate::metrics::count_kvs_checkpoint(
-                        &camera,
-                        if w == super::checkpoint::Written::Advanced { "ok" } else { "stale" },
-                    );
+                    crate::metrics::count_kvs_checkpoint(&camera, w.as_str());
+                    if w == super::checkpoint::Written::Fenced {
+                        tracing::warn!(camera = %camera, "checkpoint refused: this task no longer holds the camera's lease");
+                    }
                     written = meta.fragment_number.clone();
                 }
                 Err(e) => {

@@ -83,6 +83,8 @@ pub struct SourceContext {
     pub health: Health,
     /// Stops the source's background tasks.
     pub shutdown: CancellationToken,
+    /// Fleet mode: checkpoints are written only while this task holds the camera's lease.
+    pub fence: Option<checkpoint::Fence>,
 }
 
 /// How a source's frames flow to inference.

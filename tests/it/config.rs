@@ -421,15 +421,16 @@ fn catch_up_and_idle_end_default_sensibly() {
 }
 
 #[test]
-fn fleet_keys_are_checked_and_the_section_is_refused_until_leases_run_in_serve() {
+fn fleet_keys_default_and_are_checked() {
     let fleet = |body: &str| {
         format!(
             "{}fleet: {body}\n",
             with_cameras("  - { id: a, source: { kind: file, path: v.mkv }, ocr: { model: text } }")
         )
     };
-    let got = problems(&fleet("{ lease_table: leases }"));
-    assert!(got.iter().any(|p| p.starts_with("fleet: not available")), "{got:?}");
+    let cfg = load(&fleet("{ lease_table: leases }")).expect("valid");
+    let f = cfg.fleet.expect("fleet");
+    assert_eq!((f.lease_duration, f.max_cameras_per_task, f.task_id), (Duration::from_secs(20), None, None));
     let got = problems(&fleet("{ lease_table: 'a b', lease_duration: 1s, max_cameras_per_task: 0, task_id: '' }"));
     for expected in ["fleet.lease_table", "fleet.lease_duration", "fleet.max_cameras_per_task", "fleet.task_id"] {
         assert!(got.iter().any(|p| p.starts_with(expected)), "{expected}: {got:?}");

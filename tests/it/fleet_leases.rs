@@ -41,6 +41,19 @@ async fn every_race_for_a_camera_has_one_winner() {
     assert_eq!((released.owner.as_deref(), released.counter), (None, 4), "free, counter moved");
     assert!(a.take("cam-0", Some(&released)).await.expect("take").is_some(), "a released lease is free to take");
 
+    // A claim leaves the owner's renewal working and tells it who asks; the owner releases.
+    let held = a.take("cam-1", None).await.expect("take").expect("a takes cam-1");
+    let seen = item(&b.scan().await.expect("scan"), "cam-1").clone();
+    assert!(b.claim(&seen).await.expect("claim"));
+    assert!(!a.claim(&seen).await.expect("claim"), "an owner does not claim its own lease");
+    let renewed = a.renew(&held).await.expect("renew").expect("a still holds it");
+    assert_eq!(renewed.claim.as_deref(), Some("b"), "a sees b's claim");
+    assert!(a.release(&renewed).await.expect("release"));
+    let free = item(&b.scan().await.expect("scan"), "cam-1").clone();
+    assert_eq!((free.owner.as_deref(), free.claim.as_deref()), (None, Some("b")));
+    let taken = b.take("cam-1", Some(&free)).await.expect("take").expect("b takes what it claimed");
+    assert_eq!(taken.claim, None, "the take clears the claim");
+
     a.heartbeat().await.expect("heartbeat");
     a.heartbeat().await.expect("heartbeat");
     let beat = item(&a.scan().await.expect("scan"), "#task:a").clone();

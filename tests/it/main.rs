@@ -9,6 +9,7 @@ mod common;
 mod config;
 mod drain;
 mod ecs_health;
+mod fleet;
 mod fleet_leases;
 mod fuzz_bounded;
 mod healthcheck;

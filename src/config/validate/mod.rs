@@ -154,9 +154,6 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Violation>> {
 }
 
 fn check_fleet(c: &mut Checker, f: &FleetConfig) {
-    // Until the lease loop runs in `serve`, a fleet config would have every task run every
-    // camera while its author believes they are shared: refuse it (the keys are still checked).
-    c.err("fleet", "not available in this build yet (leases are not wired into serve): remove `fleet:`");
     if f.lease_table.is_empty() {
         c.err("fleet.lease_table", "required: the DynamoDB table of camera leases");
     } else {

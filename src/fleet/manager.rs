@@ -1,0 +1,263 @@
+//! The lease loop: every `lease_duration / 3` this task bumps its heartbeat, renews the leases of
+//! the cameras it runs, reads the table and takes what the balancing plan says, starting and
+//! stopping cameras to match.
+//!
+//! - A renewal refused (another task took the lease) stops the camera at once.
+//! - A renewal that cannot be made (DynamoDB unreachable) stops the camera once the last good
+//!   renewal is older than `lease_duration - period`: by this task's clock, before any other task
+//!   can see the lease as expired, so two tasks never analyse one camera at the same time.
+//! - At shutdown the cameras drain (their last checkpoint written) and only then are their
+//!   leases released, so a peer or a replacement takes them at its next round.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::balance::{self, Observer, Reason, Slot, View};
+use super::lease::{Lease, LeaseTable};
+use crate::config::{CameraSpec, FleetConfig};
+use crate::health::{Component, Health};
+use crate::metrics;
+use crate::pipeline::supervisor::{CameraControl, Supervisor};
+use crate::source::checkpoint::Fence;
+
+/// A camera this task runs under a lease.
+struct Owned {
+    lease: Lease,
+    renewed: Instant,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    /// Set once the camera is being stopped here, and why.
+    leaving: Option<Lost>,
+}
+
+/// How often a draining task looks for cameras that have stopped.
+const RELEASE_POLL: Duration = Duration::from_millis(100);
+
+/// What the lease loop needs.
+pub struct Fleet {
+    pub config: FleetConfig,
+    pub table: LeaseTable,
+    pub cameras: Vec<CameraSpec>,
+    pub supervisor: Supervisor,
+    pub health: Health,
+    /// Shutdown's intake: stop taking, drain, release.
+    pub intake: CancellationToken,
+}
+
+/// Why a camera was given up (`fleet_lease_lost_total{reason}`).
+#[derive(Debug, Clone, Copy)]
+enum Lost {
+    /// Another task holds it now.
+    Taken,
+    /// It could not be renewed in time.
+    Unrenewed,
+    /// A task below its fair share claimed it.
+    HandedOver,
+}
+
+impl Lost {
+    fn as_str(self) -> &'static str {
+        match self {
+            Lost::Taken => "taken",
+            Lost::Unrenewed => "unrenewed",
+            Lost::HandedOver => "handed_over",
+        }
+    }
+}
+
+impl Fleet {
+    fn period(&self) -> Duration {
+        self.config.lease_duration / 3
+    }
+
+    /// Runs until shutdown, then drains this task's cameras and releases their leases.
+    pub async fn run(self) {
+        let mut observer = Observer::new(self.table.me(), self.config.lease_duration);
+        let mut owned: BTreeMap<String, Owned> = BTreeMap::new();
+        let mut live = BTreeSet::new();
+        info!(task = self.table.me(), table = self.table.table(), period = ?self.period(), "fleet: lease loop started");
+        loop {
+            self.round(&mut observer, &mut owned, &mut live).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.period()) => {}
+                () = self.intake.cancelled() => break,
+            }
+        }
+        self.release_all(owned).await;
+    }
+
+    async fn round(&self, observer: &mut Observer, owned: &mut BTreeMap<String, Owned>, live: &mut BTreeSet<String>) {
+        let heartbeat = self.table.heartbeat().await;
+        self.renew(owned, live).await;
+        let scanned = match (heartbeat, self.table.scan().await) {
+            (Ok(()), Ok(items)) => items,
+            (Err(e), _) | (_, Err(e)) => {
+                let reason = kvs_infer_common::error_chain(&e);
+                warn!(error = %reason, "fleet: the lease table does not answer; cameras stop before their leases run out");
+                self.health.set_degraded(&Component::Fleet, format!("lease table unreachable: {reason}"));
+                return;
+            }
+        };
+        self.health.clear_degraded(&Component::Fleet);
+        let ids: Vec<String> = self.cameras.iter().map(|c| c.id.0.clone()).collect();
+        let view = observer.observe(&ids, &scanned, Instant::now());
+        for take in balance::plan(self.table.me(), &view, self.config.max_cameras_per_task) {
+            if owned.contains_key(&take.camera) {
+                continue;
+            }
+            if let (Reason::Stolen, Some(Slot::Held { lease, .. })) = (take.reason, view.cameras.get(&take.camera)) {
+                match self.table.claim(lease).await {
+                    Ok(true) => info!(
+                        camera = take.camera,
+                        from = lease.owner.as_deref(),
+                        "fleet: claimed to balance the fleet"
+                    ),
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(camera = take.camera, error = %kvs_infer_common::error_chain(&e), "fleet: cannot claim a lease")
+                    }
+                }
+                continue;
+            }
+            match self.table.take(&take.camera, take.seen.as_ref()).await {
+                Ok(Some(lease)) => self.start(lease, take.reason, &view, owned),
+                Ok(None) => info!(
+                    camera = take.camera,
+                    reason = take.reason.as_str(),
+                    "fleet: another task took the lease first"
+                ),
+                Err(e) => {
+                    warn!(camera = take.camera, error = %kvs_infer_common::error_chain(&e), "fleet: cannot take a lease")
+                }
+            }
+        }
+        self.report(&view, owned);
+        *live = view.live_tasks;
+    }
+
+    /// Renews every lease held (a camera that is stopping keeps its lease until it has
+    /// stopped, so nobody else starts it meanwhile); stops the cameras whose lease was taken or
+    /// is running out and those a live task claimed, without waiting for them; lets go of each
+    /// once it has stopped (releasing a claimed lease to its claimant).
+    async fn renew(&self, owned: &mut BTreeMap<String, Owned>, live: &BTreeSet<String>) {
+        let margin = self.config.lease_duration.saturating_sub(self.period());
+        for (camera, o) in owned.iter_mut() {
+            if matches!(o.leaving, Some(Lost::Taken)) {
+                continue;
+            }
+            let leaving = match self.table.renew(&o.lease).await {
+                Ok(Some(lease)) => {
+                    let claimed = lease.claim.as_ref().is_some_and(|c| c != self.table.me() && live.contains(c));
+                    o.lease = lease;
+                    o.renewed = Instant::now();
+                    claimed.then_some(Lost::HandedOver)
+                }
+                Ok(None) => Some(Lost::Taken),
+                Err(e) if o.renewed.elapsed() >= margin => {
+                    warn!(camera, error = %kvs_infer_common::error_chain(&e), "fleet: lease not renewed in time");
+                    Some(Lost::Unrenewed)
+                }
+                Err(e) => {
+                    warn!(camera, error = %kvs_infer_common::error_chain(&e), "fleet: renewal failed; retrying next round");
+                    None
+                }
+            };
+            if let Some(why) = leaving
+                && o.leaving.is_none()
+            {
+                info!(camera, reason = why.as_str(), to = o.lease.claim.as_deref(), "fleet: stopping the camera here");
+                o.leaving = Some(why);
+                o.stop.cancel();
+            }
+        }
+        let stopped: Vec<String> =
+            owned.iter().filter(|(_, o)| o.leaving.is_some() && o.task.is_finished()).map(|(c, _)| c.clone()).collect();
+        for camera in stopped {
+            let Some(o) = owned.remove(&camera) else { continue };
+            let why = o.leaving.unwrap_or(Lost::Taken);
+            metrics::count_fleet_lease_lost(why.as_str());
+            info!(camera, reason = why.as_str(), "fleet: camera stopped here");
+            if matches!(why, Lost::HandedOver)
+                && let Err(e) = self.table.release(&o.lease).await
+            {
+                warn!(camera, error = %kvs_infer_common::error_chain(&e), "fleet: cannot release a claimed lease; it expires instead");
+            }
+        }
+    }
+
+    fn start(&self, lease: Lease, reason: Reason, view: &View, owned: &mut BTreeMap<String, Owned>) {
+        let Some(camera) = self.cameras.iter().find(|c| c.id.0 == lease.key) else { return };
+        let from = match view.cameras.get(&lease.key) {
+            Some(Slot::Held { lease: l, .. }) => l.owner.clone(),
+            _ => None,
+        };
+        info!(
+            camera = lease.key,
+            reason = reason.as_str(),
+            from = from.as_deref(),
+            "fleet: lease taken; starting the camera"
+        );
+        metrics::count_fleet_lease_acquired(reason.as_str());
+        let stop = self.intake.child_token();
+        let fence = Fence {
+            lease_table: self.table.table().to_owned(),
+            camera: lease.key.clone(),
+            owner: self.table.me().to_owned(),
+        };
+        let task =
+            self.supervisor.start_camera(camera.clone(), CameraControl { stop: stop.clone(), fence: Some(fence) });
+        owned.insert(lease.key.clone(), Owned { lease, renewed: Instant::now(), stop, task, leaving: None });
+    }
+
+    fn report(&self, view: &View, owned: &BTreeMap<String, Owned>) {
+        metrics::set_fleet(owned.len(), view.live_tasks.len());
+        let names: Vec<&str> = owned.keys().map(String::as_str).collect();
+        self.health.set_info(
+            "fleet",
+            format!(
+                "task {}: cameras [{}]; {} live tasks, fair share {}",
+                self.table.me(),
+                names.join(", "),
+                view.live_tasks.len(),
+                view.fair_share(self.config.max_cameras_per_task)
+            ),
+        );
+    }
+
+    /// Shutdown: the cameras (children of the intake) are already stopping. Their leases are
+    /// renewed while they drain, and each is released once its camera has stopped (its last
+    /// checkpoint written), so a peer takes it at its next round.
+    async fn release_all(&self, mut owned: BTreeMap<String, Owned>) {
+        for o in owned.values() {
+            o.stop.cancel();
+        }
+        while !owned.is_empty() {
+            let stopped: Vec<String> =
+                owned.iter().filter(|(_, o)| o.task.is_finished()).map(|(c, _)| c.clone()).collect();
+            for camera in stopped {
+                let Some(o) = owned.remove(&camera) else { continue };
+                match self.table.release(&o.lease).await {
+                    Ok(true) => info!(camera, "fleet: lease released"),
+                    Ok(false) => info!(camera, "fleet: the lease had already moved on"),
+                    Err(e) => {
+                        warn!(camera, error = %kvs_infer_common::error_chain(&e), "fleet: cannot release the lease; it expires instead")
+                    }
+                }
+            }
+            for o in owned.values_mut().filter(|o| o.renewed.elapsed() >= self.period()) {
+                if let Ok(Some(lease)) = self.table.renew(&o.lease).await {
+                    o.lease = lease;
+                    o.renewed = Instant::now();
+                }
+            }
+            if !owned.is_empty() {
+                tokio::time::sleep(RELEASE_POLL).await;
+            }
+        }
+        metrics::set_fleet(0, 0);
+    }
+}

@@ -1,0 +1,190 @@
+//! Several `serve` processes sharing six KVS cameras through the lease table (moto, the GetMedia
+//! test server): balanced 2/2/2, a SIGTERM'd task's cameras taken over from released leases, a
+//! SIGKILL'd task's from expired ones, and no camera ever running in two processes at once (from
+//! every process's log).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::common::kvs_capture::{Stamps, capture};
+use crate::common::kvs_server::KvsServer;
+use crate::common::moto::{self, Moto};
+use crate::common::service::{self, Service};
+
+const CAMERAS: usize = 6;
+const LEASE: Duration = Duration::from_secs(3);
+
+/// `config/local.yaml`'s models with six KVS cameras (1 sampled frame/s, to spare the CPU) in a
+/// fleet on `leases`, named `task`.
+fn config(dir: &Path, task: &str) -> PathBuf {
+    let local = std::fs::read_to_string("config/local.yaml").expect("config");
+    let head = local.split("cameras:").next().expect("cameras").replace("port: 8080", "port: 0");
+    let cameras: String = (0..CAMERAS)
+        .map(|i| {
+            format!(
+                "  - {{ id: cam-{i}, source: {{ kind: kvs, stream_name: cam-{i}, start: earliest, checkpoint_table: checkpoints }}, target_fps: 1, ocr: {{ model: text }} }}\n"
+            )
+        })
+        .collect();
+    let out = dir.join(task);
+    let yaml = format!(
+        "{head}cameras:\n{cameras}sinks:\n  local: {{ dir: {} }}\noutbox:\n  dir: {}\nfleet:\n  lease_table: leases\n  lease_duration: 3s\n  task_id: {task}\n",
+        out.join("out").display(),
+        out.join("outbox").display()
+    );
+    let path = dir.join(format!("{task}.yaml"));
+    std::fs::write(&path, yaml).expect("config");
+    path
+}
+
+struct Task {
+    svc: Service,
+    url: String,
+}
+
+fn start(dir: &Path, name: &'static str, env: &[(&str, String)]) -> Task {
+    let svc = Service::start(&config(dir, name), env);
+    let url = svc.base_url();
+    svc.wait_for_log("ready");
+    Task { svc, url }
+}
+
+async fn owned(task: &Task) -> Option<f64> {
+    let (_, metrics) = service::get(&format!("{}/metrics", task.url)).await;
+    service::metric(&metrics, "fleet_cameras_owned")
+}
+
+/// Waits (90 s at most: three processes share two cores) until each task owns `want` cameras.
+async fn until_owned(tasks: &[&Task], want: &[f64]) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut now = Vec::new();
+        for t in tasks {
+            now.push(owned(t).await.unwrap_or(-1.0));
+        }
+        if now == want {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "cameras owned {now:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A camera starting or stopping in a process, at a time.
+#[derive(Debug, Clone)]
+struct Change {
+    at: SystemTime,
+    task: &'static str,
+    camera: String,
+    running: bool,
+    reason: Option<String>,
+}
+
+fn changes(task: &'static str, logs: &[serde_json::Value]) -> Vec<Change> {
+    logs.iter()
+        .filter_map(|l| {
+            let running = match l["message"].as_str()? {
+                "fleet: lease taken; starting the camera" => true,
+                "fleet: camera stopped here" | "fleet: lease released" | "fleet: the lease had already moved on" => {
+                    false
+                }
+                _ => return None,
+            };
+            let at = humantime::parse_rfc3339_weak(l["timestamp"].as_str()?).ok()?;
+            let reason = l["reason"].as_str().map(str::to_owned);
+            Some(Change { at, task, camera: l["camera"].as_str()?.to_owned(), running, reason })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_tasks_share_six_cameras_hand_them_over_and_never_run_one_twice() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let fragments =
+        capture("tests/fixtures/sample/plates.mkv", &Stamps { producer_start_ms: now - 60_000, behind_ms: |_| 500 });
+    let server = KvsServer::start(fragments, vec![]).await;
+    let moto = Moto::start();
+    let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk().await);
+    moto::create_table(&ddb, "leases", "camera").await;
+    moto::create_table(&ddb, "checkpoints", "stream").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = moto::env_for(&moto.url());
+    env.push(("AWS_ENDPOINT_URL_KINESIS_VIDEO", server.url.clone()));
+
+    let a = start(dir.path(), "a", &env);
+    let b = start(dir.path(), "b", &env);
+    let c = start(dir.path(), "c", &env);
+    let balanced = until_owned(&[&a, &b, &c], &[2.0, 2.0, 2.0]).await;
+    eprintln!("balanced 2/2/2 {balanced:?} after the third task was ready");
+
+    // SIGTERM: c drains, releases, and a and b take its cameras free.
+    let mut c = c;
+    c.svc.signal("-TERM");
+    let c_logs = c.svc.remaining_logs();
+    assert_eq!(c.svc.wait_exit(Duration::from_secs(30)), Some(0));
+    let taken_over = until_owned(&[&a, &b], &[3.0, 3.0]).await;
+    eprintln!("SIGTERM: taken over {taken_over:?} after the exit");
+
+    // SIGKILL: b's leases expire (by a's clock) and a takes all six.
+    let mut b = b;
+    b.svc.signal("-KILL");
+    let killed_at = SystemTime::now();
+    b.svc.wait_exit(Duration::from_secs(10));
+    let b_logs = b.svc.remaining_logs();
+    let failover = until_owned(&[&a], &[6.0]).await;
+    eprintln!("SIGKILL: taken over {failover:?} after the kill");
+    assert!(failover >= LEASE, "not before the leases could expire: {failover:?}");
+
+    let mut a = a;
+    a.svc.signal("-TERM");
+    let a_logs = a.svc.remaining_logs();
+    assert_eq!(a.svc.wait_exit(Duration::from_secs(30)), Some(0));
+
+    for (name, logs) in [("a", &a_logs), ("b", &b_logs), ("c", &c_logs)] {
+        for l in
+            logs.iter().filter(|l| l["level"] == "WARN" || l["message"].as_str().is_some_and(|m| m.contains("fleet")))
+        {
+            eprintln!("{name}: {} {} {} {}", l["timestamp"], l["message"], l["camera"], l["error"]);
+        }
+    }
+    let mut all: Vec<Change> = changes("a", &a_logs);
+    all.extend(changes("b", &b_logs));
+    all.extend(changes("c", &c_logs));
+    // b's cameras stopped when it was killed.
+    let b_running: Vec<String> = {
+        let mut state = BTreeMap::new();
+        for ch in all.iter().filter(|c| c.task == "b") {
+            state.insert(ch.camera.clone(), ch.running);
+        }
+        state.into_iter().filter(|(_, r)| *r).map(|(c, _)| c).collect()
+    };
+    assert_eq!(b_running.len(), 3, "b ran 3 cameras when it was killed");
+    for camera in b_running {
+        all.push(Change { at: killed_at, task: "b", camera, running: false, reason: None });
+    }
+    all.sort_by_key(|c| c.at);
+    let mut runners: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    for ch in &all {
+        let r = runners.entry(ch.camera.clone()).or_default();
+        if ch.running {
+            assert!(r.is_empty(), "{} started in {} while running in {r:?}: {all:#?}", ch.camera, ch.task);
+            r.push(ch.task);
+        } else {
+            r.retain(|t| *t != ch.task);
+        }
+    }
+    // Each camera c drained and released was next started from a free lease, not an expired one.
+    let c_stops: Vec<&Change> = all.iter().filter(|ch| ch.task == "c" && !ch.running).collect();
+    assert!(!c_stops.is_empty(), "c released its cameras: {all:#?}");
+    for stop in &c_stops {
+        let next = all.iter().find(|ch| ch.camera == stop.camera && ch.running && ch.at >= stop.at && ch.task != "c");
+        assert!(next.is_some_and(|n| n.reason.as_deref() != Some("expired")), "{} after c: {next:?}", stop.camera);
+    }
+    let takes = |task: &str, reason: &str| {
+        all.iter().filter(|c| c.task == task && c.running && c.reason.as_deref() == Some(reason)).count()
+    };
+    assert!(takes("a", "expired") >= 3, "b's three cameras were taken as expired: {all:#?}");
+    assert!(takes("a", "stolen") + takes("b", "stolen") + takes("c", "stolen") > 0, "balancing stole: {all:#?}");
+    drop(moto);
+}
