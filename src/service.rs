@@ -164,7 +164,8 @@ async fn start_fleet(
 ) -> anyhow::Result<()> {
     let me = crate::fleet::task_id::resolve(fleet.task_id.as_deref()).await;
     let table =
-        crate::fleet::lease::LeaseTable::new(crate::aws::dynamodb_client(sdk), fleet.lease_table.clone(), me.clone());
+        crate::fleet::lease::LeaseTable::new(crate::aws::dynamodb_client(sdk), fleet.lease_table.clone(), me.clone())
+            .with_call_timeout(fleet.lease_duration / 3);
     table.scan().await.with_context(|| {
         format!(
             "fleet: cannot read the lease table {}: it must exist (partition key `camera`, a string) and the task role \
@@ -175,11 +176,12 @@ async fn start_fleet(
     info!(task = %me, table = %fleet.lease_table, cameras = config.cameras.len(), "fleet mode: cameras are shared through leases");
     let lease_loop = crate::fleet::manager::Fleet {
         config: fleet.clone(),
-        table,
+        table: std::sync::Arc::new(table),
         cameras: config.cameras.clone(),
         supervisor,
         health: health.clone(),
         intake: shutdown.intake().clone(),
+        fences: Default::default(),
     };
     shutdown.spawn(lease_loop.run());
     Ok(())

@@ -12,7 +12,7 @@
 //! lease duration belongs to a task that stopped renewing (see [`super::observe`]).
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -45,7 +45,13 @@ pub struct LeaseTable {
     client: aws_sdk_dynamodb::Client,
     table: String,
     me: String,
+    /// Every call gives up after this: a table that does not answer must not stall the loop
+    /// that stops cameras before their leases run out.
+    call_timeout: Duration,
 }
+
+/// The default call timeout (the lease loop sets its renew period).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn now_ms() -> String {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis()).to_string()
@@ -53,7 +59,26 @@ fn now_ms() -> String {
 
 impl LeaseTable {
     pub fn new(client: aws_sdk_dynamodb::Client, table: String, me: String) -> Self {
-        Self { client, table, me }
+        Self { client, table, me, call_timeout: CALL_TIMEOUT }
+    }
+
+    /// Calls give up after `timeout`.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// `call`, or a timeout error naming `operation`.
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = T>,
+    ) -> Result<T, FleetError> {
+        tokio::time::timeout(self.call_timeout, call).await.map_err(|_| FleetError::Timeout {
+            table: self.table.clone(),
+            operation,
+            after: self.call_timeout,
+        })
     }
 
     pub fn me(&self) -> &str {
@@ -73,15 +98,9 @@ impl LeaseTable {
         let mut out = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.error("Scan", e))?;
+            let request =
+                self.client.scan().table_name(&self.table).consistent_read(true).set_exclusive_start_key(start.take());
+            let page = self.timed("Scan", request.send()).await?.map_err(|e| self.error("Scan", e))?;
             out.extend(page.items().iter().filter_map(parse));
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -109,7 +128,7 @@ impl LeaseTable {
                 .expression_attribute_names("#c", "counter")
                 .expression_attribute_values(":seen", AttributeValue::N(l.counter.to_string())),
         };
-        match request.send().await {
+        match self.timed("PutItem", request.send()).await? {
             Ok(_) => Ok(Some(Lease { key: key.to_owned(), owner: Some(self.me.clone()), counter, claim: None })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(None),
             Err(e) => Err(self.error("PutItem", e)),
@@ -149,9 +168,8 @@ impl LeaseTable {
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":me", AttributeValue::S(self.me.clone()))
             .expression_attribute_values(":seen", AttributeValue::N(seen.counter.to_string()))
-            .send()
-            .await;
-        match result {
+            .send();
+        match self.timed("UpdateItem (claim)", result).await? {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
             Err(e) => Err(self.error("UpdateItem (claim)", e)),
@@ -183,7 +201,7 @@ impl LeaseTable {
         if update.contains(":free") {
             request = request.expression_attribute_values(":free", AttributeValue::S(String::new()));
         }
-        match request.send().await {
+        match self.timed(operation, request.send()).await? {
             Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(None),
             Err(e) => Err(self.error(operation, e)),
@@ -192,7 +210,8 @@ impl LeaseTable {
 
     /// Bumps this task's heartbeat item (only this task writes it).
     pub async fn heartbeat(&self) -> Result<(), FleetError> {
-        self.client
+        let request = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("camera", AttributeValue::S(format!("{TASK_PREFIX}{}", self.me)))
@@ -202,9 +221,8 @@ impl LeaseTable {
             .expression_attribute_values(":me", AttributeValue::S(self.me.clone()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":now", AttributeValue::N(now_ms()))
-            .send()
-            .await
-            .map_err(|e| self.error("UpdateItem (heartbeat)", e))?;
+            .send();
+        self.timed("UpdateItem (heartbeat)", request).await?.map_err(|e| self.error("UpdateItem (heartbeat)", e))?;
         Ok(())
     }
 }

@@ -9,7 +9,8 @@
 //! - At shutdown the cameras drain (their last checkpoint written) and only then are their
 //!   leases released, so a peer or a replacement takes them at its next round.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -40,12 +41,59 @@ const RELEASE_POLL: Duration = Duration::from_millis(100);
 /// What the lease loop needs.
 pub struct Fleet {
     pub config: FleetConfig,
-    pub table: LeaseTable,
+    pub table: Arc<LeaseTable>,
     pub cameras: Vec<CameraSpec>,
     pub supervisor: Supervisor,
     pub health: Health,
     /// Shutdown's intake: stop taking, drain, release.
     pub intake: CancellationToken,
+    /// Each running camera's last renewal, watched apart from the loop (see [`watch_fences`]).
+    pub fences: Fences,
+}
+
+/// When each running camera's lease was last renewed, and how to stop it.
+#[derive(Clone, Default)]
+pub struct Fences(Arc<Mutex<HashMap<String, (Instant, CancellationToken)>>>);
+
+impl Fences {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, CancellationToken)>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn insert(&self, camera: &str, renewed: Instant, stop: CancellationToken) {
+        self.lock().insert(camera.to_owned(), (renewed, stop));
+    }
+
+    fn renewed(&self, camera: &str, at: Instant) {
+        if let Some(entry) = self.lock().get_mut(camera) {
+            entry.0 = at;
+        }
+    }
+
+    fn remove(&self, camera: &str) {
+        self.lock().remove(camera);
+    }
+}
+
+/// How often the fences are checked.
+const FENCE_CHECK: Duration = Duration::from_millis(100);
+
+/// Stops every camera whose lease was last renewed `margin` ago, on this task's clock, however
+/// long the lease loop's calls take: DynamoDB hanging cannot keep a camera running past the
+/// moment another task may take it.
+async fn watch_fences(fences: Fences, margin: Duration, done: CancellationToken) {
+    while !done.is_cancelled() {
+        for (camera, (renewed, stop)) in fences.lock().iter() {
+            if renewed.elapsed() >= margin && !stop.is_cancelled() {
+                warn!(camera, since = ?renewed.elapsed(), "fleet: lease not renewed in time; stopping the camera before it can expire");
+                stop.cancel();
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(FENCE_CHECK) => {}
+            () = done.cancelled() => {}
+        }
+    }
 }
 
 /// Why a camera was given up (`fleet_lease_lost_total{reason}`).
@@ -80,6 +128,9 @@ impl Fleet {
         let mut owned: BTreeMap<String, Owned> = BTreeMap::new();
         let mut live = BTreeSet::new();
         info!(task = self.table.me(), table = self.table.table(), period = ?self.period(), "fleet: lease loop started");
+        let fence_done = CancellationToken::new();
+        let margin = self.config.lease_duration.saturating_sub(self.period());
+        let fence = tokio::spawn(watch_fences(self.fences.clone(), margin, fence_done.clone()));
         loop {
             self.round(&mut observer, &mut owned, &mut live).await;
             tokio::select! {
@@ -88,17 +139,27 @@ impl Fleet {
             }
         }
         self.release_all(owned).await;
+        fence_done.cancel();
+        let _ = fence.await;
     }
 
     async fn round(&self, observer: &mut Observer, owned: &mut BTreeMap<String, Owned>, live: &mut BTreeSet<String>) {
-        let heartbeat = self.table.heartbeat().await;
-        self.renew(owned, live).await;
-        let scanned = match (heartbeat, self.table.scan().await) {
-            (Ok(()), Ok(items)) => items,
-            (Err(e), _) | (_, Err(e)) => {
+        // A table that does not answer the heartbeat will not answer the rest: say so at once and
+        // keep the round short (the fence watcher stops the cameras in time).
+        let scanned = match self.table.heartbeat().await {
+            Ok(()) => {
+                self.renew(owned, live).await;
+                self.table.scan().await
+            }
+            Err(e) => Err(e),
+        };
+        let scanned = match scanned {
+            Ok(items) => items,
+            Err(e) => {
                 let reason = kvs_infer_common::error_chain(&e);
                 warn!(error = %reason, "fleet: the lease table does not answer; cameras stop before their leases run out");
                 self.health.set_degraded(&Component::Fleet, format!("lease table unreachable: {reason}"));
+                self.forget_stopped(owned).await;
                 return;
             }
         };
@@ -145,15 +206,21 @@ impl Fleet {
     /// once it has stopped (releasing a claimed lease to its claimant).
     async fn renew(&self, owned: &mut BTreeMap<String, Owned>, live: &BTreeSet<String>) {
         let margin = self.config.lease_duration.saturating_sub(self.period());
-        for (camera, o) in owned.iter_mut() {
-            if matches!(o.leaving, Some(Lost::Taken)) {
-                continue;
-            }
-            let leaving = match self.table.renew(&o.lease).await {
+        // All at once: a round lasts one call, not one call per camera.
+        let mut calls = tokio::task::JoinSet::new();
+        for (camera, o) in owned.iter().filter(|(_, o)| !matches!(o.leaving, Some(Lost::Taken))) {
+            let (table, camera, lease) = (self.table.clone(), camera.clone(), o.lease.clone());
+            calls.spawn(async move { (camera, table.renew(&lease).await) });
+        }
+        for (camera, renewed) in calls.join_all().await {
+            let Some(o) = owned.get_mut(&camera) else { continue };
+            let camera = camera.as_str();
+            let leaving = match renewed {
                 Ok(Some(lease)) => {
                     let claimed = lease.claim.as_ref().is_some_and(|c| c != self.table.me() && live.contains(c));
                     o.lease = lease;
                     o.renewed = Instant::now();
+                    self.fences.renewed(camera, o.renewed);
                     claimed.then_some(Lost::HandedOver)
                 }
                 Ok(None) => Some(Lost::Taken),
@@ -174,10 +241,20 @@ impl Fleet {
                 o.stop.cancel();
             }
         }
+        self.forget_stopped(owned).await;
+    }
+
+    /// Lets go of the cameras that were being stopped and have stopped (releasing a claimed
+    /// lease to its claimant); a camera the fence watcher stopped counts as unrenewed.
+    async fn forget_stopped(&self, owned: &mut BTreeMap<String, Owned>) {
+        for o in owned.values_mut().filter(|o| o.leaving.is_none() && o.stop.is_cancelled()) {
+            o.leaving = Some(Lost::Unrenewed);
+        }
         let stopped: Vec<String> =
             owned.iter().filter(|(_, o)| o.leaving.is_some() && o.task.is_finished()).map(|(c, _)| c.clone()).collect();
         for camera in stopped {
             let Some(o) = owned.remove(&camera) else { continue };
+            self.fences.remove(&camera);
             let why = o.leaving.unwrap_or(Lost::Taken);
             metrics::count_fleet_lease_lost(why.as_str());
             info!(camera, reason = why.as_str(), "fleet: camera stopped here");
@@ -210,6 +287,7 @@ impl Fleet {
         };
         let task =
             self.supervisor.start_camera(camera.clone(), CameraControl { stop: stop.clone(), fence: Some(fence) });
+        self.fences.insert(&lease.key, Instant::now(), stop.clone());
         owned.insert(lease.key.clone(), Owned { lease, renewed: Instant::now(), stop, task, leaving: None });
     }
 

@@ -26,4 +26,6 @@ pub enum FleetError {
         #[source]
         source: kvs_infer_common::BoxError,
     },
+    #[error("lease table {table}: {operation} did not answer within {after:?}")]
+    Timeout { table: String, operation: &'static str, after: std::time::Duration },
 }

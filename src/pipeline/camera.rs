@@ -163,6 +163,7 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
     let mut analysis = AnalysisLoop::new(&ctx, newest, progress, resume.as_deref());
     analysis.hands_over = options.hands_over;
     let analysed = analysis.run(frames).await;
+    tracing::info!(camera = %camera, "camera: analysis stopped");
     live.close();
     let report = decoder.await.map_err(|e| PipelineError::from_join(&camera, e));
     // Let go of the fragment progress: the checkpoint writer writes the last fragment analysed
@@ -277,7 +278,17 @@ impl<'a> AnalysisLoop<'a> {
                 let frames_worth = before.elapsed().saturating_mul(self.ctx.camera.tracking.max_age);
                 idle_end = self.ctx.camera.idle_end.max(frames_worth);
             }
-            self.analyse(&frame).await?;
+            if self.hands_over {
+                // The next run (here or in another task) analyses this frame again from the
+                // checkpoint: stopping need not wait for it, and a camera handed over stops at once.
+                let shutdown = self.ctx.shutdown.clone();
+                tokio::select! {
+                    analysed = self.analyse(&frame) => analysed?,
+                    () = shutdown.cancelled() => break,
+                }
+            } else {
+                self.analyse(&frame).await?;
+            }
             if let Some(progress) = self.progress.clone() {
                 // The frame counts as done (and its fragment may be checkpointed) only once its
                 // events cannot be lost.

@@ -76,6 +76,10 @@ impl Checkpoints {
         Self { client, table, stream, camera, fence: None }
     }
 
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     /// Writes only while `fence` holds (fleet mode).
     pub fn fenced(mut self, fence: Option<Fence>) -> Self {
         self.fence = fence;

@@ -42,6 +42,9 @@ pub const LIMIT_BACKOFF: Backoff = Backoff { min: Duration::from_secs(2), max: D
 
 /// GetMedia chunks waiting for the decode thread (a few hundred KiB at most).
 const CHUNKS_QUEUED: usize = 16;
+/// A checkpoint write that takes longer is abandoned (the next one carries the progress), so a
+/// table that does not answer never holds a camera's drain.
+pub const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Checkpoints are written at most this often per camera.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -496,7 +499,16 @@ pub async fn write_checkpoints(
             && meta.fragment_number.is_some()
             && meta.fragment_number != written
         {
-            match checkpoints.write(&latest).await {
+            let write = tokio::time::timeout(CHECKPOINT_TIMEOUT, checkpoints.write(&latest));
+            let result = write.await.unwrap_or_else(|_| {
+                Err(SourceError::Checkpoint {
+                    table: checkpoints.table().to_owned(),
+                    stream: camera.to_string(),
+                    operation: "PutItem",
+                    source: Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time")),
+                })
+            });
+            match result {
                 Ok(w) => {
                     crate::metrics::count_kvs_checkpoint(&camera, w.as_str());
                     if w == super::checkpoint::Written::Fenced {

@@ -86,9 +86,7 @@ fn changes(task: &'static str, logs: &[serde_json::Value]) -> Vec<Change> {
         .filter_map(|l| {
             let running = match l["message"].as_str()? {
                 "fleet: lease taken; starting the camera" => true,
-                "fleet: camera stopped here" | "fleet: lease released" | "fleet: the lease had already moved on" => {
-                    false
-                }
+                "camera: analysis stopped" => false,
                 _ => return None,
             };
             let at = humantime::parse_rfc3339_weak(l["timestamp"].as_str()?).ok()?;
@@ -96,6 +94,21 @@ fn changes(task: &'static str, logs: &[serde_json::Value]) -> Vec<Change> {
             Some(Change { at, task, camera: l["camera"].as_str()?.to_owned(), running, reason })
         })
         .collect()
+}
+
+/// No camera starts in one process while it is still being analysed in another.
+fn assert_never_twice(all: &mut [Change]) {
+    all.sort_by_key(|c| c.at);
+    let mut runners: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    for ch in all.iter() {
+        let r = runners.entry(ch.camera.clone()).or_default();
+        if ch.running {
+            assert!(r.is_empty(), "{} started in {} while running in {r:?}: {all:#?}", ch.camera, ch.task);
+            r.push(ch.task);
+        } else {
+            r.retain(|t| *t != ch.task);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,13 +154,6 @@ async fn three_tasks_share_six_cameras_hand_them_over_and_never_run_one_twice() 
     let a_logs = a.svc.remaining_logs();
     assert_eq!(a.svc.wait_exit(Duration::from_secs(30)), Some(0));
 
-    for (name, logs) in [("a", &a_logs), ("b", &b_logs), ("c", &c_logs)] {
-        for l in
-            logs.iter().filter(|l| l["level"] == "WARN" || l["message"].as_str().is_some_and(|m| m.contains("fleet")))
-        {
-            eprintln!("{name}: {} {} {} {}", l["timestamp"], l["message"], l["camera"], l["error"]);
-        }
-    }
     let mut all: Vec<Change> = changes("a", &a_logs);
     all.extend(changes("b", &b_logs));
     all.extend(changes("c", &c_logs));
@@ -163,17 +169,7 @@ async fn three_tasks_share_six_cameras_hand_them_over_and_never_run_one_twice() 
     for camera in b_running {
         all.push(Change { at: killed_at, task: "b", camera, running: false, reason: None });
     }
-    all.sort_by_key(|c| c.at);
-    let mut runners: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
-    for ch in &all {
-        let r = runners.entry(ch.camera.clone()).or_default();
-        if ch.running {
-            assert!(r.is_empty(), "{} started in {} while running in {r:?}: {all:#?}", ch.camera, ch.task);
-            r.push(ch.task);
-        } else {
-            r.retain(|t| *t != ch.task);
-        }
-    }
+    assert_never_twice(&mut all);
     // Each camera c drained and released was next started from a free lease, not an expired one.
     let c_stops: Vec<&Change> = all.iter().filter(|ch| ch.task == "c" && !ch.running).collect();
     assert!(!c_stops.is_empty(), "c released its cameras: {all:#?}");
@@ -186,5 +182,50 @@ async fn three_tasks_share_six_cameras_hand_them_over_and_never_run_one_twice() 
     };
     assert!(takes("a", "expired") >= 3, "b's three cameras were taken as expired: {all:#?}");
     assert!(takes("a", "stolen") + takes("b", "stolen") + takes("c", "stolen") > 0, "balancing stole: {all:#?}");
+    drop(moto);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_cut_off_from_dynamodb_stops_its_cameras_before_its_leases_expire_and_comes_back() {
+    use crate::common::fault_proxy::FaultProxy;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let fragments =
+        capture("tests/fixtures/sample/plates.mkv", &Stamps { producer_start_ms: now - 60_000, behind_ms: |_| 500 });
+    let server = KvsServer::start(fragments, vec![]).await;
+    let moto = Moto::start();
+    let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk().await);
+    moto::create_table(&ddb, "leases", "camera").await;
+    moto::create_table(&ddb, "checkpoints", "stream").await;
+    let proxy = FaultProxy::start(&moto.url()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = |aws: &str| {
+        let mut env = moto::env_for(aws);
+        env.push(("AWS_ENDPOINT_URL_KINESIS_VIDEO", server.url.clone()));
+        env
+    };
+    let a = start(dir.path(), "a", &env(&proxy.url));
+    let b = start(dir.path(), "b", &env(&moto.url()));
+    until_owned(&[&a, &b], &[3.0, 3.0]).await;
+
+    proxy.cut_dynamodb(true);
+    let failover = until_owned(&[&b], &[6.0]).await;
+    eprintln!("cut off: the peer runs all six {failover:?} later");
+    let (live, _) = service::get(&format!("{}/livez", a.url)).await;
+    assert_eq!(live, 200, "a task without its lease table stays live");
+    let (_, health) = service::get(&format!("{}/healthz", a.url)).await;
+    assert!(health.contains("lease table unreachable"), "and says why: {health}");
+
+    proxy.cut_dynamodb(false);
+    let back = until_owned(&[&a, &b], &[3.0, 3.0]).await;
+    eprintln!("back: rebalanced {back:?} later");
+
+    let mut all = Vec::new();
+    for (name, mut task) in [("a", a), ("b", b)] {
+        task.svc.signal("-TERM");
+        let logs = task.svc.remaining_logs();
+        assert_eq!(task.svc.wait_exit(Duration::from_secs(60)), Some(0));
+        all.extend(changes(name, &logs));
+    }
+    assert_never_twice(&mut all);
     drop(moto);
 }

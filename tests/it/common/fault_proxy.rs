@@ -2,7 +2,8 @@
 //! the first time it sees a record whose position in its call is in `fail_every` (every third
 //! by default) it keeps it from moto and answers `ProvisionedThroughputExceededException` for it,
 //! merging moto's answer for the rest, in order. Everything else passes through untouched.
-//! Every PutRecords call's record data (base64, as sent) is recorded.
+//! Every PutRecords call's record data (base64, as sent) is recorded. DynamoDB can be cut off:
+//! its calls then get no answer, as from a network partition.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use hyper_util::rt::TokioExecutor;
 
 #[derive(Default)]
 struct Inner {
+    dynamodb_cut: bool,
     seen: HashSet<String>,
     calls: Vec<Vec<String>>,
     failed: Vec<String>,
@@ -59,6 +61,11 @@ impl FaultProxy {
         self.inner.lock().expect("lock").calls.clone()
     }
 
+    /// Cuts DynamoDB off (its calls hang) or restores it.
+    pub fn cut_dynamodb(&self, cut: bool) {
+        self.inner.lock().expect("lock").dynamodb_cut = cut;
+    }
+
     /// Records answered as failed.
     pub fn failed(&self) -> Vec<String> {
         self.inner.lock().expect("lock").failed.clone()
@@ -89,6 +96,9 @@ async fn forward(State(s): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if target.starts_with("DynamoDB_") && s.inner.lock().expect("lock").dynamodb_cut {
+        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    }
     if target != "Kinesis_20131202.PutRecords" {
         let (rp, rb) = send(&s, &parts, body).await;
         return Response::from_parts(rp, Body::from(rb));
