@@ -23,7 +23,7 @@ done
 required=(AWS_REGION AWS_ACCOUNT_ID CLUSTER SERVICE_NAME VPC_ID PRIVATE_SUBNET_A PRIVATE_SUBNET_B
   TASK_SECURITY_GROUP ECR_REPOSITORY IMAGE_URI DESIRED_COUNT MIN_TASKS MAX_TASKS LOG_GROUP LOG_LEVEL
   TASK_ROLE_NAME EXECUTION_ROLE_NAME KVS_STREAM_PREFIX EVENTS_STREAM SNAPSHOT_BUCKET SNAPSHOT_PREFIX
-  STATE_TABLE EVENTS_TABLE CHECKPOINT_TABLE METRICS_NAMESPACE)
+  STATE_TABLE EVENTS_TABLE CHECKPOINT_TABLE LEASE_TABLE METRICS_NAMESPACE CAMERAS_PER_TASK)
 for var in "${required[@]}"; do
   grep -q "^${var}=." "$env_file" || [ -n "${!var:-}" ] || die "$var is not set in $env_file"
 done
@@ -122,7 +122,7 @@ aws application-autoscaling register-scalable-target \
   --cli-input-json "file://$(render "$here/templates/scalable-target.json")"
 aws application-autoscaling put-scaling-policy \
   --cli-input-json "file://$(render "$here/templates/scaling-policy.json")" >/dev/null
-say "auto scaling: $(value MIN_TASKS)..$(value MAX_TASKS) tasks, target-tracking camera_lag_seconds"
+say "auto scaling: $(value MIN_TASKS)..$(value MAX_TASKS) tasks, target-tracking CamerasOwned at $(value CAMERAS_PER_TASK) per task"
 
 say "waiting for $service to be stable (the circuit breaker rolls back a failing deployment)"
 aws ecs wait services-stable --cluster "$cluster" --services "$service"

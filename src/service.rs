@@ -182,6 +182,7 @@ async fn start_fleet(
         health: health.clone(),
         intake: shutdown.intake().clone(),
         fences: Default::default(),
+        emf_at: Default::default(),
     };
     shutdown.spawn(lease_loop.run());
     Ok(())

@@ -20,6 +20,10 @@ pub struct FleetConfig {
     /// This task's name in the lease table (unset: the ECS task ARN from the container metadata
     /// endpoint, else `{hostname}-{pid}`).
     pub task_id: Option<String>,
+    /// CloudWatch namespace of the scaling signal (Embedded Metric Format on stdout).
+    pub metrics_namespace: String,
+    /// The `ServiceName` dimension of the scaling signal: the ECS service's name.
+    pub service_name: String,
 }
 
 impl Default for FleetConfig {
@@ -29,6 +33,8 @@ impl Default for FleetConfig {
             lease_duration: Duration::from_secs(20),
             max_cameras_per_task: None,
             task_id: None,
+            metrics_namespace: "KvsInfer".into(),
+            service_name: "kvs-infer".into(),
         }
     }
 }

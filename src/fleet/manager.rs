@@ -49,7 +49,12 @@ pub struct Fleet {
     pub intake: CancellationToken,
     /// Each running camera's last renewal, watched apart from the loop (see [`watch_fences`]).
     pub fences: Fences,
+    /// When the scaling signal was last printed.
+    pub emf_at: Mutex<Option<Instant>>,
 }
+
+/// The scaling signal's period (CloudWatch's standard resolution).
+const EMF_INTERVAL: Duration = Duration::from_secs(60);
 
 /// When each running camera's lease was last renewed, and how to stop it.
 #[derive(Clone, Default)]
@@ -293,6 +298,22 @@ impl Fleet {
 
     fn report(&self, view: &View, owned: &BTreeMap<String, Owned>) {
         metrics::set_fleet(owned.len(), view.live_tasks.len());
+        let mut emitted = self.emf_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if emitted.is_none_or(|at| at.elapsed() >= EMF_INTERVAL) {
+            *emitted = Some(Instant::now());
+            let c = &self.config;
+            println!(
+                "{}",
+                super::emf::record(
+                    &c.metrics_namespace,
+                    &c.service_name,
+                    self.table.me(),
+                    owned.len(),
+                    view.live_tasks.len()
+                )
+            );
+        }
+        drop(emitted);
         let names: Vec<&str> = owned.keys().map(String::as_str).collect();
         self.health.set_info(
             "fleet",

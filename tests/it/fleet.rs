@@ -229,3 +229,20 @@ async fn a_task_cut_off_from_dynamodb_stops_its_cameras_before_its_leases_expire
     assert_never_twice(&mut all);
     drop(moto);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_lease_table_fails_startup_naming_it() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), "a");
+    let mut svc = Service::start(&config, &moto::env_for(&moto.url()));
+    let logs = {
+        let exit = svc.wait_exit(Duration::from_secs(60));
+        assert!(exit.is_some_and(|c| c != 0), "startup must fail: {exit:?}");
+        svc.remaining_logs()
+    };
+    let said = logs.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n");
+    assert!(said.contains("cannot read the lease table leases"), "{said}");
+    assert!(said.contains("dynamodb:Scan"), "names what the role needs: {said}");
+    drop(moto);
+}

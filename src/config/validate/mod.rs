@@ -166,6 +166,11 @@ fn check_fleet(c: &mut Checker, f: &FleetConfig) {
     {
         c.err("fleet.max_cameras_per_task", format!("must be in 1..={MAX_CAMERAS_PER_TASK}, got {n}"));
     }
+    for (key, value) in [("metrics_namespace", &f.metrics_namespace), ("service_name", &f.service_name)] {
+        if value.is_empty() || value.len() > 255 || value.chars().any(char::is_control) {
+            c.err(format!("fleet.{key}"), format!("1..=255 printable characters, got {value:?}"));
+        }
+    }
     if let Some(id) = &f.task_id
         && (id.is_empty() || id.len() > MAX_TASK_ID_LEN || id.chars().any(char::is_control))
     {

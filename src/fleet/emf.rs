@@ -1,0 +1,54 @@
+//! The load signal ECS target tracking scales on, as CloudWatch Embedded Metric Format: one JSON
+//! line on stdout per minute, which the awslogs driver ships and CloudWatch turns into metrics
+//! (no PutMetricData calls, no extra SDK, no cost per call). `CamerasOwned` averaged over the
+//! service's tasks, against a target of cameras per task, gives `tasks = cameras / target`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Metric names, as the scaling policy (`ecs/templates/scaling-policy.json`) names them.
+pub const CAMERAS_OWNED: &str = "CamerasOwned";
+pub const LIVE_TASKS: &str = "FleetLiveTasks";
+
+/// One EMF record: this task's cameras and the fleet's live tasks, under `namespace`, with the
+/// dimension `ServiceName`.
+pub fn record(namespace: &str, service: &str, task: &str, cameras_owned: usize, live_tasks: usize) -> String {
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["ServiceName"]],
+                "Metrics": [
+                    { "Name": CAMERAS_OWNED, "Unit": "Count" },
+                    { "Name": LIVE_TASKS, "Unit": "Count" }
+                ]
+            }]
+        },
+        "ServiceName": service,
+        "Task": task,
+        CAMERAS_OWNED: cameras_owned,
+        LIVE_TASKS: live_tasks,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_embedded_metric_format() {
+        let line = record("KvsInfer", "kvs-infer", "arn:task/1", 3, 2);
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "KvsInfer");
+        assert_eq!(directive["Dimensions"][0][0], "ServiceName");
+        // Every metric and dimension the directive names is a top-level member.
+        for m in directive["Metrics"].as_array().expect("metrics") {
+            assert!(v[m["Name"].as_str().expect("name")].is_number(), "{m}");
+        }
+        assert_eq!((v["ServiceName"].as_str(), v["CamerasOwned"].as_u64()), (Some("kvs-infer"), Some(3)));
+        assert!(v["_aws"]["Timestamp"].as_u64().is_some_and(|t| t > 1_700_000_000_000));
+    }
+}
