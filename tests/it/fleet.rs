@@ -18,19 +18,37 @@ const LEASE: Duration = Duration::from_secs(3);
 /// `config/local.yaml`'s models with six KVS cameras (1 sampled frame/s, to spare the CPU) in a
 /// fleet on `leases`, named `task`.
 fn config(dir: &Path, task: &str) -> PathBuf {
+    let camera = "target_fps: 1, ocr: { model: text }";
+    fleet_config(dir, task, &Fleet { cameras: CAMERAS, camera, sinks: "", tables: "" })
+}
+
+/// What a fleet test's config holds besides the models.
+struct Fleet<'a> {
+    cameras: usize,
+    /// Each camera's settings after its source.
+    camera: &'a str,
+    /// Sinks besides the local one (YAML lines under `sinks:`).
+    sinks: &'a str,
+    /// Suffix of the lease and checkpoint tables' names.
+    tables: &'a str,
+}
+
+fn fleet_config(dir: &Path, task: &str, f: &Fleet<'_>) -> PathBuf {
     let local = std::fs::read_to_string("config/local.yaml").expect("config");
     let head = local.split("cameras:").next().expect("cameras").replace("port: 8080", "port: 0");
-    let cameras: String = (0..CAMERAS)
+    let (tables, camera) = (f.tables, f.camera);
+    let cameras: String = (0..f.cameras)
         .map(|i| {
             format!(
-                "  - {{ id: cam-{i}, source: {{ kind: kvs, stream_name: cam-{i}, start: earliest, checkpoint_table: checkpoints }}, target_fps: 1, ocr: {{ model: text }} }}\n"
+                "  - {{ id: cam-{i}, source: {{ kind: kvs, stream_name: cam-{i}, start: earliest, checkpoint_table: checkpoints{tables} }}, {camera} }}\n"
             )
         })
         .collect();
     let out = dir.join(task);
     let yaml = format!(
-        "{head}cameras:\n{cameras}sinks:\n  local: {{ dir: {} }}\noutbox:\n  dir: {}\nfleet:\n  lease_table: leases\n  lease_duration: 3s\n  task_id: {task}\n",
+        "{head}cameras:\n{cameras}sinks:\n  local: {{ dir: {} }}\n{}outbox:\n  dir: {}\nfleet:\n  lease_table: leases{tables}\n  lease_duration: 3s\n  task_id: {task}\n",
         out.join("out").display(),
+        f.sinks,
         out.join("outbox").display()
     );
     let path = dir.join(format!("{task}.yaml"));
@@ -44,7 +62,11 @@ struct Task {
 }
 
 fn start(dir: &Path, name: &'static str, env: &[(&str, String)]) -> Task {
-    let svc = Service::start(&config(dir, name), env);
+    start_config(&config(dir, name), env)
+}
+
+fn start_config(config: &Path, env: &[(&str, String)]) -> Task {
+    let svc = Service::start(config, env);
     let url = svc.base_url();
     svc.wait_for_log("ready");
     Task { svc, url }
@@ -244,5 +266,137 @@ async fn a_missing_lease_table_fails_startup_naming_it() {
     let said = logs.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n");
     assert!(said.contains("cannot read the lease table leases"), "{said}");
     assert!(said.contains("dynamodb:Scan"), "names what the role needs: {said}");
+    drop(moto);
+}
+
+/// Events by id, without what differs between deliveries and configurations.
+fn events_by_id(records: Vec<serde_json::Value>) -> BTreeMap<String, serde_json::Value> {
+    records
+        .into_iter()
+        .map(|mut r| {
+            let o = r.as_object_mut().expect("an event object");
+            o.remove("emitted_at");
+            o.remove("snapshot");
+            (o["event_id"].as_str().expect("id").to_owned(), r)
+        })
+        .collect()
+}
+
+/// Every camera's checkpoint is on `last` and Kinesis holds as many `end` events as `new` ones.
+async fn finished(moto: &Moto, tables: &str, stream: &str, cameras: usize, last: &str) -> bool {
+    let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk().await);
+    for i in 0..cameras {
+        let item = ddb
+            .get_item()
+            .table_name(format!("checkpoints{tables}"))
+            .key("stream", aws_sdk_dynamodb::types::AttributeValue::S(format!("cam-{i}")))
+            .send()
+            .await
+            .expect("get")
+            .item;
+        if item.and_then(|i| i.get("fragment_number").and_then(|v| v.as_s().ok()).cloned()).as_deref() != Some(last) {
+            return false;
+        }
+    }
+    let events = events_by_id(moto::read_stream(&moto.sdk().await, stream).await);
+    let count = |kind: &str| events.values().filter(|e| e["type"] == kind).count();
+    count("new") > 0 && count("new") == count("end")
+}
+
+async fn until_finished(moto: &Moto, tables: &str, stream: &str, cameras: usize, last: &str) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !finished(moto, tables, stream, cameras, last).await {
+        assert!(Instant::now() < deadline, "the cameras did not finish the backlog into {stream}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkill_in_a_fleet_kinesis_holds_the_events_of_a_run_without_the_kill_once_deduplicated() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let fragments =
+        capture("tests/fixtures/sample/plates.mkv", &Stamps { producer_start_ms: now - 60_000, behind_ms: |_| 500 });
+    let last = fragments.last().expect("fragments").number.clone();
+    let sixth = fragments[5].number.clone();
+    let server = KvsServer::start(fragments, vec![]).await;
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    for run in ["-solo", "-fleet"] {
+        moto::create_table(&ddb, &format!("leases{run}"), "camera").await;
+        moto::create_table(&ddb, &format!("checkpoints{run}"), "stream").await;
+        let stream = format!("events{run}");
+        aws_sdk_kinesis::Client::new(&sdk)
+            .create_stream()
+            .stream_name(&stream)
+            .shard_count(1)
+            .send()
+            .await
+            .expect("stream");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = moto::env_for(&moto.url());
+    env.push(("AWS_ENDPOINT_URL_KINESIS_VIDEO", server.url.clone()));
+    // `config/local.yaml`'s camera (the lane zone, its tracking) on two KVS streams.
+    let camera = "target_fps: 5, ocr: { model: text }, roi: [{ name: lane, points: [[0.0, 0.55], [1.0, 0.55], [1.0, 1.0], [0.0, 1.0]] }], tracking: { iou: 0.1, min_hits: 3, window: 5, max_age: 3, idle_end: 2s }";
+    let setup = |run: &'static str, sinks: &'static str| Fleet { cameras: 2, camera, sinks, tables: run };
+
+    // Without a kill: one task runs both cameras to the end.
+    let solo = fleet_config(dir.path(), "solo", &setup("-solo", "  kinesis: { stream_name: events-solo }\n"));
+    let mut task = start_config(&solo, &env);
+    until_finished(&moto, "-solo", "events-solo", 2, &last).await;
+    task.svc.signal("-TERM");
+    assert_eq!(task.svc.wait_exit(Duration::from_secs(30)), Some(0));
+    let expected = events_by_id(moto::read_stream(&sdk, "events-solo").await);
+
+    // Two tasks, one camera each; a is killed once its camera's checkpoint passed fragment 6, b
+    // takes the camera over from its checkpoint; a comes back on its outbox (the volume on ECS)
+    // and delivers what it had stored.
+    let fleet = |t| fleet_config(dir.path(), t, &setup("-fleet", "  kinesis: { stream_name: events-fleet }\n"));
+    let mut a = start_config(&fleet("a"), &env);
+    let b = start_config(&fleet("b"), &env);
+    until_owned(&[&a, &b], &[1.0, 1.0]).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let items = kvs_infer::fleet::lease::LeaseTable::new(ddb.clone(), "leases-fleet".into(), "test".into())
+            .scan()
+            .await
+            .expect("scan");
+        let mine = items.iter().find(|l| l.owner.as_deref() == Some("a") && l.task().is_none()).map(|l| l.key.clone());
+        if let Some(camera) = mine {
+            let item = ddb
+                .get_item()
+                .table_name("checkpoints-fleet")
+                .key("stream", aws_sdk_dynamodb::types::AttributeValue::S(camera))
+                .send()
+                .await
+                .expect("get")
+                .item;
+            let at = item.and_then(|i| i.get("fragment_number").and_then(|v| v.as_s().ok()).cloned());
+            if at >= Some(sixth.clone()) && at.as_deref() != Some(last.as_str()) {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "a's camera never reached fragment 6");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.svc.signal("-KILL");
+    a.svc.wait_exit(Duration::from_secs(10));
+    until_owned(&[&b], &[2.0]).await;
+    let a = start_config(&fleet("a"), &env);
+    until_finished(&moto, "-fleet", "events-fleet", 2, &last).await;
+    for mut t in [a, b] {
+        t.svc.signal("-TERM");
+        assert_eq!(t.svc.wait_exit(Duration::from_secs(30)), Some(0));
+    }
+    let records = moto::read_stream(&sdk, "events-fleet").await;
+    let mut seen: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for (id, e) in records.into_iter().flat_map(|r| events_by_id(vec![r])) {
+        if let Some(earlier) = seen.get(&id) {
+            assert_eq!(earlier, &e, "a record published twice is the same event");
+        }
+        seen.insert(id, e);
+    }
+    assert_eq!(seen, expected, "deduplicated by event_id: the events of the run without the kill");
     drop(moto);
 }
