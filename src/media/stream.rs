@@ -195,9 +195,11 @@ impl FrameStream {
         self.stats
     }
 
-    /// Whether the input has bytes waiting beyond what is being decoded (see [`ByteSource::ready`]).
+    /// Whether more of the stream is already here beyond the frame just returned: bytes the
+    /// demuxer holds unread (a session's tail keeps coming after its body ended), or chunks
+    /// waiting in the input (see [`ByteSource::ready`]).
     pub fn input_ready(&self) -> bool {
-        self.input.ready()
+        self.demuxer.has_pending() || self.input.ready()
     }
 
     /// The next frame, once; `None` at the end of the input. A read error ends the stream.

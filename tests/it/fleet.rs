@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::common::events::deduplicated;
 use crate::common::kvs_capture::{Stamps, capture};
 use crate::common::kvs_server::KvsServer;
 use crate::common::moto::{self, Moto};
@@ -118,6 +119,19 @@ fn changes(task: &'static str, logs: &[serde_json::Value]) -> Vec<Change> {
         .collect()
 }
 
+/// The plate video as a minute-old KVS backlog, and moto with the lease and checkpoint tables.
+async fn world() -> (KvsServer, Moto) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let fragments =
+        capture("tests/fixtures/sample/plates.mkv", &Stamps { producer_start_ms: now - 60_000, behind_ms: |_| 500 });
+    let server = KvsServer::start(fragments, vec![]).await;
+    let moto = Moto::start();
+    let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk().await);
+    moto::create_table(&ddb, "leases", "camera").await;
+    moto::create_table(&ddb, "checkpoints", "stream").await;
+    (server, moto)
+}
+
 /// No camera starts in one process while it is still being analysed in another.
 fn assert_never_twice(all: &mut [Change]) {
     all.sort_by_key(|c| c.at);
@@ -135,14 +149,7 @@ fn assert_never_twice(all: &mut [Change]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_tasks_share_six_cameras_hand_them_over_and_never_run_one_twice() {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let fragments =
-        capture("tests/fixtures/sample/plates.mkv", &Stamps { producer_start_ms: now - 60_000, behind_ms: |_| 500 });
-    let server = KvsServer::start(fragments, vec![]).await;
-    let moto = Moto::start();
-    let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk().await);
-    moto::create_table(&ddb, "leases", "camera").await;
-    moto::create_table(&ddb, "checkpoints", "stream").await;
+    let (server, moto) = world().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut env = moto::env_for(&moto.url());
     env.push(("AWS_ENDPOINT_URL_KINESIS_VIDEO", server.url.clone()));
@@ -210,14 +217,7 @@ async fn three_tasks_share_six_cameras_hand_them_over_and_never_run_one_twice() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_cut_off_from_dynamodb_stops_its_cameras_before_its_leases_expire_and_comes_back() {
     use crate::common::fault_proxy::FaultProxy;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let fragments =
-        capture("tests/fixtures/sample/plates.mkv", &Stamps { producer_start_ms: now - 60_000, behind_ms: |_| 500 });
-    let server = KvsServer::start(fragments, vec![]).await;
-    let moto = Moto::start();
-    let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk().await);
-    moto::create_table(&ddb, "leases", "camera").await;
-    moto::create_table(&ddb, "checkpoints", "stream").await;
+    let (server, moto) = world().await;
     let proxy = FaultProxy::start(&moto.url()).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let env = |aws: &str| {
@@ -269,19 +269,6 @@ async fn a_missing_lease_table_fails_startup_naming_it() {
     drop(moto);
 }
 
-/// Events by id, without what differs between deliveries and configurations.
-fn events_by_id(records: Vec<serde_json::Value>) -> BTreeMap<String, serde_json::Value> {
-    records
-        .into_iter()
-        .map(|mut r| {
-            let o = r.as_object_mut().expect("an event object");
-            o.remove("emitted_at");
-            o.remove("snapshot");
-            (o["event_id"].as_str().expect("id").to_owned(), r)
-        })
-        .collect()
-}
-
 /// Every camera's checkpoint is on `last` and Kinesis holds as many `end` events as `new` ones.
 async fn finished(moto: &Moto, tables: &str, stream: &str, cameras: usize, last: &str) -> bool {
     let ddb = aws_sdk_dynamodb::Client::new(&moto.sdk().await);
@@ -298,7 +285,7 @@ async fn finished(moto: &Moto, tables: &str, stream: &str, cameras: usize, last:
             return false;
         }
     }
-    let events = events_by_id(moto::read_stream(&moto.sdk().await, stream).await);
+    let events = deduplicated(moto::read_stream(&moto.sdk().await, stream).await);
     let count = |kind: &str| events.values().filter(|e| e["type"] == kind).count();
     count("new") > 0 && count("new") == count("end")
 }
@@ -347,7 +334,7 @@ async fn after_sigkill_in_a_fleet_kinesis_holds_the_events_of_a_run_without_the_
     until_finished(&moto, "-solo", "events-solo", 2, &last).await;
     task.svc.signal("-TERM");
     assert_eq!(task.svc.wait_exit(Duration::from_secs(30)), Some(0));
-    let expected = events_by_id(moto::read_stream(&sdk, "events-solo").await);
+    let expected = deduplicated(moto::read_stream(&sdk, "events-solo").await);
 
     // Two tasks, one camera each; a is killed once its camera's checkpoint passed fragment 6, b
     // takes the camera over from its checkpoint; a comes back on its outbox (the volume on ECS)
@@ -390,13 +377,7 @@ async fn after_sigkill_in_a_fleet_kinesis_holds_the_events_of_a_run_without_the_
         assert_eq!(t.svc.wait_exit(Duration::from_secs(30)), Some(0));
     }
     let records = moto::read_stream(&sdk, "events-fleet").await;
-    let mut seen: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    for (id, e) in records.into_iter().flat_map(|r| events_by_id(vec![r])) {
-        if let Some(earlier) = seen.get(&id) {
-            assert_eq!(earlier, &e, "a record published twice is the same event");
-        }
-        seen.insert(id, e);
-    }
+    let seen = deduplicated(records);
     assert_eq!(seen, expected, "deduplicated by event_id: the events of the run without the kill");
     drop(moto);
 }

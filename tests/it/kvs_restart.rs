@@ -3,10 +3,10 @@
 //! what followed, and every event it publishes again carries the id it had. After removing
 //! duplicates by `event_id`, Kinesis (moto) holds exactly the events of an uninterrupted run.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::common::events::deduplicated;
 use crate::common::kvs_capture::{Stamps, capture};
 use crate::common::kvs_server::{Fragment, KvsServer};
 use crate::common::moto::{self, Moto};
@@ -49,19 +49,6 @@ async fn checkpoint(moto: &Moto, table: &str) -> Option<String> {
     item.get("fragment_number").and_then(|v| v.as_s().ok()).cloned()
 }
 
-/// Events by id, without what differs between deliveries and configurations.
-fn by_id(records: Vec<serde_json::Value>) -> BTreeMap<String, serde_json::Value> {
-    records
-        .into_iter()
-        .map(|mut r| {
-            let o = r.as_object_mut().expect("an event object");
-            o.remove("emitted_at");
-            o.remove("snapshot");
-            (o["event_id"].as_str().expect("id").to_owned(), r)
-        })
-        .collect()
-}
-
 /// Starts the service and waits until the camera has checkpointed `last` and Kinesis holds
 /// every event (as many `end` events as `new` ones, the outbox empty), then stops it; returns
 /// its log lines.
@@ -83,7 +70,7 @@ async fn run_to_the_end(
     loop {
         let (_, metrics) = service::get(&format!("{url}/metrics")).await;
         let records = moto::read_stream(&sdk, stream).await;
-        let count = |kind: &str| by_id(records.clone()).values().filter(|e| e["type"] == kind).count();
+        let count = |kind: &str| deduplicated(records.clone()).values().filter(|e| e["type"] == kind).count();
         if checkpoint(moto, table).await.as_deref() == Some(last)
             && service::metric(&metrics, "outbox_records") == Some(0.0)
             && count("new") > 0
@@ -123,7 +110,7 @@ async fn after_sigkill_mid_backlog_kinesis_holds_the_uninterrupted_runs_events_o
 
     let whole = tempfile::tempdir().expect("tempdir");
     run_to_the_end(&moto, &server, &config(whole.path(), "whole", "whole"), "whole", "whole", &last).await;
-    let expected = by_id(moto::read_stream(&sdk, "whole").await);
+    let expected = deduplicated(moto::read_stream(&sdk, "whole").await);
     assert!(expected.values().any(|e| e["text"] == "KVS 2026"), "{expected:#?}");
 
     // Killed once the checkpoint has passed the sixth of 12 fragments: no drain, no last write.
@@ -147,12 +134,6 @@ async fn after_sigkill_mid_backlog_kinesis_holds_the_uninterrupted_runs_events_o
     let resumed = logs.iter().find(|l| l["message"] == "tracks resumed from the checkpoint");
     assert!(resumed.is_some_and(|l| l["tracks"].as_u64() > Some(0)), "the plate seen across the kill: {resumed:?}");
     let records = moto::read_stream(&sdk, "killed").await;
-    let mut seen: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    for (id, e) in records.into_iter().flat_map(|r| by_id(vec![r])) {
-        if let Some(earlier) = seen.get(&id) {
-            assert_eq!(earlier, &e, "a record published twice is the same event");
-        }
-        seen.insert(id, e);
-    }
+    let seen = deduplicated(records);
     assert_eq!(seen, expected, "deduplicated by event_id: the uninterrupted run's events");
 }

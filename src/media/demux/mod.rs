@@ -144,6 +144,11 @@ impl Demuxer {
         self.finished = true;
     }
 
+    /// Input bytes (or events) held and not handed out yet: more frames are already here.
+    pub fn has_pending(&self) -> bool {
+        self.buf.len() > self.pos || !self.events.is_empty()
+    }
+
     /// Absolute offset of the next unread byte.
     pub fn offset(&self) -> u64 {
         self.buf_start + self.pos as u64

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod ecs;
+pub mod events;
 pub mod fault_proxy;
 pub mod kvs_camera;
 pub mod kvs_capture;
