@@ -100,7 +100,7 @@ async fn ecs_keeps_a_slow_start_and_replaces_a_task_whose_gpu_is_lost() {
     }
 
     // The GPU falls off the bus (XID 79).
-    std::fs::write(&gpu, GPU_LOST).expect("lose the gpu");
+    replace(&gpu, GPU_LOST);
     let lost = Instant::now();
     while ecs.tick(&mut healthcheck()) != Status::Unhealthy {
         let bound = cfg.interval * cfg.retries + Duration::from_secs(1) + cfg.timeout + cfg.interval;
@@ -117,6 +117,14 @@ async fn ecs_keeps_a_slow_start_and_replaces_a_task_whose_gpu_is_lost() {
     drop(svc);
 }
 
+/// Replaces the fake GPU's file in one step: the service polls it, and must never read it half
+/// written (an empty file is a different failure than the one the test makes).
+fn replace(gpu: &std::path::Path, content: &str) {
+    let next = gpu.with_extension("next");
+    std::fs::write(&next, content).expect("write the fake gpu");
+    std::fs::rename(&next, gpu).expect("replace the fake gpu");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_gpu_drains_and_exits_with_the_gpu_fault_code() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -125,7 +133,7 @@ async fn a_lost_gpu_drains_and_exits_with_the_gpu_fault_code() {
     let mut svc =
         Service::start(&write_config(dir.path(), 1, true), &[("KVS_INFER_FAKE_GPU", gpu.display().to_string())]);
     svc.wait_for_log("ready");
-    std::fs::write(&gpu, GPU_LOST).expect("lose the gpu");
+    replace(&gpu, GPU_LOST);
     let lost = Instant::now();
     let fault = svc.wait_for_log("GPU fault: draining, then exiting");
     assert!(fault["reason"].as_str().expect("reason").contains("XID 79"), "{fault}");
