@@ -67,9 +67,8 @@ pub struct FeedReport {
 }
 
 /// Per-run state of the decode thread.
-#[derive(Default)]
 struct FeedState {
-    started: Option<Instant>,
+    started: Instant,
     first_ts: Option<i64>,
     current: Option<Arc<FragmentMeta>>,
     /// Skipping ahead: frames with this `skip_epoch` or an older one are discarded.
@@ -82,7 +81,13 @@ struct FeedState {
 pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
     let mut report = FeedReport::default();
     let mut converter = RgbConverter::new();
-    let mut state = FeedState { started: Some(Instant::now()), ..FeedState::default() };
+    let mut state = FeedState {
+        started: Instant::now(),
+        first_ts: None,
+        current: None,
+        skipping_through: None,
+        catching_up: false,
+    };
     while !feed.shutdown.is_cancelled() {
         let frame = match stream.next_frame() {
             None => break,
@@ -103,8 +108,7 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
         if feed.pace {
             let t0 = *state.first_ts.get_or_insert(decoded.timestamp_ns);
             let due = Duration::from_nanos(u64::try_from(decoded.timestamp_ns - t0).unwrap_or(0));
-            let elapsed = state.started.map_or(Duration::ZERO, |s| s.elapsed());
-            if let Some(wait) = due.checked_sub(elapsed) {
+            if let Some(wait) = due.checked_sub(state.started.elapsed()) {
                 std::thread::sleep(wait);
             }
         }

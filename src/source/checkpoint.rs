@@ -21,6 +21,10 @@ use crate::media::progress::Processed;
 /// Width of `fragment_order`: KVS fragment numbers are about 47 digits.
 const ORDER_WIDTH: usize = 64;
 
+/// The condition of every checkpoint write, plain or fenced: the stored fragment only moves
+/// forward (`:o` is the new `fragment_order`).
+const NEWER_ONLY: &str = "attribute_not_exists(#s) OR fragment_order < :o";
+
 /// Analysis states larger than this are not stored (DynamoDB items hold 400 KB): a restart then
 /// starts its tracks afresh.
 const MAX_ANALYSIS_BYTES: usize = 256 * 1024;
@@ -145,7 +149,7 @@ impl Checkpoints {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#s) OR fragment_order < :o")
+            .condition_expression(NEWER_ONLY)
             .expression_attribute_names("#s", "stream")
             .expression_attribute_values(":o", AttributeValue::S(order))
             .send()
@@ -180,7 +184,7 @@ impl Checkpoints {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#s) OR fragment_order < :o")
+            .condition_expression(NEWER_ONLY)
             .expression_attribute_names("#s", "stream")
             .expression_attribute_values(":o", AttributeValue::S(order))
             .build()
