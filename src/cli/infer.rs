@@ -1,7 +1,7 @@
 //! `kvs-infer infer IMAGE...`: the first camera's models on still images, one JSON line each.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,7 +14,12 @@ use crate::infer::engine::Engine;
 use crate::media::image::RgbImage;
 
 /// Exit 1 when any image could not be processed (each failure on stderr).
-pub fn run(config_path: &Path, images: &[PathBuf], concurrency: usize, timing: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config_path: &crate::config::ConfigLocation,
+    images: &[PathBuf],
+    concurrency: usize,
+    timing: bool,
+) -> anyhow::Result<ExitCode> {
     let CameraCommand { config, camera, runtime, engine, worker: _worker } =
         CameraCommand::start(config_path).context("infer")?;
     let max_pixels = config.server.max_image_pixels;

@@ -9,17 +9,18 @@ pub mod check_config;
 pub mod healthcheck;
 pub mod infer;
 pub mod inspect;
+pub mod remote_config;
 pub mod run_file;
 pub mod serve;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, CameraSpec, Config, DEFAULT_CONFIG_FILE, EnvOverrides};
+use crate::config::{self, CameraSpec, Config, ConfigLocation, DEFAULT_CONFIG_FILE, EnvOverrides};
 use crate::infer::engine::Engine;
 use crate::infer::worker::Worker;
 use crate::media::decode::{DecoderSettings, probe_nvdec, select};
@@ -29,9 +30,10 @@ use crate::media::decode::{DecoderSettings, probe_nvdec, select};
 #[derive(Debug, Parser)]
 #[command(name = "kvs-infer", version)]
 pub struct Cli {
-    /// Configuration file (YAML).
+    /// The YAML configuration: a file, an SSM parameter (ssm:/name) or an S3 object
+    /// (s3://bucket/key); remote ones are fetched with the SDK's credentials and region.
     #[arg(long, short, env = "CONFIG_FILE", default_value = DEFAULT_CONFIG_FILE, global = true)]
-    pub config: PathBuf,
+    pub config: ConfigLocation,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -43,8 +45,8 @@ pub enum Command {
     Serve,
     /// Validate a configuration file (default: --config) and print every problem; exit 0 if valid, 1 if not.
     CheckConfig {
-        /// The file to check.
-        file: Option<PathBuf>,
+        /// The config to check: a file, ssm:/name or s3://bucket/key.
+        file: Option<ConfigLocation>,
     },
     /// Probe /healthz on the local port for the container health check; exit 0 on 200, else 1.
     Healthcheck {
@@ -108,18 +110,27 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A configuration file that did not validate: every problem, one per line.
+/// A configuration that could not be read or did not validate: every problem, one per line.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration {}:\n{}", path.display(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+#[error("invalid configuration {location}:\n{}", problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
 pub struct InvalidConfig {
-    pub path: PathBuf,
+    pub location: ConfigLocation,
     pub problems: Vec<String>,
 }
 
-/// Loads and validates a config file with the process environment's overrides.
-pub fn load_config(path: &Path) -> Result<Config, InvalidConfig> {
-    config::load_file(path, &EnvOverrides::from_process_env())
-        .map_err(|e| InvalidConfig { path: path.to_owned(), problems: e.problems() })
+/// Reads (a file) or fetches (an SSM parameter, an S3 object) the config, and validates it with
+/// the process environment's overrides.
+pub fn load_config(location: &ConfigLocation) -> Result<Config, InvalidConfig> {
+    let env = EnvOverrides::from_process_env();
+    let invalid = |problems| InvalidConfig { location: location.clone(), problems };
+    let loaded = match location {
+        ConfigLocation::File(path) => config::load_file(path, &env),
+        remote => {
+            let bytes = remote_config::fetch(remote).map_err(|e| invalid(vec![e.to_string()]))?;
+            config::load_bytes(&bytes, &remote.to_string(), &env)
+        }
+    };
+    loaded.map_err(|e| invalid(e.problems()))
 }
 
 /// The decoder a command's camera runs on: `runtime.decoder` resolved as `serve` resolves it
@@ -144,7 +155,7 @@ pub struct CameraCommand {
 }
 
 impl CameraCommand {
-    pub fn start(config_path: &Path) -> anyhow::Result<Self> {
+    pub fn start(config_path: &ConfigLocation) -> anyhow::Result<Self> {
         let config = load_config(config_path)?;
         kvs_infer_common::telemetry::init(&config.logging.level, config.logging.format);
         let camera = config.cameras.first().cloned().context("the config has no camera")?;

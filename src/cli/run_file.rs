@@ -3,7 +3,7 @@
 //! rendered as `serve` renders them ([`SnapshotPlan`]) and the local sink, when configured,
 //! writes them and the events.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use crate::sink::registry::SinkFactory;
 /// Events waiting to be written.
 const EVENT_QUEUE: usize = 64;
 
-pub fn run(config_path: &Path, video: PathBuf) -> anyhow::Result<ExitCode> {
+pub fn run(config_path: &crate::config::ConfigLocation, video: PathBuf) -> anyhow::Result<ExitCode> {
     let CameraCommand { config, camera, runtime, engine, worker: _worker } =
         CameraCommand::start(config_path).context("run-file")?;
     runtime.block_on(async move {

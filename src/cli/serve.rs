@@ -1,12 +1,12 @@
 //! `kvs-infer serve` (the default): loads the config, starts logging and the runtime, runs the
 //! service ([`crate::service::serve`]) and maps how it ended to the exit code.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::config::ConfigLocation;
 use crate::health::Health;
 use crate::metrics;
 use crate::service::{self, ServeContext};
@@ -16,13 +16,13 @@ use crate::shutdown::{Outcome, StopReason};
 /// runtime is dropped.
 const RUNTIME_STOP: Duration = Duration::from_secs(1);
 
-pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
-    // The clock for stage `starting` runs from here; config loading is part of it.
+pub fn run(config_path: &ConfigLocation) -> anyhow::Result<ExitCode> {
+    // The clock for stage `starting` runs from here; reading (or fetching) the config is part of it.
     let health_start = std::time::Instant::now();
     let config = super::load_config(config_path)?;
     kvs_infer_common::telemetry::init(&config.logging.level, config.logging.format);
     tracing::info!(
-        config = %config_path.display(),
+        config = %config_path,
         version = env!("CARGO_PKG_VERSION"),
         load_seconds = health_start.elapsed().as_secs_f64(),
         "configuration loaded"

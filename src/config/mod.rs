@@ -9,6 +9,7 @@
 //! `cameras[2].roi[0]: polygon needs >= 3 points, got 2`.
 
 pub mod fleet;
+pub mod location;
 pub mod parse;
 pub mod schema;
 pub mod start;
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use location::ConfigLocation;
 pub use schema::*;
 
 /// The embedded default: one camera on a local MKV, CPU, local sinks.
@@ -300,9 +302,18 @@ pub fn load_file(path: &Path, env: &EnvOverrides) -> Result<Config, ConfigError>
     let file = std::fs::File::open(path).map_err(read_error)?;
     let mut bytes = Vec::new();
     file.take(parse::MAX_CONFIG_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(read_error)?;
-    let origin = path.display().to_string();
-    let text = parse::check_text(&bytes, &origin)?;
-    let config = load_str(text, &origin, env)?;
+    load_bytes(&bytes, &path.display().to_string(), env)
+}
+
+/// Parses and validates a config read from `origin` (a file, an SSM parameter, an S3 object),
+/// and checks that every file it names exists.
+pub fn load_bytes(bytes: &[u8], origin: &str, env: &EnvOverrides) -> Result<Config, ConfigError> {
+    let text = parse::check_text(bytes, origin)?;
+    let config = load_str(text, origin, env)?;
     let missing = validate::check_paths(&config);
-    if missing.is_empty() { Ok(config) } else { Err(ConfigError::Invalid { origin, violations: missing }) }
+    if missing.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid { origin: origin.to_owned(), violations: missing })
+    }
 }

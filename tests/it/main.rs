@@ -28,6 +28,7 @@ mod outbox;
 mod parity;
 mod pipeline_e2e;
 mod provisioning;
+mod remote_config;
 mod serve;
 mod server;
 mod startup_stages;
