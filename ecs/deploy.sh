@@ -1,129 +1,199 @@
 #!/usr/bin/env bash
-# Creates or updates everything kvs-infer needs on ECS, idempotently, with the AWS CLI:
-# ECR repository (+ lifecycle policy), IAM roles and policies, log group, target group (+ slow
-# start, listener rule is left to the ALB owner), task definition, service, auto scaling.
-# Then waits for the service to be stable and prints what it did.
+# Brings one kvs-infer deployment up, or up to date, from an empty account:
+#   1. stack <PREFIX>-repository   (ecs/cfn/repository.yaml: the ECR repository)
+#   2. stack <NAME>-infra          (ecs/cfn/infra.yaml: cluster, GPU capacity, ALB, data, roles, alarms)
+#   3. the service's config        (CONFIG_TEMPLATE rendered with the infra outputs → SSM parameter)
+#   4. the task definition and the ECS service (created, or updated to the new revision)
+#   5. stack <NAME>-scaling        (ecs/cfn/scaling.yaml: target tracking on CamerasOwned)
+#   6. the rollout: waits until the service's deployment is COMPLETED on the new task definition;
+#      exits 1 saying so when the circuit breaker rolled it back (or it timed out).
+# Every stack goes through a change set, printed before it is executed.
 #
-# Usage: ecs/deploy.sh [ENV_FILE]   (default ecs/.env; see ecs/.env.example)
-# Credentials: the caller's AWS CLI configuration (a profile locally, OIDC in CI). Nothing secret
-# is read from the env file.
+# Usage: ecs/deploy.sh [--dry-run] [--image URI] ENV [repository]
+#   ENV          ecs/env/ENV.env (or a path to an env file); NAME = <PREFIX>-<ENVIRONMENT>
+#   repository   only step 1 (a pipeline runs it before pushing the image)
+#   --image URI  the image to run (REPO@sha256:… or REPO:tag); required for a full deploy
+#   --dry-run    render and validate everything (parameters, config, task definition, service,
+#                cfn-lint when installed) without calling AWS
+# Environment: ROLLOUT_TIMEOUT (seconds, default 2400), POLL_SECONDS (default 15), and the AWS
+# CLI's own (AWS_PROFILE, AWS_ENDPOINT_URL, …). Credentials never come from the env file.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-env_file="${1:-$here/.env}"
-
 die() { echo "deploy: $*" >&2; exit 1; }
 say() { echo "deploy: $*"; }
 
-for tool in aws python3; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
+dry_run=false image="" only=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) dry_run=true ;;
+    --image) image="${2:?--image needs a URI}"; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -*) die "unknown option $1" ;;
+    repository) only=repository ;;
+    *) [ -z "${env_name:-}" ] || die "unexpected $1 (one ENV only)"; env_name="$1" ;;
+  esac
+  shift
 done
-[ -f "$env_file" ] || die "no $env_file (copy ecs/.env.example and fill it in)"
+[ -n "${env_name:-}" ] || die "usage: ecs/deploy.sh [--dry-run] [--image URI] ENV [repository]"
+if [ -f "$env_name" ]; then env_file="$env_name"; else env_file="$here/env/$env_name.env"; fi
+[ -f "$env_file" ] || die "no $env_file (copy ecs/env/example.env and fill it in)"
 
-required=(AWS_REGION AWS_ACCOUNT_ID CLUSTER SERVICE_NAME VPC_ID PRIVATE_SUBNET_A PRIVATE_SUBNET_B
-  TASK_SECURITY_GROUP ECR_REPOSITORY IMAGE_URI DESIRED_COUNT MIN_TASKS MAX_TASKS LOG_GROUP LOG_LEVEL
-  TASK_ROLE_NAME EXECUTION_ROLE_NAME KVS_STREAM_PREFIX EVENTS_STREAM SNAPSHOT_BUCKET SNAPSHOT_PREFIX
-  STATE_TABLE EVENTS_TABLE CHECKPOINT_TABLE LEASE_TABLE METRICS_NAMESPACE CAMERAS_PER_TASK)
-for var in "${required[@]}"; do
-  grep -q "^${var}=." "$env_file" || [ -n "${!var:-}" ] || die "$var is not set in $env_file"
-done
-value() { # the environment's value, else the file's
-  local name="$1"
-  if [ -n "${!name:-}" ]; then echo "${!name}"; else grep "^${name}=" "$env_file" | tail -n 1 | cut -d= -f2-; fi
-}
-AWS_REGION="$(value AWS_REGION)"
+python="${PYTHON:-python3}"
+plan() { "$python" "$here/plan.py" "$@"; }
+setting() { plan value "$env_file" "$1"; }
+
+if $dry_run; then
+  say "dry run of $env_file: nothing is sent to AWS"
+  plan check "$env_file"
+  if command -v cfn-lint >/dev/null 2>&1; then
+    cfn-lint "$here"/cfn/*.yaml && echo "ok   cfn-lint: ecs/cfn/*.yaml"
+  else
+    echo "skip cfn-lint not installed (make deploy-check runs it)"
+  fi
+  say "dry run passed"
+  exit 0
+fi
+
+command -v aws >/dev/null 2>&1 || die "the AWS CLI is required"
+AWS_REGION="$(setting AWS_REGION)"
 export AWS_REGION AWS_DEFAULT_REGION="$AWS_REGION"
-cluster="$(value CLUSTER)"
-service="$(value SERVICE_NAME)"
-repository="$(value ECR_REPOSITORY)"
-log_group="$(value LOG_GROUP)"
-
+NAME="$(setting NAME)"
+prefix="$(setting PREFIX)"
+cfn_role="$(setting CFN_ROLE_ARN 2>/dev/null || true)"
+poll="${POLL_SECONDS:-15}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-render() { # template → rendered JSON file path
-  local out
-  out="$work/$(basename "$1")"
-  python3 "$here/render.py" "$env_file" "$1" >"$out"
-  echo "$out"
+
+stack_status() { # name → status, or NONE
+  aws cloudformation describe-stacks --stack-name "$1" --query 'Stacks[0].StackStatus' --output text 2>/dev/null || echo NONE
 }
 
-# --- ECR -------------------------------------------------------------------------------------
-if aws ecr describe-repositories --repository-names "$repository" >/dev/null 2>&1; then
-  say "ECR repository $repository exists"
-else
-  aws ecr create-repository --cli-input-json "file://$(render "$here/templates/ecr-repository.json")" >/dev/null
-  say "created ECR repository $repository (scan on push, immutable tags)"
-fi
-aws ecr put-lifecycle-policy --repository-name "$repository" \
-  --lifecycle-policy-text "file://$(render "$here/templates/ecr-lifecycle-policy.json")" >/dev/null
-say "lifecycle policy set: untagged after 7 days, 10 tagged kept"
-
-# --- IAM -------------------------------------------------------------------------------------
-ensure_role() { # name, policy template
-  local role="$1" policy="$2"
-  if aws iam get-role --role-name "$role" >/dev/null 2>&1; then
-    aws iam update-assume-role-policy --role-name "$role" \
-      --policy-document "file://$(render "$here/iam/ecs-tasks-trust.json")"
-  else
-    aws iam create-role --role-name "$role" \
-      --assume-role-policy-document "file://$(render "$here/iam/ecs-tasks-trust.json")" >/dev/null
-    say "created role $role"
+# deploy_stack NAME STACK_KIND: a change set for the template, shown, then executed and waited on.
+deploy_stack() {
+  local stack="$1" kind="$2" status type change_set params reason
+  params="$work/$kind-params.json"
+  plan params "$env_file" "$kind" >"$params"
+  status="$(stack_status "$stack")"
+  case "$status" in
+    NONE|REVIEW_IN_PROGRESS) type=CREATE ;;
+    ROLLBACK_COMPLETE) die "stack $stack failed to create earlier (ROLLBACK_COMPLETE): delete it (aws cloudformation delete-stack --stack-name $stack), read its events, then deploy again" ;;
+    *_IN_PROGRESS) die "stack $stack is busy ($status); wait for it to finish" ;;
+    *) type=UPDATE ;;
+  esac
+  change_set="deploy-$(date -u +%Y%m%d%H%M%S)"
+  local args=(--stack-name "$stack" --change-set-name "$change_set" --change-set-type "$type"
+    --template-body "file://$here/cfn/$kind.yaml" --parameters "file://$params"
+    --capabilities CAPABILITY_NAMED_IAM --tags "Key=service,Value=$prefix")
+  [ -n "$cfn_role" ] && args+=(--role-arn "$cfn_role")
+  if ! aws cloudformation create-change-set "${args[@]}" >/dev/null 2>"$work/change-set.err"; then
+    # Some endpoints refuse an empty change set outright instead of failing it.
+    if grep -q "No updates are to be performed" "$work/change-set.err"; then
+      say "stack $stack: no changes"
+      return 0
+    fi
+    die "stack $stack: cannot create a change set: $(cat "$work/change-set.err")"
   fi
-  aws iam put-role-policy --role-name "$role" --policy-name "$role" \
-    --policy-document "file://$(render "$policy")"
-  say "role $role: inline policy from $(basename "$policy")"
+  if ! aws cloudformation wait change-set-create-complete --stack-name "$stack" --change-set-name "$change_set" 2>/dev/null; then
+    reason="$(aws cloudformation describe-change-set --stack-name "$stack" --change-set-name "$change_set" \
+      --query StatusReason --output text)"
+    if [[ "$reason" == *"didn't contain changes"* || "$reason" == *"No updates"* ]]; then
+      aws cloudformation delete-change-set --stack-name "$stack" --change-set-name "$change_set"
+      say "stack $stack: no changes"
+      return 0
+    fi
+    die "stack $stack: change set failed: $reason"
+  fi
+  say "stack $stack: change set $change_set ($type):"
+  aws cloudformation describe-change-set --stack-name "$stack" --change-set-name "$change_set" \
+    --query 'Changes[].ResourceChange.[Action,LogicalResourceId,ResourceType,Replacement]' --output table
+  aws cloudformation execute-change-set --stack-name "$stack" --change-set-name "$change_set"
+  local waiter=stack-update-complete
+  [ "$type" = CREATE ] && waiter=stack-create-complete
+  if ! aws cloudformation wait "$waiter" --stack-name "$stack"; then
+    aws cloudformation describe-stack-events --stack-name "$stack" --max-items 30 \
+      --query 'StackEvents[?contains(ResourceStatus, `FAILED`)].[LogicalResourceId,ResourceStatus,ResourceStatusReason]' \
+      --output table >&2 || true
+    die "stack $stack: $(stack_status "$stack")"
+  fi
+  say "stack $stack: $(stack_status "$stack")"
 }
-ensure_role "$(value TASK_ROLE_NAME)" "$here/iam/task-role-policy.json"
-ensure_role "$(value EXECUTION_ROLE_NAME)" "$here/iam/execution-role-policy.json"
 
-# --- Logs ------------------------------------------------------------------------------------
-if [ "$(aws logs describe-log-groups --log-group-name-prefix "$log_group" \
-  --query "logGroups[?logGroupName=='$log_group'] | length(@)" --output text)" != 1 ]; then
-  aws logs create-log-group --log-group-name "$log_group"
-  aws logs put-retention-policy --log-group-name "$log_group" --retention-in-days 30
-  say "created log group $log_group (30 days)"
+# --- 1. repository ------------------------------------------------------------------------------
+deploy_stack "$prefix-repository" repository
+if [ "$only" = repository ]; then
+  aws cloudformation describe-stacks --stack-name "$prefix-repository" \
+    --query "Stacks[0].Outputs[?OutputKey=='RepositoryUri'].OutputValue" --output text
+  exit 0
 fi
+[ -n "$image" ] || die "--image URI is required (the image to run)"
 
-# --- Target group ----------------------------------------------------------------------------
-tg_arn="$(aws elbv2 describe-target-groups --names "$service" \
-  --query 'TargetGroups[0].TargetGroupArn' --output text 2>/dev/null || true)"
-if [ -z "$tg_arn" ] || [ "$tg_arn" = "None" ]; then
-  tg_arn="$(aws elbv2 create-target-group --cli-input-json "file://$(render "$here/templates/target-group.json")" \
-    --query 'TargetGroups[0].TargetGroupArn' --output text)"
-  say "created target group $tg_arn"
-fi
-export TARGET_GROUP_ARN="$tg_arn"
-aws elbv2 modify-target-group-attributes \
-  --cli-input-json "file://$(render "$here/templates/target-group-attributes.json")" >/dev/null
-say "target group: /healthz, slow start 30 s, deregistration delay 20 s"
+# --- 2. infrastructure --------------------------------------------------------------------------
+deploy_stack "$NAME-infra" infra
+aws cloudformation describe-stacks --stack-name "$NAME-infra" --query 'Stacks[0].Outputs' --output json \
+  | plan outputs "$env_file" >"$work/outputs.sh"
+# shellcheck disable=SC1091
+. "$work/outputs.sh"
+export IMAGE_URI="$image"
+CAPACITY_PROVIDER="${CAPACITY_PROVIDER:-$(setting CAPACITY_PROVIDER)}"
 
-# --- Task definition and service ---------------------------------------------------------------
-TASK_DEFINITION="$(aws ecs register-task-definition \
-  --cli-input-json "file://$(render "$here/templates/task-definition.json")" \
+# --- 3. config ------------------------------------------------------------------------------------
+parameter="$(setting CONFIG_PARAMETER)"
+plan config "$env_file" >"$work/config.yaml"
+CONFIG_SHA256="$(sha256sum "$work/config.yaml" | cut -d' ' -f1)"
+export CONFIG_SHA256
+aws ssm put-parameter --name "$parameter" --type String --tier Intelligent-Tiering --overwrite \
+  --value "file://$work/config.yaml" >/dev/null
+say "config: $parameter (sha256 ${CONFIG_SHA256:0:12}; a change rolls the service)"
+
+# --- 4. task definition and service -----------------------------------------------------------------
+plan render "$env_file" templates/task-definition.json >"$work/task-definition.json"
+TASK_DEFINITION="$(aws ecs register-task-definition --cli-input-json "file://$work/task-definition.json" \
   --query 'taskDefinition.taskDefinitionArn' --output text)"
 export TASK_DEFINITION
-say "registered $TASK_DEFINITION"
+say "registered $TASK_DEFINITION ($image)"
 
-status="$(aws ecs describe-services --cluster "$cluster" --services "$service" \
+status="$(aws ecs describe-services --cluster "$CLUSTER" --services "$NAME" \
   --query 'services[0].status' --output text 2>/dev/null || true)"
-if [ "$status" = "ACTIVE" ]; then
-  aws ecs update-service --cluster "$cluster" --service "$service" --task-definition "$TASK_DEFINITION" \
-    --enable-execute-command --health-check-grace-period-seconds 60 \
+if [ "$status" = ACTIVE ]; then
+  aws ecs update-service --cluster "$CLUSTER" --service "$NAME" --task-definition "$TASK_DEFINITION" \
+    --capacity-provider-strategy "capacityProvider=$CAPACITY_PROVIDER,weight=1,base=0" \
     --deployment-configuration 'deploymentCircuitBreaker={enable=true,rollback=true},maximumPercent=200,minimumHealthyPercent=100' \
-    >/dev/null
-  say "updated service $service"
+    --health-check-grace-period-seconds 60 --disable-execute-command >/dev/null
+  say "updated service $NAME"
 else
-  aws ecs create-service --cli-input-json "file://$(render "$here/templates/service.json")" >/dev/null
-  say "created service $service"
+  plan render "$env_file" templates/service.json >"$work/service.json"
+  aws ecs create-service --cli-input-json "file://$work/service.json" >/dev/null
+  say "created service $NAME in cluster $CLUSTER, behind $TARGET_GROUP_ARN"
 fi
 
-# --- Auto scaling ------------------------------------------------------------------------------
-aws application-autoscaling register-scalable-target \
-  --cli-input-json "file://$(render "$here/templates/scalable-target.json")"
-aws application-autoscaling put-scaling-policy \
-  --cli-input-json "file://$(render "$here/templates/scaling-policy.json")" >/dev/null
-say "auto scaling: $(value MIN_TASKS)..$(value MAX_TASKS) tasks, target-tracking CamerasOwned at $(value CAMERAS_PER_TASK) per task"
+# --- 5. scaling -------------------------------------------------------------------------------------
+deploy_stack "$NAME-scaling" scaling
 
-say "waiting for $service to be stable (the circuit breaker rolls back a failing deployment)"
-aws ecs wait services-stable --cluster "$cluster" --services "$service"
-say "done: $service runs $TASK_DEFINITION"
+# --- 6. rollout ---------------------------------------------------------------------------------------
+say "waiting for the rollout of $TASK_DEFINITION (the circuit breaker rolls back a deployment that fails)"
+deadline=$(( $(date +%s) + ${ROLLOUT_TIMEOUT:-2400} ))
+while :; do
+  aws ecs describe-services --cluster "$CLUSTER" --services "$NAME" --output json >"$work/service-now.json"
+  read -r running state reason < <("$python" - "$work/service-now.json" "$TASK_DEFINITION" <<'PY'
+import json, sys
+service = json.load(open(sys.argv[1]))["services"][0]
+wanted = sys.argv[2]
+ours = [d for d in service.get("deployments", []) if d.get("taskDefinition") == wanted]
+failed = [d for d in ours if d.get("rolloutState") == "FAILED"]
+primary = next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"), {})
+state = "FAILED" if failed or service.get("taskDefinition") != wanted else primary.get("rolloutState", "IN_PROGRESS")
+reason = (failed[0] if failed else primary).get("rolloutStateReason", "").replace("\n", " ")
+print(service.get("taskDefinition"), state, reason or "-")
+PY
+)
+  case "$state" in
+    COMPLETED)
+      say "rollout COMPLETED: $NAME runs $running"
+      break ;;
+    FAILED)
+      die "rollout FAILED: the deployment circuit breaker rolled $NAME back to $running ($reason); $TASK_DEFINITION did not become healthy (see the stopped tasks and /healthz in docs/health.md)" ;;
+  esac
+  [ "$(date +%s)" -lt "$deadline" ] || die "rollout of $TASK_DEFINITION still $state after ${ROLLOUT_TIMEOUT:-2400} s ($reason)"
+  sleep "$poll"
+done

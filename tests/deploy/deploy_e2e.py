@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""ecs/deploy.sh end to end against moto (run by `make deploy-check`, in the tools venv).
+
+From an empty emulated account (a VPC and two subnets are the only inputs, as in a real
+account), with the image build stubbed (an image URI; moto pulls nothing):
+1. `deploy.sh ENV repository`: the repository stack, before any image exists;
+2. `deploy.sh --image URI ENV`: the infra stack (change set shown), the config in SSM, the task
+   definition, the service attached to the infra stack's target group, the scaling stack, the
+   rollout check (COMPLETED);
+3. the same again with a new image: stacks unchanged, the service updated to the new revision;
+4. a third deploy through a proxy that answers DescribeServices as ECS does after the circuit
+   breaker rolled a deployment back (rolloutState FAILED, the previous task definition running):
+   deploy.sh exits 1 and says so;
+5. `deploy.sh --dry-run` with the endpoint pointing at a closed port: passes, calls nothing.
+Exit 0 when every step passes.
+"""
+import http.server
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOLS = os.path.dirname(sys.executable)
+MOTO_PYTHON = os.path.join(ROOT, ".cache/moto/bin/python")
+REGION = "eu-west-1"
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kvs-infer@sha256:" + "a" * 64
+IMAGE2 = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kvs-infer@sha256:" + "b" * 64
+IMAGE3 = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kvs-infer@sha256:" + "c" * 64
+FAILURES = []
+
+
+def check(ok, what):
+    print(f"{'ok  ' if ok else 'FAIL'} {what}")
+    if not ok:
+        FAILURES.append(what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto():
+    port = free_port()
+    # Two running tasks per service: the desired count, so a deployment reaches COMPLETED.
+    env = dict(os.environ, MOTO_ECS_SERVICE_RUNNING="2")
+    proc = subprocess.Popen([MOTO_PYTHON, os.path.join(ROOT, "tests/deploy/moto_cfn_server.py"),
+                             "-H", "127.0.0.1", "-p", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("moto did not start")
+
+
+class RolledBack(http.server.BaseHTTPRequestHandler):
+    """Forwards to moto; DescribeServices answers as after a circuit-breaker rollback."""
+    upstream = ""
+    previous = ""
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        req = urllib.request.Request(self.upstream + self.path, data=body, method="POST",
+                                     headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as reply:
+                data, status, headers = reply.read(), reply.status, reply.headers
+        except urllib.error.HTTPError as error:  # an AWS error reply: passed on as it is
+            data, status, headers = error.read(), error.code, error.headers
+        if self.headers.get("X-Amz-Target", "").endswith(".DescribeServices"):
+            doc = json.loads(data)
+            for service in doc.get("services", []):
+                failed = [dict(d, status="ACTIVE", rolloutState="FAILED",
+                               rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.")
+                          for d in service.get("deployments", [])]
+                for d in failed:
+                    d["taskDefinition"] = service["taskDefinition"]
+                rollback = {"id": "ecs-svc/rollback", "status": "PRIMARY", "taskDefinition": self.previous,
+                            "rolloutState": "COMPLETED", "rolloutStateReason": "rolled back"}
+                service["deployments"] = [rollback] + failed
+                service["taskDefinition"] = self.previous
+            data = json.dumps(doc).encode()
+        self.send_response(status)
+        for k, v in headers.items():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def deploy(endpoint, env_file, *args):
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+               AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true",
+               PATH=f"{TOOLS}:{os.environ['PATH']}", PYTHON=sys.executable, POLL_SECONDS="1", ROLLOUT_TIMEOUT="120")
+    result = subprocess.run(["bash", os.path.join(ROOT, "ecs/deploy.sh"), *args, env_file],
+                            env=env, capture_output=True, text=True, timeout=900)
+    return result.returncode, result.stdout + result.stderr
+
+
+def client(service, endpoint):
+    return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
+                        aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def env_file_for(folder, endpoint):
+    ec2 = client("ec2", endpoint)
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"]["SubnetId"]
+               for i, az in ((1, "a"), (2, "b"))]
+    with open(os.path.join(ROOT, "ecs/env/example.env")) as f:
+        text = f.read()
+    for key, value in {"VPC_ID": vpc, "PRIVATE_SUBNET_IDS": ",".join(subnets), "ALB_SUBNET_IDS": ",".join(subnets),
+                       "ENVIRONMENT": "e2e", "ALARM_EMAIL": "ops@example.com"}.items():
+        text = re.sub(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
+    path = os.path.join(folder, "e2e.env")
+    with open(path, "w") as f:
+        f.write(text)
+    return path, subnets
+
+
+def first_deploy(endpoint, env_file, subnets):
+    code, out = deploy(endpoint, env_file, "repository")
+    check(code == 0, f"deploy.sh repository: exit {code}\n{out}")
+    repo = client("ecr", endpoint).describe_repositories()["repositories"]
+    check([r["repositoryName"] for r in repo] == ["kvs-infer"], "the repository exists before any image")
+
+    code, out = deploy(endpoint, env_file, "--image", IMAGE)
+    print(out)
+    check(code == 0, f"deploy.sh --image: exit {code}")
+    check("change set" in out and "AWS::ECS::Cluster" in out, "the infra change set was shown before it ran")
+    check("rollout COMPLETED" in out, "the rollout check saw COMPLETED")
+    cfn = client("cloudformation", endpoint)
+    stacks = {s["StackName"]: s["StackStatus"] for s in cfn.describe_stacks()["Stacks"]}
+    check(stacks == {"kvs-infer-repository": "CREATE_COMPLETE", "kvs-infer-e2e-infra": "CREATE_COMPLETE",
+                     "kvs-infer-e2e-scaling": "CREATE_COMPLETE"}, f"three stacks: {stacks}")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="kvs-infer-e2e-infra")["Stacks"][0]["Outputs"]}
+    ecs = client("ecs", endpoint)
+    # (moto keeps neither the cluster's settings nor a table's TTL from CloudFormation: the
+    # templates' own checks in check_deploy.py cover Container Insights and expires_at.)
+    check(len(ecs.describe_clusters(clusters=["kvs-infer-e2e"])["clusters"]) == 1, "the cluster exists")
+    service = ecs.describe_services(cluster="kvs-infer-e2e", services=["kvs-infer-e2e"])["services"][0]
+    check(service["loadBalancers"][0]["targetGroupArn"] == outputs["TargetGroupArn"],
+          "the service is attached to the infra stack's target group")
+    check(service["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == subnets, "tasks run in the private subnets")
+    task = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+    container = task["containerDefinitions"][0]
+    check(container["image"] == IMAGE, "the task definition runs the given image")
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    check(environment["CONFIG_FILE"] == "ssm:/kvs-infer/e2e/config", "the task reads its config from SSM")
+    check(task["taskRoleArn"] == outputs["TaskRoleArn"] and task["executionRoleArn"] == outputs["ExecutionRoleArn"],
+          "the task uses the infra stack's roles")
+    check(task["volumes"][0].get("dockerVolumeConfiguration", {}).get("scope") == "shared", "the outbox volume is a shared Docker volume")
+    config = client("ssm", endpoint).get_parameter(Name="/kvs-infer/e2e/config")["Parameter"]["Value"]
+    check(f"stream_name: {outputs['EventsStreamName']}" in config and outputs["LeaseTableName"] in config,
+          "the config in SSM names the stack's stream and lease table")
+    tables = client("dynamodb", endpoint).list_tables()["TableNames"]
+    check(sorted(tables) == sorted(f"kvs-infer-e2e-{t}" for t in ("camera-state", "events", "checkpoints", "leases")),
+          f"the four tables exist: {tables}")
+    check(client("kinesis", endpoint).describe_stream_summary(StreamName=outputs["EventsStreamName"]) is not None,
+          "the events stream exists")
+    check(client("s3", endpoint).head_bucket(Bucket=outputs["SnapshotBucketName"]) is not None, "the snapshot bucket exists")
+    asg = client("autoscaling", endpoint).describe_auto_scaling_groups(AutoScalingGroupNames=["kvs-infer-e2e-gpu"])["AutoScalingGroups"]
+    check(len(asg) == 1, "the GPU Auto Scaling group exists")
+    lt = client("ec2", endpoint).describe_launch_template_versions(LaunchTemplateName="kvs-infer-e2e-gpu")["LaunchTemplateVersions"][0]
+    check(lt["LaunchTemplateData"]["MetadataOptions"]["HttpTokens"] == "required", "the launch template requires IMDSv2")
+    return service["taskDefinition"]
+
+
+def main():
+    moto, endpoint = start_moto()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            env_file, subnets = env_file_for(folder, endpoint)
+            first = first_deploy(endpoint, env_file, subnets)
+
+            code, out = deploy(endpoint, env_file, "--image", IMAGE2)
+            check(code == 0 and out.count(": no changes") == 3, f"a second deploy changes no stack: exit {code}\n{out[-3000:]}")
+            check("updated service" in out and "rollout COMPLETED" in out, "… and updates the service")
+            ecs = client("ecs", endpoint)
+            second = ecs.describe_services(cluster="kvs-infer-e2e", services=["kvs-infer-e2e"])["services"][0]["taskDefinition"]
+            check(second != first and second.endswith(":2"), f"the service runs the new revision {second}")
+
+            RolledBack.upstream, RolledBack.previous = endpoint, second
+            proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RolledBack)
+            threading.Thread(target=proxy.serve_forever, daemon=True).start()
+            code, out = deploy(f"http://127.0.0.1:{proxy.server_address[1]}", env_file, "--image", IMAGE3)
+            proxy.shutdown()
+            print(out[-600:])
+            check(code == 1, f"a rolled-back deployment exits 1 (got {code})")
+            check("rollout FAILED" in out and "circuit breaker rolled" in out and second in out,
+                  "… and says the circuit breaker rolled back to the previous revision")
+
+            code, out = deploy("http://127.0.0.1:9", os.path.join(ROOT, "ecs/env/example.env"), "--dry-run")
+            check(code == 0 and "dry run passed" in out, f"--dry-run passes without AWS: exit {code}\n{out}")
+    finally:
+        moto.kill()
+    if FAILURES:
+        print(f"\n{len(FAILURES)} deploy.sh check(s) failed")
+        return 1
+    print("\ndeploy.sh end to end against moto: passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
