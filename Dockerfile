@@ -22,7 +22,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p kvs-infer \
+# cargo-auditable embeds the dependency list in the binary (a .dep-v0 section), so Trivy and
+# `cargo audit bin` see the crates inside the scratch image; assemble-rootfs.sh adds the dpkg
+# records of the Debian libraries it copies, and the GPU wheels' list.
+RUN cargo install cargo-auditable --locked --version 0.7.2 \
+ && cargo auditable build --release --locked -p kvs-infer \
  && scripts/assemble-rootfs.sh /rootfs --binary target/release/kvs-infer --variant gpu
 
 FROM scratch

@@ -109,8 +109,9 @@ deploy_stack() {
     --query 'Changes[].ResourceChange.[Action,LogicalResourceId,ResourceType,Replacement]' --output table
   aws cloudformation execute-change-set --stack-name "$stack" --change-set-name "$change_set"
   local waiter=stack-update-complete
-  [ "$type" = CREATE ] && waiter=stack-create-complete
+  [ "$type" = CREATE ] && waiter="stack-create-complete"
   if ! aws cloudformation wait "$waiter" --stack-name "$stack"; then
+    # shellcheck disable=SC2016 # a JMESPath literal, not a shell expansion
     aws cloudformation describe-stack-events --stack-name "$stack" --max-items 30 \
       --query 'StackEvents[?contains(ResourceStatus, `FAILED`)].[LogicalResourceId,ResourceStatus,ResourceStatusReason]' \
       --output table >&2 || true

@@ -59,11 +59,11 @@ lib="$out/opt/kvs-infer/lib"
 if [ "$variant" = cpu ]; then
   install -m 0755 "runtime/libonnxruntime.so.$ORT_VERSION" runtime/libonnxruntime_providers_shared.so "$lib/"
 else
-  # The GPU wheel and NVIDIA's CUDA 13 wheels (about 2 GB): fetched once into .cache/wheels.
-  python3 -m pip download --disable-pip-version-check --quiet --no-deps --dest "$wheels" \
-    "onnxruntime-gpu==$ORT_VERSION" \
-    "nvidia-cuda-runtime==13.0.96" "nvidia-cublas==13.1.0.3" "nvidia-cudnn-cu13==9.13.0.50" \
-    "nvidia-cufft==12.0.0.61" "nvidia-curand==10.4.0.35" "nvidia-cuda-nvrtc==13.0.88"
+  # The GPU wheel and NVIDIA's CUDA 13 wheels (about 2 GB): fetched once into .cache/wheels,
+  # each checked against its SHA-256 in scripts/gpu-wheels.txt.
+  python3 -m pip download --disable-pip-version-check --quiet --no-deps --require-hashes \
+    --only-binary=:all: --dest "$wheels" -r scripts/gpu-wheels.txt
+  install -m 0644 scripts/gpu-wheels.txt "$lib/WHEELS"
   # Extracted straight into the rootfs (no staging copy: the libraries are ~1.9 GB), streamed.
   python3 - "$wheels" "$lib" "$ORT_VERSION" <<'PY'
 import glob, os, shutil, sys, zipfile
@@ -108,6 +108,7 @@ copy_deps() {
     case "$copied" in *" $name "*) continue ;; esac
     [ -e "$lib/$name" ] && continue
     copied="$copied$name "
+    sources="$sources$path"$'\n'
     if [[ "$name" == ld-linux* ]]; then
       install -m 0755 "$(readlink -f "$path")" "$out/lib64/$name"
     else
@@ -115,9 +116,27 @@ copy_deps() {
     fi
   done < <(LD_LIBRARY_PATH="$lib" ldd "$file")
 }
+sources=""
 for f in "$out/usr/local/bin/kvs-infer" "$lib"/*.so*; do
   copy_deps "$f"
 done
+
+# What a scanner needs to see the system libraries: the OS (os-release) and, distroless-style,
+# one dpkg status file per Debian package a copied library came from (/var/lib/dpkg/status.d/).
+# The binary's crates are embedded by cargo-auditable (Dockerfile); the wheels' libraries are
+# listed in /opt/kvs-infer/lib/WHEELS.
+if [ -f /etc/os-release ]; then
+  mkdir -p "$out/etc" "$out/var/lib/dpkg/status.d"
+  install -m 0644 "$(readlink -f /etc/os-release)" "$out/etc/os-release"
+  if command -v dpkg-query >/dev/null 2>&1; then
+    while IFS= read -r pkg; do
+      [ -n "$pkg" ] || continue
+      dpkg-query -s "$pkg" >"$out/var/lib/dpkg/status.d/${pkg%%:*}" 2>/dev/null || rm -f "$out/var/lib/dpkg/status.d/${pkg%%:*}"
+    done < <(printf '%s' "$sources" | while IFS= read -r p; do
+               [ -n "$p" ] && { dpkg -S "$p" 2>/dev/null || dpkg -S "$(readlink -f "$p")" 2>/dev/null; }
+             done | cut -d: -f1 | sort -u)
+  fi
+fi
 
 ca=/etc/ssl/certs/ca-certificates.crt
 [ -f "$ca" ] || die "$ca not found (apt-get install ca-certificates)"

@@ -1,9 +1,9 @@
-#!/usr/bin/env python3
 """Machine checks of the deployment files (run by `make test`, in the pinned tools venv).
 
-- Every ecs/ template, rendered with ecs/.env.example, validates against the AWS API model that
-  botocore ships, for the call deploy.sh makes with it (offline parameter validation).
-- IAM policies: parliament reports nothing beyond the documented exceptions; no action uses a
+- ecs/plan.py's dry run of ecs/env/example.env: every stack's parameters, the service config,
+  the task definition and service against botocore's ECS API model.
+- IAM policies of the CloudFormation templates (task, execution, deploy and CloudFormation
+  roles): parliament reports nothing beyond the documented exceptions; no action uses a
   wildcard; a resource is "*" only for actions that have no narrower resource.
 - The task definition's health check agrees with docs/health.md's measured time to ready, and
   the service, target group and stop timings fit the drain.
@@ -16,48 +16,61 @@ import re
 import subprocess
 import sys
 
+import yaml
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "ecs"))
-import render  # noqa: E402  (ecs/render.py: the renderer deploy.sh uses)
-
-from botocore.session import get_session  # noqa: E402
-from botocore.validate import ParamValidator  # noqa: E402
+import plan  # noqa: E402  (ecs/plan.py: what deploy.sh sends)
 
 FAILURES = []
-
-# Template → (service, operation, how the rendered document becomes the call's parameters).
-CALLS = {
-    "templates/task-definition.json": ("ecs", "RegisterTaskDefinition", None),
-    "templates/service.json": ("ecs", "CreateService", None),
-    "templates/target-group.json": ("elbv2", "CreateTargetGroup", None),
-    "templates/target-group-attributes.json": ("elbv2", "ModifyTargetGroupAttributes", None),
-    "templates/ecr-repository.json": ("ecr", "CreateRepository", None),
-    "templates/ecr-lifecycle-policy.json": (
-        "ecr", "PutLifecyclePolicy", lambda d, v: {"repositoryName": v["ECR_REPOSITORY"], "lifecyclePolicyText": json.dumps(d)}),
-    "templates/scalable-target.json": ("application-autoscaling", "RegisterScalableTarget", None),
-    "templates/scaling-policy.json": ("application-autoscaling", "PutScalingPolicy", None),
-    "iam/task-role-policy.json": (
-        "iam", "PutRolePolicy", lambda d, v: {"RoleName": v["TASK_ROLE_NAME"], "PolicyName": "kvs-infer", "PolicyDocument": json.dumps(d)}),
-    "iam/execution-role-policy.json": (
-        "iam", "PutRolePolicy", lambda d, v: {"RoleName": v["EXECUTION_ROLE_NAME"], "PolicyName": "kvs-infer", "PolicyDocument": json.dumps(d)}),
-    "iam/ecs-tasks-trust.json": (
-        "iam", "CreateRole", lambda d, v: {"RoleName": v["TASK_ROLE_NAME"], "AssumeRolePolicyDocument": json.dumps(d)}),
-}
 
 # Actions AWS authorises only on "*": no narrower resource exists for them.
 STAR_ONLY = {
     "ecr:GetAuthorizationToken",
-    "cloudwatch:PutMetricData",  # narrowed by the cloudwatch:namespace condition instead
-    "ssmmessages:CreateControlChannel",
-    "ssmmessages:CreateDataChannel",
-    "ssmmessages:OpenControlChannel",
-    "ssmmessages:OpenDataChannel",
+    "ecs:RegisterTaskDefinition",
+    "ecs:DeregisterTaskDefinition",
+    "ecs:DescribeTaskDefinition",
+    "cloudformation:ValidateTemplate",
 }
+# The CloudFormation role's Reads statement: Describe/List calls without resource types.
+STAR_ONLY_PREFIXES = ("autoscaling:Describe", "application-autoscaling:Describe", "cloudwatch:Describe",
+                      "ec2:Describe", "ecs:Describe", "elasticloadbalancing:Describe", "lambda:GetFunction",
+                      "logs:DescribeLogGroups", "sns:ListTopics")
 # parliament findings we accept, each for the reason given.
 ACCEPTED_FINDINGS = {
-    ("RESOURCE_STAR", "cloudwatch:PutMetricData"): "PutMetricData has no resource type; the namespace condition limits it",
-    ("RESOURCE_STAR", "ssmmessages"): "ECS Exec's channel actions have no resource type",
     ("RESOURCE_STAR", "ecr:GetAuthorizationToken"): "registry login has no resource type",
+    ("RESOURCE_STAR", "ecs:RegisterTaskDefinition"): "task definitions have no resource type at registration",
+    ("RESOURCE_STAR", "cloudformation:ValidateTemplate"): "template validation has no resource type",
+    ("RESOURCE_STAR", "ec2:Describe"): "EC2 Describe calls have no resource type",
+    ("RESOURCE_STAR", "autoscaling:Describe"): "Auto Scaling Describe calls have no resource type",
+    ("RESOURCE_MISMATCH", "ec2:RunInstances"): "CreateAutoScalingGroup checks RunInstances over every resource type it launches",
+    ("RESOURCE_MISMATCH", "ec2:CreateTags"): "CreateTags applies to each resource type listed",
+    ("RESOURCE_MISMATCH", "ec2:"): "one statement covers security groups and launch templates",
+    ("RESOURCE_MISMATCH", "elasticloadbalancing:"): "one statement covers load balancers, target groups, listeners and rules",
+    ("RESOURCE_MISMATCH", "lambda:"): "one statement covers the recovery function, its queue and its rules",
+    ("RESOURCE_MISMATCH", "sqs:"): "one statement covers the recovery function, its queue and its rules",
+    ("RESOURCE_MISMATCH", "events:"): "one statement covers the recovery function, its queue and its rules",
+    ("RESOURCE_MISMATCH", "cloudwatch:"): "one statement covers alarms and topics",
+    ("RESOURCE_MISMATCH", "sns:"): "one statement covers alarms and topics",
+    ("RESOURCE_MISMATCH", "ecs:"): "one statement covers the cluster and its capacity provider",
+    ("RESOURCE_MISMATCH", "iam:"): "one statement covers roles and instance profiles",
+    ("RESOURCE_MISMATCH", "logs:"): "one statement covers both log groups",
+    ("RESOURCE_MISMATCH", "ecr:"): "the repository statement lists only repository actions",
+    ("RESOURCE_MISMATCH", "kinesis:"): "stream actions on the stream",
+    ("RESOURCE_MISMATCH", "s3:"): "bucket actions on the bucket",
+    ("RESOURCE_MISMATCH", "dynamodb:"): "table actions on the tables",
+    ("RESOURCE_MISMATCH", "application-autoscaling:"): "scalable-target actions on scalable targets",
+    ("RESOURCE_MISMATCH", "ssm:"): "parameter actions on parameters",
+    ("RESOURCE_MISMATCH", "kms:"): "DescribeKey on keys",
+    ("RESOURCE_MISMATCH", "cloudformation:"): "stack actions on the stacks",
+    ("RESOURCE_POLICY_PRIVILEGE_ESCALATION", "arn:aws:s3:::kvs-infer-*"): (
+        "the CloudFormation role writes the snapshot bucket's TLS-only policy; only CloudFormation in this "
+        "account can assume it, for change sets the deploy role may make to the kvs-infer stacks only"),
+    ("RESOURCE_STAR", "cloudwatch:DescribeAlarms"): "the Reads statement: Describe calls without resource types",
+    ("UNKNOWN_ACTION", "ecs:UpdateClusterSettings"): "newer than parliament's action list",
+    ("UNKNOWN_ACTION", "elasticloadbalancing:"): "newer than parliament's action list",
+    ("UNKNOWN_CONDITION_FOR_ACTION", ""): "condition keys newer than parliament's list",
+    ("UNKNOWN_PREFIX", "application-autoscaling"): "parliament does not know this prefix",
 }
 
 
@@ -66,33 +79,82 @@ def fail(msg):
     print(f"FAIL {msg}")
 
 
-def rendered(name, values):
-    with open(os.path.join(ROOT, "ecs", name)) as f:
-        return render.render(f.read(), values, name)
-
-
-def validate(service, operation, params):
-    model = get_session().get_service_model(service)
-    report = ParamValidator().validate(params, model.operation_model(operation).input_shape)
-    return report.generate_report() if report.has_errors() else ""
-
-
-def check_api_models(values):
-    docs = {}
-    for name, (service, operation, to_params) in CALLS.items():
-        doc = rendered(name, values)
-        docs[name] = doc
-        params = to_params(doc, values) if to_params else doc
-        errors = validate(service, operation, params)
-        if errors:
-            fail(f"{name}: not a valid {service} {operation}: {errors}")
-        else:
-            print(f"ok   {name}: valid {service} {operation}")
+def check_plan():
+    """deploy.sh --dry-run's checks on the example settings; returns the rendered documents."""
+    try:
+        docs = plan.check(os.path.join(ROOT, "ecs/env/example.env"))
+    except plan.PlanError as e:
+        fail(f"plan: {e}")
+        return {}
     # The validator itself must catch a broken document (or the check above proves nothing).
+    from botocore.session import get_session
+    from botocore.validate import ParamValidator
     broken = dict(docs["templates/service.json"], desiredCount="two")
-    if not validate("ecs", "CreateService", broken):
+    shape = get_session().get_service_model("ecs").operation_model("CreateService").input_shape
+    if not ParamValidator().validate(broken, shape).has_errors():
         fail("the botocore validator accepted desiredCount='two'")
     return docs
+
+
+class Template(dict):
+    """A CloudFormation template with the intrinsics that matter to IAM resolved to sample values."""
+    SAMPLE = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012",
+              "Prefix": "kvs-infer", "Name": "kvs-infer-example", "GitHubRepository": "example/kvs-infer",
+              "RepositoryName": "kvs-infer", "KvsStreamPrefix": "camera-", "RecoveryCodeBucket": "example-code",
+              "ConfigParameterName": "/kvs-infer/example/config", "ClusterName": "kvs-infer-example"}
+    ARN = {"AWS::Kinesis::Stream": "arn:aws:kinesis:eu-west-1:123456789012:stream/{}",
+           "AWS::DynamoDB::Table": "arn:aws:dynamodb:eu-west-1:123456789012:table/{}",
+           "AWS::S3::Bucket": "arn:aws:s3:::{}", "AWS::IAM::Role": "arn:aws:iam::123456789012:role/{}",
+           "AWS::Logs::LogGroup": "arn:aws:logs:eu-west-1:123456789012:log-group:{}:*",
+           "AWS::SQS::Queue": "arn:aws:sqs:eu-west-1:123456789012:{}", "AWS::SNS::Topic": "arn:aws:sns:eu-west-1:123456789012:{}",
+           "AWS::Lambda::Function": "arn:aws:lambda:eu-west-1:123456789012:function:{}",
+           "AWS::ECS::TaskDefinition": "arn:aws:ecs:eu-west-1:123456789012:task-definition/{}"}
+
+    def __init__(self, path):
+        class Loader(yaml.SafeLoader):
+            pass
+
+        Loader.add_multi_constructor("!", lambda loader, tag, node: {
+            "Fn::" + tag if tag not in ("Ref", "Condition") else tag:
+                loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else loader.construct_sequence(node, deep=True)})
+        with open(path) as f:
+            super().__init__(yaml.load(f, Loader=Loader))
+
+    def arn(self, logical):
+        resource = self["Resources"][logical]
+        return self.ARN.get(resource["Type"], "arn:aws:unknown:::{}").format(f"kvs-infer-example-{logical.lower()}")
+
+    def resolve(self, v):
+        if isinstance(v, list):
+            return [self.resolve(x) for x in v if x != {"Ref": "AWS::NoValue"}]
+        if not isinstance(v, dict):
+            return v
+        if "Fn::Sub" in v:
+            def one(m):
+                name = m.group(1)
+                if name in self.SAMPLE:
+                    return self.SAMPLE[name]
+                if name.endswith(".Arn"):
+                    return self.arn(name[:-4])
+                return f"kvs-infer-example-{name.lower()}"
+            return re.sub(r"\$\{([^}]+)\}", one, v["Fn::Sub"])
+        if "Fn::GetAtt" in v:
+            target = v["Fn::GetAtt"]
+            target = target.split(".") if isinstance(target, str) else target
+            return self.arn(target[0])
+        if "Ref" in v:
+            return self.SAMPLE.get(v["Ref"], f"kvs-infer-example-{v['Ref'].lower()}")
+        if "Fn::If" in v:
+            return self.resolve(v["Fn::If"][1])
+        return {k: self.resolve(x) for k, x in v.items()}
+
+    def policies(self):
+        """(role logical id / policy name, policy document) of every inline role policy."""
+        for logical, resource in self["Resources"].items():
+            if resource["Type"] != "AWS::IAM::Role":
+                continue
+            for p in resource["Properties"].get("Policies", []):
+                yield f"{logical}/{p['PolicyName']}", self.resolve(p["PolicyDocument"])
 
 
 def statements(policy):
@@ -110,38 +172,56 @@ def wildcard_problems(name, policy):
         actions, resources = as_list(st["Action"]), as_list(st["Resource"])
         problems += [f"{name} {st.get('Sid')}: wildcard action {a}" for a in actions if "*" in a]
         if "*" in resources:
-            narrowable = [a for a in actions if a not in STAR_ONLY]
+            narrowable = [a for a in actions if a not in STAR_ONLY and not a.startswith(STAR_ONLY_PREFIXES)]
             if narrowable:
                 problems.append(f"{name} {st.get('Sid')}: Resource '*' for {narrowable}, which allow narrower resources")
     return problems
 
 
-def check_iam(docs):
+def check_iam():
     from parliament import analyze_policy_string
     # The rule itself must bite.
     bad = {"Statement": [{"Sid": "Bad", "Effect": "Allow", "Action": ["s3:*", "kinesis:PutRecords"], "Resource": "*"}]}
     if len(wildcard_problems("selftest", bad)) != 2:
         fail("the wildcard rule did not flag a wildcard action and a '*' resource")
-    for name in ("iam/task-role-policy.json", "iam/execution-role-policy.json"):
-        policy = docs[name]
-        for problem in wildcard_problems(name, policy):
-            fail(problem)
-        for st in statements(policy):
-            for r in as_list(st["Resource"]):
-                if r != "*" and r.endswith(":*") and "log-group" not in r:
-                    fail(f"{name} {st.get('Sid')}: resource {r} is a whole-service wildcard")
-        findings = analyze_policy_string(json.dumps(policy)).findings
-        for f in findings:
-            location = json.dumps(f.location, default=str)
-            accepted = [why for (issue, what), why in ACCEPTED_FINDINGS.items() if f.issue == issue and what in location]
-            if accepted:
-                print(f"ok   {name}: parliament {f.issue} accepted: {accepted[0]}")
-            else:
-                fail(f"{name}: parliament {f.issue}: {f.detail} at {location}")
-        print(f"ok   {name}: {len(findings)} parliament finding(s), all documented")
-    trust = docs["iam/ecs-tasks-trust.json"]
-    if statements(trust)[0]["Principal"] != {"Service": "ecs-tasks.amazonaws.com"}:
-        fail("the task roles must trust ecs-tasks.amazonaws.com only")
+    templates = ["ecs/cfn/infra.yaml", "ecs/cfn/deploy-role.yaml"]
+    count = 0
+    for path in templates:
+        for name, policy in Template(os.path.join(ROOT, path)).policies():
+            count += 1
+            name = f"{path}:{name}"
+            for problem in wildcard_problems(name, policy):
+                fail(problem)
+            for st in statements(policy):
+                for r in as_list(st["Resource"]):
+                    if r != "*" and re.fullmatch(r"arn:aws:[a-z0-9-]+:[a-z0-9-]*:[0-9]*:\*", r):
+                        fail(f"{name} {st.get('Sid')}: resource {r} is a whole-service wildcard")
+            findings = analyze_policy_string(json.dumps(policy)).findings
+            for f in findings:
+                location = json.dumps(f.location, default=str)
+                where = json.dumps(f.detail, default=str) + location
+                accepted = [why for (issue, what), why in ACCEPTED_FINDINGS.items() if f.issue == issue and what in where]
+                if not accepted:
+                    fail(f"{name}: parliament {f.issue}: {f.detail} at {location}")
+            print(f"ok   {name}: {len(findings)} parliament finding(s), all documented")
+    if count < 4:
+        fail(f"expected the task, execution, deploy and CloudFormation policies, found {count}")
+    infra = Template(os.path.join(ROOT, "ecs/cfn/infra.yaml"))
+    for role in ("TaskRole", "ExecutionRole"):
+        trust = infra["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+        if trust["Principal"] != {"Service": "ecs-tasks.amazonaws.com"}:
+            fail(f"{role} must trust ecs-tasks.amazonaws.com only")
+    deploy = Template(os.path.join(ROOT, "ecs/cfn/deploy-role.yaml"))
+    trust = deploy.resolve(deploy["Resources"]["DeployRole"]["Properties"]["AssumeRolePolicyDocument"])["Statement"][0]
+    subjects = trust["Condition"]["StringLike"]["token.actions.githubusercontent.com:sub"]
+    if sorted(subjects) != ["repo:example/kvs-infer:ref:refs/heads/main", "repo:example/kvs-infer:ref:refs/tags/v*"]:
+        fail(f"the deploy role must trust only main and v* tags of the repository, not {subjects}")
+    passes = [st for _, p in deploy.policies() for st in statements(p) if "iam:PassRole" in as_list(st["Action"])]
+    passed = sorted(r for st in passes if st.get("Condition", {}).get("StringEquals", {}).get("iam:PassedToService")
+                    == "ecs-tasks.amazonaws.com" for r in as_list(st["Resource"]))
+    if passed != ["arn:aws:iam::123456789012:role/kvs-infer-*-execution", "arn:aws:iam::123456789012:role/kvs-infer-*-task"]:
+        fail(f"the deploy role may pass to ECS only the task and execution roles, not {passed}")
+    print("ok   trust: task roles trust ECS tasks; the deploy role trusts main and v* tags of one repository")
 
 
 def measured_time_to_ready():
@@ -169,16 +249,22 @@ def check_timings(docs):
     service = docs["templates/service.json"]
     if service["healthCheckGracePeriodSeconds"] != hc["startPeriod"]:
         fail("healthCheckGracePeriodSeconds must equal the container startPeriod")
+    if service.get("enableExecuteCommand"):
+        fail("ECS Exec cannot work in a scratch image with a read-only root: keep it off")
     drain_timeout = 25  # health.drain_timeout's default (src/config/schema.rs)
     if container["stopTimeout"] < drain_timeout + 5:
         fail(f"stopTimeout {container['stopTimeout']} leaves no room after the {drain_timeout} s drain")
-    attrs = {a["Key"]: a["Value"] for a in docs["templates/target-group-attributes.json"]["Attributes"]}
+    tg = Template(os.path.join(ROOT, "ecs/cfn/infra.yaml"))["Resources"]["TargetGroup"]["Properties"]
+    attrs = {a["Key"]: a["Value"] for a in tg["TargetGroupAttributes"]}
     if int(attrs["deregistration_delay.timeout_seconds"]) >= drain_timeout:
         fail("deregistration delay must end before the drain does")
     if int(attrs["slow_start.duration_seconds"]) <= 0:
         fail("the target group needs a slow start")
-    if docs["templates/target-group.json"]["HealthCheckPath"] != "/healthz":
+    if tg["HealthCheckPath"] != "/healthz":
         fail("the target group must probe /healthz")
+    cluster = Template(os.path.join(ROOT, "ecs/cfn/infra.yaml"))["Resources"]["Cluster"]["Properties"]
+    if {"Name": "containerInsights", "Value": "enhanced"} not in cluster.get("ClusterSettings", []):
+        fail("the cluster must have Container Insights")
     print(f"ok   timings: startPeriod {hc['startPeriod']} s >= {needed:.1f} s (measured max {worst} s)")
 
 
@@ -233,21 +319,33 @@ def check_workflows():
     result = subprocess.run([tool, "--builtin-schema", "vendor.github-workflows", *files], capture_output=True, text=True)
     if result.returncode != 0:
         fail(f"workflow schema:\n{result.stdout}{result.stderr}")
-    import yaml
     flows = {os.path.basename(f): yaml.safe_load(open(f)) for f in files}
     for required in ("ci.yml", "deploy.yml", "gpu-compatibility.yml"):
         if required not in flows:
             fail(f".github/workflows/{required} is missing")
     deploy = flows.get("deploy.yml", {})
-    if deploy.get("permissions", {}).get("id-token") != "write":
-        fail("deploy.yml needs `permissions: id-token: write` for OIDC")
+    if deploy.get("jobs", {}).get("release", {}).get("permissions", {}).get("id-token") != "write":
+        fail("deploy.yml's release job needs `permissions: id-token: write` for OIDC")
+    if any("environment" in job for job in deploy.get("jobs", {}).values()):
+        fail("deploy.yml's jobs must not name a GitHub environment: the roles trust refs (docs/deploy.md)")
+    dependabot = os.path.join(ROOT, ".github/dependabot.yml")
+    ecosystems = {u["package-ecosystem"] for u in yaml.safe_load(open(dependabot))["updates"]} if os.path.exists(dependabot) else set()
+    if not {"cargo", "pip", "docker", "github-actions"} <= ecosystems:
+        fail(f".github/dependabot.yml must cover cargo, pip, docker and github-actions, has {sorted(ecosystems)}")
     text = open(os.path.join(folder, "deploy.yml")).read()
     for needle, why in [
         ("aquasecurity/trivy-action", "a Trivy scan"),
         ("severity: HIGH,CRITICAL", "failing on HIGH/CRITICAL"),
-        ("ecs/deploy.sh", "deploying through ecs/deploy.sh"),
-        ("if: failure()", "a rollback step"),
+        ("ecs/deploy.sh --image", "deploying through ecs/deploy.sh, which checks the rollout"),
         ("role-to-assume", "OIDC role assumption (no stored keys)"),
+        ("vars.PUSH_ROLE_ARN", "a push-only role for image pushes"),
+        ("kvs-infer healthcheck", "a smoke test that waits for the healthcheck"),
+        ("IMAGE_SIZE_LIMIT_MB", "an image size limit"),
+        ("GITHUB_STEP_SUMMARY", "a job summary"),
+        ("latest", "the latest tag (from main)"),
+        ("develop-", "develop-<sha> tags"),
+        ("options: [staging, production]", "the environment chosen on manual runs"),
+        ("paths:", "path filters"),
     ]:
         if needle not in text:
             fail(f"deploy.yml lacks {why} ({needle})")
@@ -258,11 +356,11 @@ def check_workflows():
 
 
 def main():
-    values = render.read_env(os.path.join(ROOT, "ecs/.env.example"))
-    docs = check_api_models(values)
-    check_iam(docs)
-    check_timings(docs)
-    check_dockerfile(docs)
+    docs = check_plan()
+    check_iam()
+    if docs:
+        check_timings(docs)
+        check_dockerfile(docs)
     check_workflows()
     check_shell()
     if FAILURES:
