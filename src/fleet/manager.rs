@@ -308,8 +308,8 @@ impl Fleet {
                     &c.metrics_namespace,
                     &c.service_name,
                     self.table.me(),
-                    owned.len(),
-                    view.live_tasks.len()
+                    (owned.len(), view.live_tasks.len()),
+                    crate::metrics::signals()
                 )
             );
         }

@@ -316,6 +316,34 @@ pub fn count_event(camera: &str, kind: &'static str) {
 
 pub fn set_camera_lag(camera: &CameraId, seconds: f64) {
     gauge!(CAMERA_LAG_SECONDS, "camera" => camera.0.clone()).set(seconds);
+    let mut lags = LAGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    lags.insert(camera.0.clone(), (seconds, std::time::Instant::now()));
+}
+
+/// What the CloudWatch alarms watch, published by `fleet::emf` (the Prometheus exporter cannot be
+/// read back, so the two values are kept here too).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Signals {
+    /// The largest `camera_lag_seconds` of a camera that analysed a frame in the last [`SIGNAL_WINDOW`].
+    pub camera_lag_max_seconds: f64,
+    /// `outbox_records` now.
+    pub outbox_records: u64,
+}
+
+/// A camera whose lag was not updated for this long (stopped, handed over) no longer counts.
+pub const SIGNAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+
+static LAGS: std::sync::Mutex<std::collections::BTreeMap<String, (f64, std::time::Instant)>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+static OUTBOX_RECORDS_NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn signals() -> Signals {
+    let mut lags = LAGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    lags.retain(|_, (_, at)| at.elapsed() < SIGNAL_WINDOW);
+    Signals {
+        camera_lag_max_seconds: lags.values().map(|(lag, _)| *lag).fold(0.0, f64::max),
+        outbox_records: OUTBOX_RECORDS_NOW.load(std::sync::atomic::Ordering::Relaxed),
+    }
 }
 
 pub fn set_behind_live(camera: &CameraId, seconds: f64, catching_up: bool) {
@@ -345,6 +373,7 @@ pub fn count_skipped_stream(camera: &CameraId, seconds: f64) {
 }
 
 pub fn set_outbox(records: u64, bytes: u64, max_bytes: u64) {
+    OUTBOX_RECORDS_NOW.store(records, std::sync::atomic::Ordering::Relaxed);
     gauge!(OUTBOX_RECORDS).set(records as f64);
     gauge!(OUTBOX_BYTES).set(bytes as f64);
     gauge!(OUTBOX_MAX_BYTES).set(max_bytes as f64);
@@ -423,4 +452,19 @@ pub fn count_http_connection_refused() {
 
 pub fn set_infer_stalled(stalled: bool) {
     gauge!(INFER_STALLED).set(if stalled { 1.0 } else { 0.0 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_report_the_most_behind_camera() {
+        set_camera_lag(&CameraId("signals-a".into()), 2.5);
+        set_camera_lag(&CameraId("signals-b".into()), 9_000.0);
+        set_camera_lag(&CameraId("signals-b".into()), 40.0);
+        let now = signals();
+        // Other tests in this process may report lags too; these two are the ones set here.
+        assert!(now.camera_lag_max_seconds >= 40.0 && now.camera_lag_max_seconds < 9_000.0, "{now:?}");
+    }
 }

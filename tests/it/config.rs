@@ -540,15 +540,54 @@ fn missing_files_are_reported_by_load_file() {
     assert!(matches!(err, ConfigError::Read { .. }), "{err}");
 }
 
-/// The shipped configs are valid against the provisioned models (`make setup` ran first).
+/// The shipped configs are valid: the local one against the provisioned models (`make setup` ran
+/// first); the ECS ones (the example and ecs/config/service.yaml rendered as deploy.sh renders it)
+/// name the image's model files, which are the provisioned ones, and streams the task may read.
 #[test]
 fn shipped_configs_are_valid() {
-    for file in ["config/local.yaml", "config/cameras.example.yaml"] {
-        let c = config::load_file(Path::new(file), &EnvOverrides::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
-        assert!(!c.cameras.is_empty(), "{file}");
+    let local = config::load_file(Path::new("config/local.yaml"), &EnvOverrides::default()).expect("local.yaml");
+    assert!(!local.cameras.is_empty());
+    let example = std::fs::read_to_string("config/cameras.example.yaml").expect("example");
+    let mut service = std::fs::read_to_string("ecs/config/service.yaml").expect("ecs/config/service.yaml");
+    for (var, value) in [
+        ("AWS_REGION", "eu-west-1"),
+        ("KVS_STREAM_PREFIX", "camera-"),
+        ("CHECKPOINT_TABLE", "kvs-infer-example-checkpoints"),
+        ("EVENTS_STREAM", "kvs-infer-example-events"),
+        ("SNAPSHOT_BUCKET", "kvs-infer-example-snapshots-123456789012"),
+        ("STATE_TABLE", "kvs-infer-example-camera-state"),
+        ("EVENTS_TABLE", "kvs-infer-example-events"),
+        ("LEASE_TABLE", "kvs-infer-example-leases"),
+        ("METRICS_NAMESPACE", "KvsInfer"),
+        ("NAME", "kvs-infer-example"),
+    ] {
+        service = service.replace(&format!("${{{var}}}"), value);
     }
-    let prod = config::load_file(Path::new("config/cameras.example.yaml"), &EnvOverrides::default()).expect("valid");
-    assert!(prod.requires_gpu());
-    assert!(prod.sinks.kinesis.is_some() && prod.sinks.s3.is_some() && prod.sinks.dynamodb.is_some());
-    assert!(prod.cameras.iter().all(|c| matches!(c.source, SourceSpec::Kvs { .. })));
+    assert!(!service.contains("${"), "a placeholder of ecs/config/service.yaml has no test value");
+    // The stream prefix of ecs/env/example.env, which the task role's KVS statement is limited to.
+    let env = std::fs::read_to_string("ecs/env/example.env").expect("example.env");
+    let prefix = env.lines().find_map(|l| l.strip_prefix("KVS_STREAM_PREFIX=")).expect("KVS_STREAM_PREFIX");
+    for (file, yaml) in [("config/cameras.example.yaml", example), ("ecs/config/service.yaml", service)] {
+        let c = config::load_str(&yaml, file, &EnvOverrides::default()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(c.requires_gpu(), "{file}");
+        assert!(c.sinks.kinesis.is_some() && c.sinks.s3.is_some() && c.sinks.dynamodb.is_some(), "{file}");
+        for camera in &c.cameras {
+            let SourceSpec::Kvs { stream: StreamRef::Name(name), .. } = &camera.source else {
+                panic!("{file}: {} is not a KVS camera named by stream name", camera.id)
+            };
+            assert!(name.starts_with(prefix), "{file}: stream {name} is outside the task role's prefix {prefix}");
+        }
+        let paths: Vec<String> = yaml
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("path: "))
+            .map(|p| p.split_whitespace().next().unwrap_or_default().to_owned())
+            .collect();
+        assert!(paths.len() >= 3, "{file}: {paths:?}");
+        for path in paths {
+            let file_name = path
+                .strip_prefix("/opt/kvs-infer/models/")
+                .unwrap_or_else(|| panic!("{file}: {path} is not in the image"));
+            assert!(Path::new("models").join(file_name).exists(), "{file}: {path} is not a model the image carries");
+        }
+    }
 }
