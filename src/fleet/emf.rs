@@ -7,7 +7,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Metric names, as the scaling policy (`ecs/templates/scaling-policy.json`) names them.
+/// Metric names, as the scaling policy and the alarms (`ecs/cfn/scaling.yaml`, `ecs/cfn/infra.yaml`) name them.
 pub const CAMERAS_OWNED: &str = "CamerasOwned";
 pub const LIVE_TASKS: &str = "FleetLiveTasks";
 pub const CAMERA_LAG_MAX: &str = "CameraLagMaxSeconds";
