@@ -8,6 +8,7 @@ Usage:
   plan.py render ENV_FILE TEMPLATE        an ecs/templates/*.json document, ${VAR}s filled
   plan.py config ENV_FILE                 the service YAML (CONFIG_TEMPLATE) with ${VAR}s filled
   plan.py value ENV_FILE KEY              one setting (derived ones included: NAME, CONFIG_PARAMETER)
+  plan.py outputs ENV_FILE < OUTPUTS.json  shell exports of the infra stack's outputs (describe-stacks)
   plan.py check ENV_FILE                  validate everything above without AWS (the dry run)
 
 Stack outputs reach `render` and `config` as environment variables (deploy.sh exports them
@@ -15,7 +16,6 @@ under the names in OUTPUTS); a variable set in the environment wins over the fil
 Fails (exit 1, naming what) on a missing setting, an unknown template parameter, a value a
 template's AllowedPattern/AllowedValues rejects, or a document that is not JSON after rendering.
 """
-import hashlib
 import json
 import os
 import re
@@ -222,10 +222,6 @@ def check(env_file):
     return documents
 
 
-def config_sha256(values):
-    return hashlib.sha256(service_config(values).encode()).hexdigest()
-
-
 def main(argv):
     if len(argv) < 3:
         raise PlanError(__doc__)
@@ -237,8 +233,6 @@ def main(argv):
         print(json.dumps(render_template(argv[3], values), indent=2))
     elif command == "config" and len(argv) == 3:
         sys.stdout.write(service_config(values))
-    elif command == "config-sha256" and len(argv) == 3:
-        print(config_sha256(values))
     elif command == "value" and len(argv) == 4:
         if argv[3] not in values:
             raise PlanError(f"{argv[3]} is not set in {env_file}")
