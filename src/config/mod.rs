@@ -10,6 +10,7 @@
 
 pub mod fleet;
 pub mod location;
+pub mod motion;
 pub mod parse;
 pub mod schema;
 pub mod start;
@@ -105,6 +106,8 @@ pub struct CameraSpec {
     pub idle_end: std::time::Duration,
     /// Resolved `max_lag` and `skip_after`.
     pub catch_up: CatchUp,
+    /// Checked `motion:`.
+    pub motion: motion::MotionSettings,
 }
 
 /// How a camera behind live catches up (see `cameras[].max_lag`, `cameras[].skip_after`).

@@ -392,6 +392,8 @@ pub struct RawCamera {
     /// Per-label filters applied before tracking (labels of detections, or `text`).
     pub filters: BTreeMap<String, LabelFilter>,
     pub tracking: TrackingConfig,
+    /// Change detection deciding which sampled frames need the models (`config::motion`).
+    pub motion: super::motion::MotionConfig,
     pub decoder: CameraDecoder,
     /// Behind live by more than this (KVS), every sampled frame is analysed and the read slows
     /// down to match; within it, a camera slower than its frame rate drops the oldest frames.

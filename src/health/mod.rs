@@ -91,6 +91,9 @@ pub struct ComponentStatus {
     pub detail: Option<String>,
     /// Wall-clock time of the last change of `state`, RFC 3339.
     pub since: String,
+    /// A camera's motion gating: `motion`, `settling`, `still` or `off` (`cameras[].motion`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gating: Option<&'static str>,
 }
 
 /// Overall status word in the body.
@@ -350,6 +353,15 @@ impl Health {
         });
     }
 
+    /// A known camera's motion-gating state (see [`ComponentStatus::gating`]).
+    pub fn camera_gating(&self, camera: &CameraId, gating: &'static str) {
+        self.update(|s, _| {
+            if let Some(c) = s.cameras.get_mut(&camera.0) {
+                c.gating = Some(gating);
+            }
+        });
+    }
+
     /// A sink's delivery state for the body.
     pub fn set_sink(&self, sink: &str, state: SinkState, detail: Option<String>) {
         self.update(|s, _| set_component(&mut s.sinks, sink, state.as_str(), detail));
@@ -367,9 +379,11 @@ impl Health {
 fn set_component(map: &mut BTreeMap<String, ComponentStatus>, name: &str, state: &'static str, detail: Option<String>) {
     match map.get_mut(name) {
         Some(c) if c.state == state => c.detail = detail,
-        _ => {
+        other => {
+            // A camera's gating outlives its stream state changes (a reconnect).
+            let gating = other.and_then(|c| c.gating);
             let since = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-            map.insert(name.to_owned(), ComponentStatus { state, detail, since });
+            map.insert(name.to_owned(), ComponentStatus { state, detail, since, gating });
         }
     }
 }

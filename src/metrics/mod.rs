@@ -36,6 +36,7 @@ pub const EVENTS_TOTAL: &str = "events_total";
 pub const CAMERA_RESTARTS_TOTAL: &str = "camera_restarts_total";
 pub const CAMERA_LAG_SECONDS: &str = "camera_lag_seconds";
 pub const CAMERA_BEHIND_LIVE_SECONDS: &str = "camera_behind_live_seconds";
+pub const CAMERA_ANALYSED_AREA_RATIO: &str = "camera_analysed_area_ratio";
 pub const CAMERA_CATCHING_UP: &str = "camera_catching_up";
 pub const FRAMES_SKIPPED_TOTAL: &str = "frames_skipped_total";
 pub const STREAM_SKIPPED_SECONDS_TOTAL: &str = "stream_skipped_seconds_total";
@@ -129,6 +130,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         "How far the decoded stream is behind live (KVS MILLIS_BEHIND_NOW, else the producer clock); label: camera.",
     ),
     (
+        CAMERA_ANALYSED_AREA_RATIO,
+        "gauge",
+        "Share of the frame the models look at: the zones' bounding box, padded (1 without zones); label: camera.",
+    ),
+    (
         CAMERA_CATCHING_UP,
         "gauge",
         "1 while the camera is behind live by more than max_lag (or reads faster than real time) and analyses every sampled frame.",
@@ -136,7 +142,7 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (
         FRAMES_SKIPPED_TOTAL,
         "counter",
-        "Decoded frames not analysed because the camera skipped ahead; labels: camera, reason (lag).",
+        "Frames not analysed: decoded frames a skip-ahead jumped over (reason lag), sampled frames motion gating found still (reason motion); labels: camera, reason.",
     ),
     (
         STREAM_SKIPPED_SECONDS_TOTAL,
@@ -344,6 +350,10 @@ pub fn signals() -> Signals {
         camera_lag_max_seconds: lags.values().map(|(lag, _)| *lag).fold(0.0, f64::max),
         outbox_records: OUTBOX_RECORDS_NOW.load(std::sync::atomic::Ordering::Relaxed),
     }
+}
+
+pub fn set_analysed_area(camera: &CameraId, share: f64) {
+    gauge!(CAMERA_ANALYSED_AREA_RATIO, "camera" => camera.0.clone()).set(share);
 }
 
 pub fn set_behind_live(camera: &CameraId, seconds: f64, catching_up: bool) {

@@ -101,6 +101,9 @@ pub struct RunStats {
     pub frames_dropped: u64,
     /// Decoded frames discarded by skip-aheads (the camera was further behind than `skip_after`).
     pub frames_skipped: u64,
+    /// Sampled frames motion gating found still: not converted, not analysed (counted in
+    /// `frames_sampled` too).
+    pub frames_still: u64,
     /// Frames decoded again after a reconnect and not handed on (already analysed).
     pub frames_repeated: u64,
     /// Fragments read completely (KVS fragments, or MKV documents of a file).
@@ -151,6 +154,8 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
         shutdown: ctx.shutdown.clone(),
         newest: newest.clone(),
         progress: progress.clone(),
+        motion: super::motion::MotionGate::new(ctx.camera.motion, ctx.camera.roi.clone()),
+        health: ctx.health.clone(),
     };
     // No more frames, even after a panic: the consumer drains the queue and stops (offline: the
     // sender drops with the feed).
@@ -184,6 +189,7 @@ fn finish_stats(mut stats: RunStats, report: FeedReport) -> Result<RunStats, Pip
     stats.frames_sampled = report.frames_sampled;
     stats.frames_dropped = report.frames_dropped;
     stats.frames_skipped = report.frames_skipped;
+    stats.frames_still = report.frames_still;
     Ok(stats)
 }
 
@@ -263,16 +269,25 @@ impl<'a> AnalysisLoop<'a> {
         let mut last: Option<SampledFrame> = None;
         let mut arrived: Option<Instant> = None;
         let mut idle_end = self.ctx.camera.idle_end;
+        // The newest decoded frame when the idle clock last started: frames motion gating finds
+        // still keep the stream alive without reaching this loop, and must not end the tracks.
+        let mut decoded_at_rest = self.newest.load(Ordering::Relaxed);
         loop {
             let next = tokio::select! {
                 f = frames.next() => f,
                 () = self.ctx.shutdown.cancelled() => None,
                 () = tokio::time::sleep(idle_end), if !self.tracker.is_empty() => {
+                    let decoded = self.newest.load(Ordering::Relaxed);
+                    if decoded != decoded_at_rest {
+                        decoded_at_rest = decoded;
+                        continue;
+                    }
                     tracing::info!(camera = %self.ctx.camera.id, idle = ?idle_end, tracks = self.tracker.len(), "no frame for idle_end; open tracks end");
                     self.end_tracks(last.as_ref()).await?;
                     continue;
                 }
             };
+            decoded_at_rest = self.newest.load(Ordering::Relaxed);
             let Some(frame) = next else { break };
             if let Some(before) = arrived.replace(Instant::now()) {
                 let frames_worth = before.elapsed().saturating_mul(self.ctx.camera.tracking.max_age);
@@ -321,10 +336,18 @@ impl<'a> AnalysisLoop<'a> {
         // How far behind the newest decoded frame the analysed one is (stream time).
         let lag_ns = self.newest.load(Ordering::Relaxed).saturating_sub(frame.timestamp_ns).max(0);
         metrics::set_camera_lag(camera, lag_ns as f64 / 1e9);
-        let (engine, spec, image) = (self.ctx.engine.clone(), self.ctx.camera.clone(), frame.image.clone());
+        let (width, height) = (frame.image.width, frame.image.height);
+        // The models look only at the zones (and a margin); results come back in frame pixels.
+        let region = self.roi.analysed_region(width, height);
+        let image = match region {
+            Some([x, y, w, h]) => frame.image.crop(x, y, w, h).unwrap_or_else(|_| frame.image.clone()),
+            None => frame.image.clone(),
+        };
+        metrics::set_analysed_area(camera, f64::from(image.width * image.height) / f64::from(width * height));
+        let (engine, spec) = (self.ctx.engine.clone(), self.ctx.camera.clone());
         let started = Instant::now();
         let analysis = match tokio::task::spawn_blocking(move || engine.analyze(&spec, &image)).await {
-            Ok(Ok(a)) => a,
+            Ok(Ok(a)) => shifted(a, region),
             Ok(Err(e)) => {
                 tracing::warn!(camera = %camera, error = %e, "frame not analysed");
                 metrics::count_dropped(camera, "inference_error");
@@ -337,7 +360,8 @@ impl<'a> AnalysisLoop<'a> {
         };
         metrics::count_frame(camera, FrameStage::Inferred);
         self.stats.frames_analysed += 1;
-        let observations = observe(&self.roi, &analysis, frame.image.width, frame.image.height);
+        let bounds = region.unwrap_or([0, 0, width, height]);
+        let observations = observe(&self.roi, &analysis, bounds, width, height);
         self.recent.push_back(frame.clone());
         while self.recent.len() > self.recent_cap {
             self.recent.pop_front();
@@ -406,12 +430,29 @@ fn resumed_tracker(camera: &CameraSpec, resume: Option<&str>) -> Tracker {
     }
 }
 
-/// A text line this close (pixels) to the frame's edge is cut off: it is not observed.
+/// A text line this close (pixels) to the edge of what was analysed is cut off: it is not observed.
 const TEXT_EDGE_MARGIN: f32 = 2.0;
 
-/// Observations in zones that pass the filters. Text lines cut off by the frame's edge (a
-/// plate driving in) are left out: their reading is incomplete.
-fn observe(roi: &Roi, a: &Analysis, w: u32, h: u32) -> Vec<Observation> {
+/// An analysis of the region at `[x, y, ..]` moved to frame pixels.
+fn shifted(mut a: Analysis, region: Option<super::roi::Rect>) -> Analysis {
+    let Some([x, y, _, _]) = region else { return a };
+    let (dx, dy) = (x as f32, y as f32);
+    for d in &mut a.detections {
+        d.bbox = [d.bbox[0] + dx, d.bbox[1] + dy, d.bbox[2] + dx, d.bbox[3] + dy];
+    }
+    for t in &mut a.texts {
+        for p in &mut t.quad {
+            *p = [p[0] + dx, p[1] + dy];
+        }
+    }
+    a
+}
+
+/// Observations in zones that pass the filters. Text lines cut off by the edge of the analysed
+/// region `bounds` (`[x, y, w, h]` of the `w` x `h` frame; a plate driving in) are left out:
+/// their reading is incomplete.
+fn observe(roi: &Roi, a: &Analysis, bounds: super::roi::Rect, w: u32, h: u32) -> Vec<Observation> {
+    let [bx, by, bw, bh] = bounds.map(|v| v as f32);
     let detections = a.detections.iter().map(|d| (d.label.clone(), None, d.score, d.bbox, false));
     let texts = a.texts.iter().map(|t| {
         let xs = t.quad.iter().map(|p| p[0]);
@@ -428,10 +469,10 @@ fn observe(roi: &Roi, a: &Analysis, w: u32, h: u32) -> Vec<Observation> {
         .chain(texts)
         .filter(|(_, _, _, b, is_text)| {
             !is_text
-                || (b[0] > TEXT_EDGE_MARGIN
-                    && b[1] > TEXT_EDGE_MARGIN
-                    && b[2] < w as f32 - TEXT_EDGE_MARGIN
-                    && b[3] < h as f32 - TEXT_EDGE_MARGIN)
+                || (b[0] > bx + TEXT_EDGE_MARGIN
+                    && b[1] > by + TEXT_EDGE_MARGIN
+                    && b[2] < bx + bw - TEXT_EDGE_MARGIN
+                    && b[3] < by + bh - TEXT_EDGE_MARGIN)
         })
         .filter(|(label, _, score, bbox, _)| roi.passes(label, *score, *bbox, w, h))
         .filter_map(|(label, text, score, bbox, is_text)| {

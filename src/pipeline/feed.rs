@@ -16,10 +16,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::catch_up::{LagJudge, Observed, Pace};
+use super::motion::{MotionGate, Verdict};
 use super::sampler::{DropOldest, RateGate};
 use crate::config::CameraId;
+use crate::health::Health;
 use crate::media::FragmentMeta;
 use crate::media::decode::convert::RgbConverter;
+use crate::media::decode::grey::GreyGrid;
 use crate::media::image::RgbImage;
 use crate::media::progress::FragmentProgress;
 use crate::media::stream::{FrameStream, StreamError, StreamFrame, StreamStats};
@@ -52,6 +55,10 @@ pub struct Feed {
     pub newest: Arc<AtomicI64>,
     /// Fragment completion (KVS): every handed frame is counted, and every dropped one.
     pub progress: Option<Arc<FragmentProgress>>,
+    /// Which sampled frames need the models (`cameras[].motion`).
+    pub motion: MotionGate,
+    /// Where the camera's gating state is shown.
+    pub health: Health,
 }
 
 /// What the decode thread did.
@@ -62,6 +69,8 @@ pub struct FeedReport {
     pub frames_dropped: u64,
     /// Decoded frames discarded by skip-aheads.
     pub frames_skipped: u64,
+    /// Sampled frames motion gating found still (never converted, never analysed).
+    pub frames_still: u64,
     /// Why the stream ended early, if it did.
     pub failure: Option<StreamError>,
 }
@@ -74,6 +83,8 @@ struct FeedState {
     /// Skipping ahead: frames with this `skip_epoch` or an older one are discarded.
     skipping_through: Option<u64>,
     catching_up: bool,
+    /// The gating state last shown in `/healthz`.
+    gating: Option<&'static str>,
 }
 
 /// Runs until the stream ends, the consumer goes away, or shutdown. Every frame is decoded (the
@@ -87,6 +98,7 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
         current: None,
         skipping_through: None,
         catching_up: false,
+        gating: None,
     };
     while !feed.shutdown.is_cancelled() {
         let frame = match stream.next_frame() {
@@ -103,6 +115,9 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
         let fragment_start = !same_fragment(state.current.as_ref(), fragment.as_ref());
         state.current.clone_from(&fragment);
         if !feed.gate.admit(decoded.timestamp_ns, decoded.keyframe, fragment_start) {
+            continue;
+        }
+        if !gate_motion(&mut feed, &mut state, &decoded, &mut report) {
             continue;
         }
         if feed.pace {
@@ -128,6 +143,29 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
     }
     report.stream = stream.stats();
     report
+}
+
+/// Whether a sampled frame needs the models (motion gating); still ones are counted and go no
+/// further: no RGB conversion, no hand-off.
+fn gate_motion(
+    feed: &mut Feed,
+    state: &mut FeedState,
+    decoded: &crate::media::decode::DecodedFrame,
+    report: &mut FeedReport,
+) -> bool {
+    let grid = if feed.motion.enabled() { GreyGrid::of(&decoded.picture) } else { None };
+    let verdict = feed.motion.judge(grid.as_ref(), decoded.timestamp_ns);
+    if state.gating != Some(verdict.state()) {
+        state.gating = Some(verdict.state());
+        feed.health.camera_gating(&feed.camera, verdict.state());
+    }
+    if verdict == Verdict::Still {
+        report.frames_sampled += 1;
+        report.frames_still += 1;
+        metrics::count_skipped(&feed.camera, "motion", 1);
+        return false;
+    }
+    true
 }
 
 /// The pace for this frame, or `None` when it is discarded (a skip-ahead is under way).

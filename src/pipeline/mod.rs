@@ -16,6 +16,7 @@ pub mod camera;
 pub mod catch_up;
 pub mod events;
 pub mod feed;
+pub mod motion;
 pub mod roi;
 pub mod sampler;
 pub mod supervisor;

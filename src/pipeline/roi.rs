@@ -8,6 +8,13 @@ use crate::geometry::contains;
 /// The zone name observations get when a camera has no zones (the whole frame counts).
 pub const WHOLE_FRAME: &str = "frame";
 
+/// A pixel rectangle of a frame: `[x, y, width, height]`.
+pub type Rect = [u32; 4];
+/// Padding around the zones' bounding box, as a share of the frame's width and height.
+const CROP_PADDING: f64 = 0.05;
+/// A crop covering at least this share of the frame is not worth making.
+const CROP_WORTH: f64 = 0.9;
+
 /// A camera's zones and filters.
 #[derive(Debug, Clone)]
 pub struct Roi {
@@ -33,6 +40,29 @@ impl Roi {
             _ => f64::from(bbox[1] + bbox[3]) / 2.0,
         } / f64::from(h);
         self.zones.iter().find(|z| contains(&z.points, [cx, y])).map(|z| z.name.as_str())
+    }
+
+    /// Where the models look in a `w` x `h` frame: the zones' bounding box, padded, in pixels.
+    /// `None`: the whole frame (no zones, or zones that cover nearly all of it).
+    pub fn analysed_region(&self, w: u32, h: u32) -> Option<Rect> {
+        let points = self.zones.iter().flat_map(|z| z.points.iter());
+        let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+        for p in points {
+            (x0, y0, x1, y1) = (x0.min(p[0]), y0.min(p[1]), x1.max(p[0]), y1.max(p[1]));
+        }
+        if x0 > x1 || y0 > y1 {
+            return None;
+        }
+        let (x0, y0) = ((x0 - CROP_PADDING).max(0.0), (y0 - CROP_PADDING).max(0.0));
+        let (x1, y1) = ((x1 + CROP_PADDING).min(1.0), (y1 + CROP_PADDING).min(1.0));
+        if (x1 - x0) * (y1 - y0) >= CROP_WORTH {
+            return None;
+        }
+        let (fw, fh) = (f64::from(w), f64::from(h));
+        let (px, py) = ((x0 * fw).floor() as u32, (y0 * fh).floor() as u32);
+        let (pw, ph) =
+            (((x1 * fw).ceil() as u32).min(w).saturating_sub(px), ((y1 * fh).ceil() as u32).min(h).saturating_sub(py));
+        (pw > 0 && ph > 0).then_some([px, py, pw, ph])
     }
 
     /// Does an observation of `label` pass the label's filter?
@@ -79,5 +109,34 @@ mod tests {
         assert!(!roi.passes("car", 0.9, [0.0, 0.0, 5.0, 5.0], 100, 100), "too small");
         assert!(!roi.passes("car", 0.9, [0.0, 0.0, 90.0, 90.0], 100, 100), "too large");
         assert!(roi.passes("person", 0.01, [0.0, 0.0, 1.0, 1.0], 100, 100), "no filter for the label");
+    }
+}
+
+#[cfg(test)]
+mod region_tests {
+    use super::*;
+
+    #[test]
+    fn the_analysed_region_is_the_zones_box_padded_or_the_whole_frame() {
+        let zone = |points: Vec<[f64; 2]>| Zone { name: "z".into(), points };
+        let lane = Roi::new(
+            vec![zone(vec![[0.0, 0.55], [1.0, 0.55], [1.0, 1.0], [0.0, 1.0]])],
+            Anchor::default(),
+            BTreeMap::new(),
+        );
+        assert_eq!(lane.analysed_region(1280, 720), Some([0, 360, 1280, 360]));
+        let two = Roi::new(
+            vec![zone(vec![[0.2, 0.2], [0.3, 0.2], [0.3, 0.3]]), zone(vec![[0.5, 0.6], [0.6, 0.6], [0.6, 0.7]])],
+            Anchor::default(),
+            BTreeMap::new(),
+        );
+        assert_eq!(two.analysed_region(1000, 1000), Some([150, 150, 500, 600]));
+        assert_eq!(Roi::new(vec![], Anchor::default(), BTreeMap::new()).analysed_region(1280, 720), None);
+        let most = Roi::new(
+            vec![zone(vec![[0.0, 0.02], [1.0, 0.02], [1.0, 1.0], [0.0, 1.0]])],
+            Anchor::default(),
+            BTreeMap::new(),
+        );
+        assert_eq!(most.analysed_region(1280, 720), None);
     }
 }

@@ -88,7 +88,12 @@ async fn a_backlog_at_full_speed_is_analysed_once_checkpointed_to_its_end_and_no
     assert_eq!(stats.frames_decoded, 300, "every frame once: {stats:?}");
     assert!(stats.frames_repeated > 0, "the cut fragments were re-read: {stats:?}");
     assert_eq!(stats.frames_sampled, SAMPLED, "{stats:?}");
-    assert_eq!(stats.frames_analysed, SAMPLED, "every sampled frame analysed: {stats:?}");
+    // Motion gating may find a sampled frame still (the sample's background does not move).
+    assert_eq!(
+        stats.frames_analysed + stats.frames_still,
+        SAMPLED,
+        "every sampled frame analysed or found still: {stats:?}"
+    );
     assert_eq!(stats.frames_dropped, 0, "a backlog waits for inference instead of dropping: {stats:?}");
     assert!(events.iter().any(|e| e.text.as_deref() == Some("KVS 2026")), "{events:#?}");
     assert!(idle <= IDLE_END + Duration::from_secs(1), "tracks ended {idle:?} after the last frame");

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::super::schema::*;
 use std::time::Duration;
 
-use super::super::{CameraId, CameraSpec, CatchUp, ModelId, ModelSpec, SourceSpec, StreamRef};
+use super::super::{CameraId, CameraSpec, CatchUp, ModelId, ModelSpec, SourceSpec, StreamRef, motion};
 use super::{
     Checker, DEFAULT_MAX_LAG, DEFAULT_SKIP_AFTER, DEFAULT_TARGET_FPS, DYNAMODB_TABLE_NAME_LEN, IDENTIFIER_RULE,
     IDLE_END_RANGE, MAX_DECODER_THREADS, MAX_LAG_RANGE, MAX_STREAM_NAME_LEN, MAX_TARGET_FPS, MAX_TRACK_AGE,
@@ -56,6 +56,7 @@ fn check_camera(
     check_filters(c, at, &cam.filters);
     check_tracking(c, at, &cam.tracking);
     let idle_end = idle_end(c, at, &cam.tracking, target_fps);
+    let motion = check_motion(c, at, &cam.motion, cam.tracking.max_age);
     let catch_up = check_catch_up(c, at, cam);
     if !(1..=MAX_DECODER_THREADS).contains(&cam.decoder.threads) {
         let got = cam.decoder.threads;
@@ -76,6 +77,7 @@ fn check_camera(
         decoder: cam.decoder,
         idle_end,
         catch_up,
+        motion,
     })
 }
 
@@ -278,5 +280,37 @@ pub(super) fn check_table_name(c: &mut Checker, at: &str, name: &str) {
         || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch))
     {
         c.err(at, format!("not a DynamoDB table name (3-255 of a-z A-Z 0-9 _ . -): {name:?}"));
+    }
+}
+
+/// Checks `at.motion`; `max_age` is the camera's `tracking.max_age`.
+fn check_motion(c: &mut Checker, at: &str, m: &motion::MotionConfig, max_age: u32) -> motion::MotionSettings {
+    if !(0.0..=1.0).contains(&m.sensitivity) {
+        c.err(format!("{at}.motion.sensitivity"), format!("must be in [0, 1], got {}", m.sensitivity));
+    }
+    if !(m.min_area > 0.0 && m.min_area <= 1.0) {
+        c.err(
+            format!("{at}.motion.min_area"),
+            format!("must be in (0, 1] (a share of the zones' area), got {}", m.min_area),
+        );
+    }
+    let settle_frames = m.settle_frames.unwrap_or(max_age + 2);
+    let max = motion::MAX_SETTLE_FRAMES;
+    if settle_frames <= max_age || settle_frames > max {
+        c.err(
+            format!("{at}.motion.settle_frames"),
+            format!(
+                "must be in {}..={max} (more than tracking.max_age, so a track of an object that left ends), got {settle_frames}",
+                max_age + 1
+            ),
+        );
+    }
+    c.duration(format!("{at}.motion.recheck"), m.recheck, *motion::RECHECK_RANGE.start(), *motion::RECHECK_RANGE.end());
+    motion::MotionSettings {
+        enabled: m.enabled,
+        threshold: motion::threshold(m.sensitivity),
+        min_area: m.min_area,
+        settle_frames,
+        recheck: m.recheck,
     }
 }

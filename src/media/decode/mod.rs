@@ -10,6 +10,7 @@
 //! (or an NVDEC session): run it on a blocking thread.
 
 pub mod convert;
+pub mod grey;
 pub mod libav;
 pub mod select;
 
