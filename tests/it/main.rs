@@ -23,6 +23,7 @@ mod kvs_source;
 mod layout;
 mod media;
 mod media_decode;
+mod motion;
 mod onnx_smoke;
 mod outbox;
 mod parity;
