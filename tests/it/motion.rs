@@ -1,14 +1,15 @@
 //! Motion gating end to end on a mostly still gate scene with sensor noise and lighting drift
 //! (`tests/fixtures/sample/gate_still.mkv`, made by `tests/reference/make_gate_scene.py still
-//! --size 640x360 --seconds 30`; two plates drive through the lane): the gated run reports the
-//! same plates as the ungated one, one `new` and one `end` each with `first_seen` within one
-//! sampled frame, while analysing well under half of the sampled frames.
+//! --size 640x360 --seconds 30 --crf 30`; one plate drives through the lane from 8 to 14 s): the
+//! gated run reports the same plate as the ungated one, one `new` and one `end` with `first_seen`
+//! within one sampled frame, while analysing under half of the sampled frames. Sampled at 2 fps
+//! to keep the (debug-build) runs short.
 
 use std::process::Command;
 
 const FIXTURE: &str = "tests/fixtures/sample/gate_still.mkv";
-/// 5 sampled frames a second.
-const FRAME_S: f64 = 0.2;
+/// 2 sampled frames a second.
+const FRAME_S: f64 = 0.5;
 
 /// `run-file` on the fixture: the events and (sampled, analysed).
 fn run(gated: bool) -> (Vec<serde_json::Value>, (u64, u64)) {
@@ -25,12 +26,14 @@ models:
 cameras:
   - id: gate
     source: {{ kind: file, path: {FIXTURE} }}
-    target_fps: 5
+    target_fps: 2
     ocr: {{ model: text }}
     roi:
       - name: lane
         points: [[0.0, 0.55], [1.0, 0.55], [1.0, 1.0], [0.0, 1.0]]
     motion: {{ enabled: {gated} }}
+    # The plate moves ~65 px between frames sampled at 2 fps: a looser match than the default.
+    tracking: {{ iou: 0.1 }}
 sinks:
   local: {{ dir: {} }}
 "#,
@@ -78,7 +81,7 @@ fn gated_runs_report_the_same_plates_on_a_fraction_of_the_frames() {
     let (a, b) = (by_plate(&gated), by_plate(&ungated));
     let plates = |v: &[(String, String, f64)]| v.iter().map(|(t, k, _)| format!("{t}/{k}")).collect::<Vec<_>>();
     assert_eq!(plates(&a), plates(&b), "gated {gated:#?}\nungated {ungated:#?}");
-    assert_eq!(plates(&a), ["AB 123 CD/end", "AB 123 CD/new", "KVS 2026/end", "KVS 2026/new"]);
+    assert_eq!(plates(&a), ["KVS 2026/end", "KVS 2026/new"]);
     for (x, y) in a.iter().zip(&b) {
         assert!((x.2 - y.2).abs() <= FRAME_S + 1e-6, "{}: first_seen gated {} ungated {}", x.0, x.2, y.2);
     }
