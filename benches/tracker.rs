@@ -15,6 +15,8 @@ fn frame(i: usize) -> Vec<Observation> {
             score: 0.9,
             bbox: [k as f32 * 80.0, 10.0, k as f32 * 80.0 + 60.0, 40.0],
             zone: "lane".into(),
+            box_score: 0.8,
+            reused: false,
         })
         .collect()
 }

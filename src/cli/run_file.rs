@@ -41,8 +41,8 @@ pub fn run(config_path: &crate::config::ConfigLocation, video: PathBuf) -> anyho
         }
         let stats = run.await.context("run-file: the camera task failed")?.context("run-file")?;
         eprintln!(
-            "run-file: {} frames decoded, {} sampled, {} analysed, {} events",
-            stats.frames_decoded, stats.frames_sampled, stats.frames_analysed, stats.events
+            "run-file: {} frames decoded, {} sampled, {} analysed, {} events, {} recognitions saved",
+            stats.frames_decoded, stats.frames_sampled, stats.frames_analysed, stats.events, stats.recognitions_saved
         );
         Ok(ExitCode::SUCCESS)
     })

@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod location;
 pub mod motion;
 pub mod parse;
+pub mod read_once;
 pub mod schema;
 pub mod start;
 pub mod validate;

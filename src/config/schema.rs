@@ -454,6 +454,8 @@ pub struct CameraOcr {
     pub model: String,
     /// Labels of this camera's detections to read text inside (e.g. `[plate]`). Empty = whole frame.
     pub within: Vec<String>,
+    /// When a settled reading stops being recognised again on every frame.
+    pub read_once: super::read_once::ReadOnceConfig,
 }
 
 /// A named polygon zone.

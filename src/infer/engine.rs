@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::InferError;
 use super::model::Runner;
-use super::model::{Detection, Model, TextLine};
+use super::model::{Detection, KnownLines, Model, TextLine};
 use super::runtime::{self, ActiveProvider};
 use super::session::{self, LoadedModels, SessionRunner};
 use super::worker::{self, Worker, WorkerConfig};
@@ -112,14 +112,30 @@ impl Engine {
 
     /// Every line of text reader `id` finds in `img`.
     pub fn read_text(&self, id: &ModelId, img: &RgbImage) -> Result<Vec<TextLine>, InferError> {
+        self.read_known(id, img, &KnownLines::default())
+    }
+
+    /// Every line of text reader `id` finds in `img`, lines matching `known` unrecognised.
+    fn read_known(&self, id: &ModelId, img: &RgbImage, known: &KnownLines) -> Result<Vec<TextLine>, InferError> {
         match self.model(id) {
-            Some(Model::Reader(r)) => r.read(self.runner.as_ref(), img),
+            Some(Model::Reader(r)) => r.read(self.runner.as_ref(), img, known),
             _ => Err(InferError::UnknownModel(id.0.clone())),
         }
     }
 
     /// Everything the camera is configured to look for.
     pub fn analyze(&self, camera: &CameraSpec, img: &RgbImage) -> Result<Analysis, InferError> {
+        self.analyze_knowing(camera, img, &KnownLines::default())
+    }
+
+    /// [`Engine::analyze`], where lines of text matching `known` (settled readings of earlier
+    /// frames, in `img`'s pixels) take their reading instead of being recognised again.
+    pub fn analyze_knowing(
+        &self,
+        camera: &CameraSpec,
+        img: &RgbImage,
+        known: &KnownLines,
+    ) -> Result<Analysis, InferError> {
         let mut analysis = Analysis::default();
         for id in &camera.detect {
             analysis.detections.extend(self.detect(id, img)?);
@@ -127,10 +143,10 @@ impl Engine {
         if let Some(ocr) = &camera.ocr {
             let id = ModelId(ocr.model.clone());
             if ocr.within.is_empty() {
-                analysis.texts = self.read_text(&id, img)?;
+                analysis.texts = self.read_known(&id, img, known)?;
             } else {
                 for d in analysis.detections.iter().filter(|d| ocr.within.contains(&d.label)) {
-                    analysis.texts.extend(self.read_inside(&id, img, d)?);
+                    analysis.texts.extend(self.read_inside(&id, img, d, known)?);
                 }
             }
         }
@@ -138,7 +154,13 @@ impl Engine {
     }
 
     /// Text inside one detection (with a small margin), mapped back to frame pixels.
-    fn read_inside(&self, id: &ModelId, img: &RgbImage, d: &Detection) -> Result<Vec<TextLine>, InferError> {
+    fn read_inside(
+        &self,
+        id: &ModelId,
+        img: &RgbImage,
+        d: &Detection,
+        known: &KnownLines,
+    ) -> Result<Vec<TextLine>, InferError> {
         let [x1, y1, x2, y2] = d.bbox;
         let (mx, my) = ((x2 - x1) * WITHIN_MARGIN, (y2 - y1) * WITHIN_MARGIN);
         let left = (x1 - mx).max(0.0) as u32;
@@ -146,7 +168,7 @@ impl Engine {
         let right = ((x2 + mx).min(img.width as f32) as u32).max(left + 1);
         let bottom = ((y2 + my).min(img.height as f32) as u32).max(top + 1);
         let region = img.crop(left, top, right - left, bottom - top)?;
-        let mut lines = self.read_text(id, &region)?;
+        let mut lines = self.read_known(id, &region, &known.moved(left as f32, top as f32))?;
         for line in &mut lines {
             for p in &mut line.quad {
                 p[0] += left as f32;

@@ -82,9 +82,67 @@ pub struct Detection {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TextLine {
     pub text: String,
+    /// The recognition's confidence (for a reused reading, the one it was read with).
     pub score: f32,
     /// Corners clockwise from top-left.
     pub quad: [[f32; 2]; 4],
+    /// The text detector's confidence in the box.
+    pub box_score: f32,
+    /// The reading was not recognised on this frame: a [`KnownLine`] stood in for it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
+}
+
+/// A line read on an earlier frame, whose reading is settled: a box found where it was, of the
+/// size it was read at and as clearly, takes its reading instead of running recognition again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownLine {
+    /// Where the line was last seen (`[x1, y1, x2, y2]`, pixels of the image being read).
+    pub bbox: BBox,
+    /// Width and height of the box when it was last recognised.
+    pub read_size: [f32; 2],
+    /// The detector's confidence in the box when it was last recognised.
+    pub box_score: f32,
+    pub text: String,
+    pub score: f32,
+}
+
+/// Settled readings a text reader may reuse, and how much a box may change and still match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KnownLines {
+    pub lines: Vec<KnownLine>,
+    /// Largest relative change of width or height of a box that still takes the reading.
+    pub max_resize: f32,
+}
+
+/// A box matches a known line when it overlaps it this much (IoU).
+const KNOWN_IOU: f32 = 0.5;
+/// A box whose detector confidence fell by more than this since the reading is read again.
+const KNOWN_SCORE_DROP: f32 = 0.1;
+
+impl KnownLines {
+    /// The known line a detected box `bbox` (detector confidence `box_score`) is, if its
+    /// reading still stands.
+    pub fn matching(&self, bbox: &BBox, box_score: f32) -> Option<&KnownLine> {
+        let (w, h) = (bbox[2] - bbox[0], bbox[3] - bbox[1]);
+        let resized = |now: f32, then: f32| then <= 0.0 || (now / then - 1.0).abs() > self.max_resize;
+        self.lines.iter().find(|k| {
+            crate::geometry::iou(&k.bbox, bbox) >= KNOWN_IOU
+                && !resized(w, k.read_size[0])
+                && !resized(h, k.read_size[1])
+                && box_score >= k.box_score - KNOWN_SCORE_DROP
+        })
+    }
+
+    /// The same lines for an image cut out of this one at `(x, y)`.
+    pub fn moved(&self, x: f32, y: f32) -> KnownLines {
+        let lines = self
+            .lines
+            .iter()
+            .map(|k| KnownLine { bbox: [k.bbox[0] - x, k.bbox[1] - y, k.bbox[2] - x, k.bbox[3] - y], ..k.clone() })
+            .collect();
+        KnownLines { lines, max_resize: self.max_resize }
+    }
 }
 
 /// A model that finds labelled boxes. Blocking: runs on a blocking thread, its model runs
@@ -95,7 +153,8 @@ pub trait Detector: Send + Sync {
 
 /// A model that reads lines of text. Blocking, like [`Detector`].
 pub trait TextReader: Send + Sync {
-    fn read(&self, runner: &dyn Runner, img: &RgbImage) -> Result<Vec<TextLine>, InferError>;
+    /// Every line in `img`; lines matching one of `known` take its reading unrecognised.
+    fn read(&self, runner: &dyn Runner, img: &RgbImage, known: &KnownLines) -> Result<Vec<TextLine>, InferError>;
 }
 
 /// A loaded model, by role.
@@ -159,5 +218,32 @@ impl<'a> StepClock<'a> {
     pub fn lap(&mut self, step: &'static str) {
         metrics::record_infer_step(&self.model.0, self.part.as_str(), step, self.since.elapsed());
         self.since = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod known_tests {
+    use super::*;
+
+    #[test]
+    fn a_box_takes_a_known_reading_only_where_it_was_at_its_size_and_as_clear() {
+        let line = KnownLine {
+            bbox: [100.0, 50.0, 200.0, 80.0],
+            read_size: [100.0, 30.0],
+            box_score: 0.8,
+            text: "AB 123".into(),
+            score: 0.97,
+        };
+        let known = KnownLines { lines: vec![line], max_resize: 0.15 };
+        let at = |bbox: BBox, score| known.matching(&bbox, score).map(|k| k.text.as_str());
+        assert_eq!(at([110.0, 50.0, 210.0, 80.0], 0.8), Some("AB 123"), "moved a little");
+        assert_eq!(at([160.0, 50.0, 260.0, 80.0], 0.8), None, "moved off (IoU < 0.5)");
+        assert_eq!(at([100.0, 50.0, 220.0, 80.0], 0.8), None, "20 % wider");
+        assert_eq!(at([100.0, 50.0, 210.0, 80.0], 0.8), Some("AB 123"), "10 % wider");
+        assert_eq!(at([100.0, 50.0, 200.0, 80.0], 0.65), None, "the detector is less sure");
+        assert_eq!(KnownLines::default().matching(&[0.0, 0.0, 1.0, 1.0], 1.0), None);
+        let moved = known.moved(100.0, 50.0);
+        assert_eq!(moved.lines[0].bbox, [0.0, 0.0, 100.0, 30.0]);
+        assert_eq!(moved.max_resize, 0.15);
     }
 }

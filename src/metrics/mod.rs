@@ -37,6 +37,7 @@ pub const CAMERA_RESTARTS_TOTAL: &str = "camera_restarts_total";
 pub const CAMERA_LAG_SECONDS: &str = "camera_lag_seconds";
 pub const CAMERA_BEHIND_LIVE_SECONDS: &str = "camera_behind_live_seconds";
 pub const CAMERA_ANALYSED_AREA_RATIO: &str = "camera_analysed_area_ratio";
+pub const RECOGNITION_RUNS_SAVED_TOTAL: &str = "recognition_runs_saved_total";
 pub const CAMERA_CATCHING_UP: &str = "camera_catching_up";
 pub const FRAMES_SKIPPED_TOTAL: &str = "frames_skipped_total";
 pub const STREAM_SKIPPED_SECONDS_TOTAL: &str = "stream_skipped_seconds_total";
@@ -133,6 +134,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         CAMERA_ANALYSED_AREA_RATIO,
         "gauge",
         "Share of the frame the models look at: the zones' bounding box, padded (1 without zones); label: camera.",
+    ),
+    (
+        RECOGNITION_RUNS_SAVED_TOTAL,
+        "counter",
+        "Lines of text whose settled reading was reused instead of recognised again (ocr.read_once); label: camera.",
     ),
     (
         CAMERA_CATCHING_UP,
@@ -350,6 +356,10 @@ pub fn signals() -> Signals {
         camera_lag_max_seconds: lags.values().map(|(lag, _)| *lag).fold(0.0, f64::max),
         outbox_records: OUTBOX_RECORDS_NOW.load(std::sync::atomic::Ordering::Relaxed),
     }
+}
+
+pub fn count_recognitions_saved(camera: &CameraId, lines: u64) {
+    metrics::counter!(RECOGNITION_RUNS_SAVED_TOTAL, "camera" => camera.0.clone()).increment(lines);
 }
 
 pub fn set_analysed_area(camera: &CameraId, share: f64) {

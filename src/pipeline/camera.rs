@@ -24,6 +24,8 @@ use super::tracker::{EventKind, Observation, TrackState, Tracker};
 use crate::config::{CameraId, CameraSpec};
 use crate::health::Health;
 use crate::infer::engine::{Analysis, Engine};
+use crate::infer::model::KnownLines;
+use crate::infer::ocr::bounding_box;
 use crate::media::FragmentMeta;
 use crate::media::decode::DecoderSettings;
 use crate::media::image::RgbImage;
@@ -106,6 +108,8 @@ pub struct RunStats {
     pub frames_still: u64,
     /// Frames decoded again after a reconnect and not handed on (already analysed).
     pub frames_repeated: u64,
+    /// Lines of text whose settled reading was reused instead of recognised (`ocr.read_once`).
+    pub recognitions_saved: u64,
     /// Fragments read completely (KVS fragments, or MKV documents of a file).
     pub fragments: u64,
     /// Damage and undecodable frames, skipped.
@@ -345,8 +349,16 @@ impl<'a> AnalysisLoop<'a> {
         };
         metrics::set_analysed_area(camera, f64::from(image.width * image.height) / f64::from(width * height));
         let (engine, spec) = (self.ctx.engine.clone(), self.ctx.camera.clone());
+        // Lines whose reading is settled are not recognised again (in the analysed image's pixels).
+        let known = match &spec.ocr {
+            Some(ocr) => {
+                let [x, y, ..] = region.unwrap_or_default();
+                self.tracker.settled_lines(&ocr.read_once).moved(x as f32, y as f32)
+            }
+            None => KnownLines::default(),
+        };
         let started = Instant::now();
-        let analysis = match tokio::task::spawn_blocking(move || engine.analyze(&spec, &image)).await {
+        let analysis = match tokio::task::spawn_blocking(move || engine.analyze_knowing(&spec, &image, &known)).await {
             Ok(Ok(a)) => shifted(a, region),
             Ok(Err(e)) => {
                 tracing::warn!(camera = %camera, error = %e, "frame not analysed");
@@ -360,6 +372,11 @@ impl<'a> AnalysisLoop<'a> {
         };
         metrics::count_frame(camera, FrameStage::Inferred);
         self.stats.frames_analysed += 1;
+        let saved = analysis.texts.iter().filter(|t| t.reused).count() as u64;
+        if saved > 0 {
+            metrics::count_recognitions_saved(camera, saved);
+            self.stats.recognitions_saved += saved;
+        }
         let bounds = region.unwrap_or([0, 0, width, height]);
         let observations = observe(&self.roi, &analysis, bounds, width, height);
         self.recent.push_back(frame.clone());
@@ -453,31 +470,34 @@ fn shifted(mut a: Analysis, region: Option<super::roi::Rect>) -> Analysis {
 /// their reading is incomplete.
 fn observe(roi: &Roi, a: &Analysis, bounds: super::roi::Rect, w: u32, h: u32) -> Vec<Observation> {
     let [bx, by, bw, bh] = bounds.map(|v| v as f32);
-    let detections = a.detections.iter().map(|d| (d.label.clone(), None, d.score, d.bbox, false));
+    let observation = |label: &str, text: Option<&String>, score, bbox, box_score, reused| Observation {
+        label: label.to_owned(),
+        text: text.cloned(),
+        score,
+        bbox,
+        zone: String::new(),
+        box_score,
+        reused,
+    };
+    let detections = a.detections.iter().map(|d| (observation(&d.label, None, d.score, d.bbox, d.score, false), false));
     let texts = a.texts.iter().map(|t| {
-        let xs = t.quad.iter().map(|p| p[0]);
-        let ys = t.quad.iter().map(|p| p[1]);
-        let bbox = [
-            xs.clone().fold(f32::MAX, f32::min),
-            ys.clone().fold(f32::MAX, f32::min),
-            xs.fold(f32::MIN, f32::max),
-            ys.fold(f32::MIN, f32::max),
-        ];
-        ("text".to_owned(), Some(t.text.clone()), t.score, bbox, true)
+        let bbox = bounding_box(&t.quad);
+        (observation("text", Some(&t.text), t.score, bbox, t.box_score, t.reused), true)
     });
     detections
         .chain(texts)
-        .filter(|(_, _, _, b, is_text)| {
+        .filter(|(o, is_text)| {
+            let b = o.bbox;
             !is_text
                 || (b[0] > bx + TEXT_EDGE_MARGIN
                     && b[1] > by + TEXT_EDGE_MARGIN
                     && b[2] < bx + bw - TEXT_EDGE_MARGIN
                     && b[3] < by + bh - TEXT_EDGE_MARGIN)
         })
-        .filter(|(label, _, score, bbox, _)| roi.passes(label, *score, *bbox, w, h))
-        .filter_map(|(label, text, score, bbox, is_text)| {
-            let zone = roi.zone_of(bbox, w, h, is_text)?.to_owned();
-            Some(Observation { label, text, score, bbox, zone })
+        .filter(|(o, _)| roi.passes(&o.label, o.score, o.bbox, w, h))
+        .filter_map(|(mut o, is_text)| {
+            o.zone = roi.zone_of(o.bbox, w, h, is_text)?.to_owned();
+            Some(o)
         })
         .collect()
 }

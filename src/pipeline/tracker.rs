@@ -8,6 +8,10 @@
 //! - Text: a vote over every reading weighted by its confidence, so one bad read does not flip
 //!   the track's text.
 //! - End: after `max_age` frames without a match.
+//! - Settled readings ([`Tracker::settled_lines`]): a confirmed text track whose last readings
+//!   all agree with its vote, confidently, offers its reading to the next frame's OCR, which then
+//!   skips recognition for the box that matches (`cameras[].ocr.read_once`). Reused readings do
+//!   not vote: the vote stays what the recognised readings made it.
 //!
 //! Its state serialises ([`Tracker::snapshot`] / [`Tracker::restore`]): checkpoints store it so a
 //! camera that moves to another task goes on with the same tracks, ids and votes.
@@ -17,7 +21,9 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::Serialize;
 
 use crate::config::TrackingConfig;
+use crate::config::read_once::{READINGS_RANGE, ReadOnceConfig};
 use crate::geometry::iou;
+use crate::infer::model::{KnownLine, KnownLines};
 
 /// One thing seen in one frame, after ROI and filters.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +34,10 @@ pub struct Observation {
     pub score: f32,
     pub bbox: [f32; 4],
     pub zone: String,
+    /// The detector's confidence in the box (for text, the text detector's; else `score`).
+    pub box_score: f32,
+    /// The text is a settled reading reused, not recognised on this frame.
+    pub reused: bool,
 }
 
 /// What changed about a track.
@@ -78,6 +88,17 @@ struct Track {
     first_seen_ns: i64,
     last_seen_ns: i64,
     reported: Option<(String, Option<String>, String)>,
+    /// The latest recognised readings, oldest first.
+    #[serde(default)]
+    readings: VecDeque<(String, f32)>,
+    /// Box size and detector confidence when the text was last recognised.
+    #[serde(default)]
+    read_size: [f32; 2],
+    #[serde(default)]
+    read_box_score: f32,
+    /// Frames in a row that reused the reading instead of recognising it.
+    #[serde(default)]
+    reuses: u32,
 }
 
 impl Track {
@@ -120,8 +141,39 @@ impl Track {
             self.scores.pop_front();
         }
         if let Some(text) = &o.text {
-            *self.votes.entry(text.clone()).or_default() += o.score;
+            self.read(text, o);
         }
+    }
+
+    /// A reading of the track's text: recognised (it votes) or reused.
+    fn read(&mut self, text: &str, o: &Observation) {
+        if o.reused {
+            self.reuses += 1;
+            return;
+        }
+        *self.votes.entry(text.to_owned()).or_default() += o.score;
+        self.readings.push_back((text.to_owned(), o.score));
+        while self.readings.len() > *READINGS_RANGE.end() as usize {
+            self.readings.pop_front();
+        }
+        self.read_size = [o.bbox[2] - o.bbox[0], o.bbox[3] - o.bbox[1]];
+        self.read_box_score = o.box_score;
+        self.reuses = 0;
+    }
+
+    /// The track's reading, if it is settled (see [`Tracker::settled_lines`]).
+    fn settled(&self, cfg: &ReadOnceConfig) -> Option<KnownLine> {
+        let n = cfg.readings as usize;
+        if !self.confirmed || self.misses > 0 || self.reuses >= cfg.max_reuse || self.readings.len() < n {
+            return None;
+        }
+        let text = self.text()?;
+        let latest = self.readings.iter().skip(self.readings.len() - n);
+        if !latest.clone().all(|(t, score)| *t == text && *score >= cfg.min_score) {
+            return None;
+        }
+        let score = self.readings.back().map_or(0.0, |r| r.1);
+        Some(KnownLine { bbox: self.bbox, read_size: self.read_size, box_score: self.read_box_score, text, score })
     }
 
     fn push_hit(&mut self, hit: bool, window: usize) {
@@ -216,25 +268,39 @@ impl Tracker {
     }
 
     fn start_track(&mut self, frame_ns: i64, o: Observation) {
-        let mut votes = BTreeMap::new();
-        if let Some(text) = &o.text {
-            votes.insert(text.clone(), o.score);
-        }
-        self.tracks.push(Track {
+        let mut track = Track {
             id: self.next_id,
-            label: o.label,
+            label: o.label.clone(),
             bbox: o.bbox,
-            zone: o.zone,
+            zone: o.zone.clone(),
             hits: VecDeque::from([true]),
             scores: VecDeque::from([o.score]),
-            votes,
+            votes: BTreeMap::new(),
             misses: 0,
             confirmed: false,
             first_seen_ns: frame_ns,
             last_seen_ns: frame_ns,
             reported: None,
-        });
+            readings: VecDeque::new(),
+            read_size: [0.0; 2],
+            read_box_score: 0.0,
+            reuses: 0,
+        };
+        if let Some(text) = &o.text {
+            track.read(text, &o);
+        }
+        self.tracks.push(track);
         self.next_id += 1;
+    }
+
+    /// The settled readings of the tracks seen on the last frame: confirmed text tracks whose
+    /// last `readings` recognised readings are all their winning text with at least `min_score`,
+    /// and that have not reused it `max_reuse` frames in a row. Empty when `read_once` is off.
+    pub fn settled_lines(&self, cfg: &ReadOnceConfig) -> KnownLines {
+        if !cfg.enabled {
+            return KnownLines::default();
+        }
+        KnownLines { lines: self.tracks.iter().filter_map(|t| t.settled(cfg)).collect(), max_resize: cfg.max_resize }
     }
 
     /// Confirmation, updates and ends.
@@ -303,6 +369,8 @@ mod tests {
             score,
             bbox: [x, 10.0, x + 40.0, 30.0],
             zone: "frame".into(),
+            box_score: 0.9,
+            reused: false,
         }
     }
 
@@ -421,5 +489,61 @@ mod tests {
         let state = t.finish().pop().expect("track").1;
         assert_eq!(state.score, 0.8);
         assert!(last.is_some());
+    }
+
+    #[test]
+    fn a_settled_reading_is_offered_until_it_is_reused_max_reuse_times() {
+        let cfg_once = ReadOnceConfig { readings: 3, min_score: 0.9, max_reuse: 2, ..ReadOnceConfig::default() };
+        let mut t = Tracker::new(cfg());
+        for i in 0..3 {
+            t.update(i, vec![obs("text", i as f32, Some("AB 123"), 0.95), obs("car", 90.0, None, 0.9)]);
+            // Not before three readings (and confirmation).
+            assert_eq!(t.settled_lines(&cfg_once).lines.is_empty(), i < 2, "frame {i}");
+        }
+        let known = t.settled_lines(&cfg_once);
+        assert_eq!(known.lines.len(), 1, "only the text track: {known:?}");
+        let line = &known.lines[0];
+        assert_eq!((line.text.as_str(), line.read_size, line.box_score), ("AB 123", [40.0, 20.0], 0.9));
+        assert!(t.settled_lines(&ReadOnceConfig { enabled: false, ..cfg_once }).lines.is_empty(), "off");
+        // Two reused frames: then the line must be recognised again.
+        for i in 3..5 {
+            let reused = Observation { reused: true, ..obs("text", i as f32, Some("AB 123"), 0.95) };
+            t.update(i, vec![reused]);
+        }
+        assert!(t.settled_lines(&cfg_once).lines.is_empty(), "max_reuse reached");
+        // A recognised reading resets the count and still agrees.
+        t.update(5, vec![obs("text", 5.0, Some("AB 123"), 0.95)]);
+        assert_eq!(t.settled_lines(&cfg_once).lines.len(), 1);
+        // A missed frame: not offered (the track was not seen on the last frame).
+        t.update(6, vec![]);
+        assert!(t.settled_lines(&cfg_once).lines.is_empty());
+    }
+
+    #[test]
+    fn a_disputed_or_unsure_reading_is_not_settled() {
+        let cfg_once = ReadOnceConfig::default();
+        let settled_after = |reads: &[(&str, f32)]| {
+            let mut t = Tracker::new(cfg());
+            for (i, (text, score)) in reads.iter().enumerate() {
+                t.update(i as i64, vec![obs("text", i as f32, Some(text), *score)]);
+            }
+            !t.settled_lines(&cfg_once).lines.is_empty()
+        };
+        assert!(settled_after(&[("AB", 0.95), ("AB", 0.95), ("AB", 0.95)]));
+        assert!(!settled_after(&[("AB", 0.95), ("A8", 0.95), ("AB", 0.95)]), "one of the last three disagrees");
+        assert!(!settled_after(&[("AB", 0.95), ("AB", 0.85), ("AB", 0.95)]), "one below min_score");
+        assert!(
+            settled_after(&[("A8", 0.95), ("AB", 0.95), ("AB", 0.95), ("AB", 0.95)]),
+            "older readings do not count"
+        );
+        // Reused readings do not vote: the snapshot keeps the recognised ones.
+        let mut t = Tracker::new(cfg());
+        for i in 0..3 {
+            t.update(i, vec![obs("text", i as f32, Some("AB"), 0.95)]);
+        }
+        t.update(3, vec![Observation { reused: true, ..obs("text", 3.0, Some("AB"), 0.95) }]);
+        let restored = Tracker::restore(cfg(), &t.snapshot()).expect("restore");
+        assert_eq!(restored.snapshot(), t.snapshot());
+        assert!(t.snapshot().contains("\"reuses\":1"), "{}", t.snapshot());
     }
 }

@@ -49,11 +49,17 @@ fn run_file_reports_exactly_the_plates_in_the_lane() {
 
 /// The events `run-file` prints for `video` with the embedded default's models (no snapshots).
 fn run_file_events(video: &str) -> Vec<serde_json::Value> {
+    run_file_with(video, true).0
+}
+
+/// [`run_file_events`] with `ocr.read_once` on or off; also the recognitions it saved.
+fn run_file_with(video: &str, read_once: bool) -> (Vec<serde_json::Value>, u64) {
     let out_dir = tempfile::tempdir().expect("tempdir");
     let config = std::fs::read_to_string("config/local.yaml")
         .expect("config")
         .replace("realtime: true", "realtime: false")
         .replace("level: info", "level: warn")
+        .replace("model: text ", &format!("read_once: {{ enabled: {read_once} }}\n      model: text "))
         .replace("dir: out", &format!("dir: {}\n    snapshots: false", out_dir.path().display()));
     let config_path = out_dir.path().join("local.yaml");
     std::fs::write(&config_path, config).expect("write config");
@@ -63,8 +69,41 @@ fn run_file_events(video: &str) -> Vec<serde_json::Value> {
         .args(["run-file", video])
         .output()
         .expect("run-file");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // "run-file: ... E events, R recognitions saved"
+    let saved = stderr
+        .split(" recognitions saved")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no recognition count in {stderr}"));
+    let events =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    (events, saved)
+}
+
+/// Reading a line once: with `read_once` the plates are recognised a few times and then keep
+/// their reading while they drive through, and the events are the same as recognising every
+/// frame: the same plates, each one `new` and one `end`, seen first and last on the same frames.
+#[test]
+fn reading_a_line_once_saves_recognitions_and_changes_no_event() {
+    let video = "tests/fixtures/sample/plates.mkv";
+    let ((once, saved), (every, none_saved)) = (run_file_with(video, true), run_file_with(video, false));
+    let summary = |events: &[serde_json::Value]| -> Vec<String> {
+        let mut v: Vec<String> = events
+            .iter()
+            .map(|e| format!("{} {} {} {} {}", e["type"], e["text"], e["zone"], e["first_seen"], e["last_seen"]))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(summary(&once), summary(&every), "{once:#?}\n{every:#?}");
+    assert_eq!(once.len(), 4, "{once:#?}");
+    assert_eq!(none_saved, 0, "read_once off recognises every line");
+    // Two plates each in the lane for ~8 s at 5 fps: ~80 line readings; after 3 settled readings
+    // and then one in every 11 (max_reuse 10), most are reused.
+    assert!(saved >= 30, "only {saved} recognitions saved");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::super::schema::*;
 use std::time::Duration;
 
-use super::super::{CameraId, CameraSpec, CatchUp, ModelId, ModelSpec, SourceSpec, StreamRef, motion};
+use super::super::{CameraId, CameraSpec, CatchUp, ModelId, ModelSpec, SourceSpec, StreamRef, motion, read_once};
 use super::{
     Checker, DEFAULT_MAX_LAG, DEFAULT_SKIP_AFTER, DEFAULT_TARGET_FPS, DYNAMODB_TABLE_NAME_LEN, IDENTIFIER_RULE,
     IDLE_END_RANGE, MAX_DECODER_THREADS, MAX_LAG_RANGE, MAX_STREAM_NAME_LEN, MAX_TARGET_FPS, MAX_TRACK_AGE,
@@ -130,6 +130,7 @@ fn check_camera_models(c: &mut Checker, at: &str, cam: &RawCamera, models: &BTre
         if !ocr.within.is_empty() && cam.detect.is_empty() {
             c.err(format!("{at}.ocr.within"), "reads inside detections, but the camera detects nothing (`detect:`)");
         }
+        check_read_once(c, &format!("{at}.ocr.read_once"), &ocr.read_once);
     }
     if cam.detect.is_empty() && cam.ocr.is_none() {
         c.err(at, "runs no model: set `detect`, `ocr` or both");
@@ -312,5 +313,26 @@ fn check_motion(c: &mut Checker, at: &str, m: &motion::MotionConfig, max_age: u3
         min_area: m.min_area,
         settle_frames,
         recheck: m.recheck,
+    }
+}
+
+/// Checks `at` (a camera's `ocr.read_once`).
+fn check_read_once(c: &mut Checker, at: &str, r: &read_once::ReadOnceConfig) {
+    let (lo, hi) = (*read_once::READINGS_RANGE.start(), *read_once::READINGS_RANGE.end());
+    if !read_once::READINGS_RANGE.contains(&r.readings) {
+        c.err(format!("{at}.readings"), format!("must be in {lo}..={hi}, got {}", r.readings));
+    }
+    if !(0.0..=1.0).contains(&r.min_score) {
+        c.err(format!("{at}.min_score"), format!("must be in [0, 1], got {}", r.min_score));
+    }
+    if !(0.0..=1.0).contains(&r.max_resize) {
+        c.err(
+            format!("{at}.max_resize"),
+            format!("must be in [0, 1] (a share of the box's size), got {}", r.max_resize),
+        );
+    }
+    let (lo, hi) = (*read_once::MAX_REUSE_RANGE.start(), *read_once::MAX_REUSE_RANGE.end());
+    if !read_once::MAX_REUSE_RANGE.contains(&r.max_reuse) {
+        c.err(format!("{at}.max_reuse"), format!("must be in {lo}..={hi}, got {}", r.max_reuse));
     }
 }

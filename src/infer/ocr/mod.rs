@@ -13,11 +13,13 @@ use std::sync::Arc;
 use ort::session::Session;
 
 use super::model::{
-    Model, ModelType, Part, PartSpec, Prepared, Runner, StepClock, TextLine, TextReader, metadata, session_of,
+    KnownLine, KnownLines, Model, ModelType, Part, PartSpec, Prepared, Runner, StepClock, TextLine, TextReader,
+    metadata, session_of,
 };
 use super::preprocess::{Normalization, write_chw};
 use super::{InferError, Tensor};
 use crate::config::{ModelId, OcrClsConfig, OcrSpec};
+use crate::geometry::BBox;
 use crate::media::image::RgbImage;
 use det::{DetGeometry, TextBox};
 use rec::Dictionary;
@@ -81,8 +83,8 @@ impl ModelType for OcrSpec {
 }
 
 impl TextReader for OcrModel {
-    fn read(&self, runner: &dyn Runner, img: &RgbImage) -> Result<Vec<TextLine>, InferError> {
-        read_text(runner, self, img)
+    fn read(&self, runner: &dyn Runner, img: &RgbImage, known: &KnownLines) -> Result<Vec<TextLine>, InferError> {
+        read_text(runner, self, img, known)
     }
 }
 
@@ -124,8 +126,14 @@ fn pad_vertically(img: &RgbImage) -> Result<(RgbImage, u32), InferError> {
     Ok((RgbImage::new(w, h + 2 * pad, data)?, pad))
 }
 
-/// Reads every line of text in `img`.
-pub fn read_text(runner: &dyn Runner, model: &OcrModel, img: &RgbImage) -> Result<Vec<TextLine>, InferError> {
+/// Reads every line of text in `img`. A box that matches one of `known` takes its reading:
+/// neither the classifier nor recognition runs for it.
+pub fn read_text(
+    runner: &dyn Runner,
+    model: &OcrModel,
+    img: &RgbImage,
+    known: &KnownLines,
+) -> Result<Vec<TextLine>, InferError> {
     let id = &model.id;
     let spec = &model.spec;
 
@@ -160,23 +168,54 @@ pub fn read_text(runner: &dyn Runner, model: &OcrModel, img: &RgbImage) -> Resul
         }
     };
     let boxes = det::postprocess(&out.data[..map_h * map_w], map_w, map_h, &spec.det, &geometry);
-    let mut crops = boxes.iter().map(|b| crop::crop_quad(&padded, &b.quad)).collect::<Result<Vec<_>, _>>()?;
+    // Each box in source pixels, with the settled reading it takes, if any.
+    let found: Vec<(TextBox, Option<&KnownLine>)> = boxes
+        .iter()
+        .map(|b| {
+            let source = geometry.to_source(b);
+            let settled = known.matching(&bounding_box(&source.quad), b.score);
+            (source, settled)
+        })
+        .collect();
+    let to_read: Vec<usize> = (0..boxes.len()).filter(|&i| found[i].1.is_none()).collect();
+    let mut crops = to_read.iter().map(|&i| crop::crop_quad(&padded, &boxes[i].quad)).collect::<Result<Vec<_>, _>>()?;
     clock.lap("postprocess");
-    if crops.is_empty() {
+    if boxes.is_empty() {
         return Ok(Vec::new());
     }
 
     if let Some(cls) = &spec.cls {
         classify(runner, id, cls, &mut crops)?;
     }
-    let read = recognize(runner, id, spec, &model.dictionary, &crops)?;
+    let mut read = recognize(runner, id, spec, &model.dictionary, &crops)?.into_iter();
+    let mut lines = Vec::with_capacity(found.len());
+    for (b, settled) in found {
+        let line = match settled {
+            Some(k) => {
+                TextLine { text: k.text.clone(), score: k.score, quad: b.quad, box_score: b.score, reused: true }
+            }
+            None => {
+                let (text, score) = read.next().unwrap_or_default();
+                TextLine { text, score, quad: b.quad, box_score: b.score, reused: false }
+            }
+        };
+        if !line.text.trim().is_empty() && line.score >= spec.rec.min_score {
+            lines.push(line);
+        }
+    }
+    Ok(lines)
+}
 
-    Ok(boxes
-        .iter()
-        .zip(read)
-        .filter(|(_, (text, score))| !text.trim().is_empty() && *score >= spec.rec.min_score)
-        .map(|(b, (text, score)): (&TextBox, _)| TextLine { text, score, quad: geometry.to_source(b).quad })
-        .collect())
+/// `[x1, y1, x2, y2]` around a quadrilateral.
+pub fn bounding_box(quad: &[[f32; 2]; 4]) -> BBox {
+    let xs = quad.iter().map(|p| p[0]);
+    let ys = quad.iter().map(|p| p[1]);
+    [
+        xs.clone().fold(f32::INFINITY, f32::min),
+        ys.clone().fold(f32::INFINITY, f32::min),
+        xs.fold(f32::NEG_INFINITY, f32::max),
+        ys.fold(f32::NEG_INFINITY, f32::max),
+    ]
 }
 
 /// Turns lines the classifier reads as upside down (score above the threshold).
