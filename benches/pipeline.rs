@@ -45,6 +45,7 @@ fn main() {
                     health,
                     decoder: Default::default(),
                     pass: 0,
+                    view: None,
                 };
                 tasks.push(tokio::spawn(run_file(ctx, "tests/fixtures/sample/plates.mkv".into(), false)));
             }

@@ -39,7 +39,7 @@ PARAMETERS = {
         "AlbSubnetIds": "ALB_SUBNET_IDS", "AlbScheme": "ALB_SCHEME", "AlbIngressCidr": "ALB_INGRESS_CIDR",
         "CertificateArn": "CERTIFICATE_ARN", "ExistingListenerArn": "EXISTING_LISTENER_ARN",
         "ExistingAlbSecurityGroupId": "EXISTING_ALB_SECURITY_GROUP_ID",
-        "ListenerRulePriority": "LISTENER_RULE_PRIORITY", "InstanceType": "INSTANCE_TYPE",
+        "ListenerRulePriority": "LISTENER_RULE_PRIORITY", "LivePage": "LIVE_PAGE", "InstanceType": "INSTANCE_TYPE",
         "MaxInstances": "MAX_INSTANCES", "KvsStreamPrefix": "KVS_STREAM_PREFIX",
         "MetricsNamespace": "METRICS_NAMESPACE", "ConfigParameterName": "CONFIG_PARAMETER",
         "AlarmEmail": "ALARM_EMAIL", "GpuAmiId": "GPU_AMI_PARAMETER",

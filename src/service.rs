@@ -23,8 +23,10 @@ use crate::infer::engine::Engine;
 use crate::infer::watchdog::{self, Watchdog};
 use crate::infer::worker::Worker;
 use crate::media::decode::Backend;
+use crate::pipeline::live::LiveViews;
 use crate::pipeline::supervisor::Supervisor;
 use crate::server::listen::{self, ConnectionLimits};
+use crate::server::ui::Ui;
 use crate::server::{self, ApiLimits, AppState, InferTarget};
 use crate::shutdown::{Outcome, Shutdown, StopReason};
 use crate::sink::outbox::Outbox;
@@ -111,7 +113,8 @@ async fn bring_up(
         let _ = http.infer.set(InferTarget { engine: engine.clone(), camera: camera.clone() });
     }
     info!(time_to_ready_seconds = health.snapshot().time_to_ready_seconds, "ready");
-    start_pipelines(config, Pipelines { engine, decoder, outbox }, shutdown, health).await?;
+    let ui = http.ui.clone();
+    start_pipelines(config, Pipelines { engine, decoder, outbox, ui }, shutdown, health).await?;
     Ok(Some(worker))
 }
 
@@ -120,6 +123,8 @@ struct Pipelines {
     engine: Engine,
     decoder: Backend,
     outbox: Arc<Outbox>,
+    /// The live page, when `server.ui` is on: cameras and the dispatcher feed it.
+    ui: Option<Arc<Ui>>,
 }
 
 /// Starts the sinks (dispatcher, outbox delivery) and every camera, on the shutdown's tracker.
@@ -129,7 +134,7 @@ async fn start_pipelines(
     shutdown: &Shutdown,
     health: &Health,
 ) -> anyhow::Result<()> {
-    let Pipelines { engine, decoder, outbox } = parts;
+    let Pipelines { engine, decoder, outbox, ui } = parts;
     let needs_aws = sink::registry::needs_aws(&config.sinks)
         || config.cameras.iter().any(|c| c.source.needs_aws())
         || config.fleet.is_some();
@@ -141,10 +146,18 @@ async fn start_pipelines(
         health: health.clone(),
         queue: EVENT_QUEUE,
         shutdown: shutdown.clone(),
+        recent: ui.as_ref().map(|ui| ui.recent.clone()),
     })
     .context("cannot start the sinks")?;
-    let supervisor =
-        Supervisor { engine, decoder, events, shutdown: shutdown.clone(), sdk: sdk.clone(), health: health.clone() };
+    let supervisor = Supervisor {
+        engine,
+        decoder,
+        events,
+        shutdown: shutdown.clone(),
+        sdk: sdk.clone(),
+        health: health.clone(),
+        views: ui.map(|ui| ui.views.clone()).unwrap_or_default(),
+    };
     match (&config.fleet, &sdk) {
         (Some(fleet), Some(sdk)) => start_fleet(config, fleet, sdk, supervisor, shutdown, health).await?,
         _ => supervisor.start(config.cameras.clone()),
@@ -193,6 +206,7 @@ struct Http {
     server: JoinHandle<()>,
     stop: tokio_util::sync::CancellationToken,
     infer: Arc<std::sync::OnceLock<InferTarget>>,
+    ui: Option<Arc<Ui>>,
 }
 
 impl Http {
@@ -205,15 +219,19 @@ impl Http {
         let addr = (config.server.host.as_str(), config.server.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot bind {}:{}", addr.0, addr.1))?;
         info!(addr = %listener.local_addr()?, "HTTP server listening");
-        let state = AppState::with_limits(health.subscribe(), metrics, ApiLimits::from_config(&config.server));
-        let infer = state.infer.clone();
+        let mut state = AppState::with_limits(health.subscribe(), metrics, ApiLimits::from_config(&config.server));
+        if config.server.ui {
+            info!("live page on: /ui");
+            state.ui = Some(Arc::new(Ui::new(LiveViews::on(), Arc::default())));
+        }
+        let (infer, ui) = (state.infer.clone(), state.ui.clone());
         let stop = shutdown.http().clone();
         let limits = ConnectionLimits {
             max_connections: config.server.max_connections,
             header_timeout: config.server.header_timeout,
         };
         let server = tokio::spawn(listen::serve(listener, server::app(state), limits, stop.clone()));
-        Ok(Self { server, stop, infer })
+        Ok(Self { server, stop, infer, ui })
     }
 
     async fn stop(self) {

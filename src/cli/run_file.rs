@@ -24,12 +24,12 @@ pub fn run(config_path: &crate::config::ConfigLocation, video: PathBuf) -> anyho
         let mut sink = config.sinks.local.as_ref().map(LocalSink::open).transpose().context("run-file")?;
         // Only the local sink writes here: snapshots at its quality, named by its file paths.
         let quality = config.sinks.local.as_ref().and_then(SinkFactory::snapshot_quality);
-        let plan = SnapshotPlan { quality, locator: None };
+        let plan = SnapshotPlan { quality, locator: None, stored: quality.is_some() };
         let (tx, mut rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let shutdown = tokio_util::sync::CancellationToken::new();
         let decoder = super::decoder_settings(&config, &camera)?;
         let health = crate::health::Health::new();
-        let ctx = CameraContext { camera, engine, events: tx, shutdown, health, decoder, pass: 0 };
+        let ctx = CameraContext { camera, engine, events: tx, shutdown, health, decoder, pass: 0, view: None };
         let run = tokio::spawn(camera::run_file(ctx, video, false));
         while let Some(item) = rx.recv().await {
             let record = plan.record(item, 0.0).await;

@@ -175,7 +175,7 @@ impl Config {
 }
 
 /// One problem in a configuration, with the path of the offending key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Violation {
     pub path: String,
     pub message: String,

@@ -53,6 +53,8 @@ pub struct ServerConfig {
     /// A request's body must arrive within this.
     #[serde(with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// Serve the live page (`/ui`): every camera's picture, tracks, events and a zone editor.
+    pub ui: bool,
 }
 
 /// Default `server.max_image_pixels`: a 4096 x 4096 image, so any 4K frame in any orientation.
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             max_connections: 256,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            ui: false,
         }
     }
 }

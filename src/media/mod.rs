@@ -10,6 +10,7 @@
 pub mod avc;
 pub mod decode;
 pub mod demux;
+pub mod draw;
 pub mod ebml;
 pub mod hevc;
 pub mod image;

@@ -38,6 +38,7 @@ pub const CAMERA_LAG_SECONDS: &str = "camera_lag_seconds";
 pub const CAMERA_BEHIND_LIVE_SECONDS: &str = "camera_behind_live_seconds";
 pub const CAMERA_ANALYSED_AREA_RATIO: &str = "camera_analysed_area_ratio";
 pub const RECOGNITION_RUNS_SAVED_TOTAL: &str = "recognition_runs_saved_total";
+pub const UI_FRAMES_ENCODED_TOTAL: &str = "ui_frames_encoded_total";
 pub const CAMERA_CATCHING_UP: &str = "camera_catching_up";
 pub const FRAMES_SKIPPED_TOTAL: &str = "frames_skipped_total";
 pub const STREAM_SKIPPED_SECONDS_TOTAL: &str = "stream_skipped_seconds_total";
@@ -134,6 +135,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         CAMERA_ANALYSED_AREA_RATIO,
         "gauge",
         "Share of the frame the models look at: the zones' bounding box, padded (1 without zones); label: camera.",
+    ),
+    (
+        UI_FRAMES_ENCODED_TOTAL,
+        "counter",
+        "Pictures encoded for the live page (server.ui): at most 2 a second per camera, only while a page asks; label: camera.",
     ),
     (
         RECOGNITION_RUNS_SAVED_TOTAL,
@@ -356,6 +362,10 @@ pub fn signals() -> Signals {
         camera_lag_max_seconds: lags.values().map(|(lag, _)| *lag).fold(0.0, f64::max),
         outbox_records: OUTBOX_RECORDS_NOW.load(std::sync::atomic::Ordering::Relaxed),
     }
+}
+
+pub fn count_ui_frame(camera: &CameraId) {
+    metrics::counter!(UI_FRAMES_ENCODED_TOTAL, "camera" => camera.0.clone()).increment(1);
 }
 
 pub fn count_recognitions_saved(camera: &CameraId, lines: u64) {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::catch_up::LagJudge;
 use super::events::{Event, EventOrigin, EventWithFrame};
 use super::feed::{self, Feed, FeedReport, Handoff, SampledFrame};
+use super::live::{CameraView, TrackView};
 use super::roi::Roi;
 use super::sampler::{DropOldest, RateGate};
 use super::tracker::{EventKind, Observation, TrackState, Tracker};
@@ -92,6 +93,8 @@ pub struct CameraContext {
     pub decoder: DecoderSettings,
     /// How many times a looping file source has started over (part of every event id).
     pub pass: u64,
+    /// What the live page shows of the camera (`server.ui`); `None`: no page.
+    pub view: Option<Arc<CameraView>>,
 }
 
 /// Counts of one run.
@@ -160,6 +163,7 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
         progress: progress.clone(),
         motion: super::motion::MotionGate::new(ctx.camera.motion, ctx.camera.roi.clone()),
         health: ctx.health.clone(),
+        view: ctx.view.clone(),
     };
     // No more frames, even after a panic: the consumer drains the queue and stops (offline: the
     // sender drops with the feed).
@@ -386,6 +390,12 @@ impl<'a> AnalysisLoop<'a> {
         for (kind, state) in self.tracker.update(frame.timestamp_ns, observations) {
             let shown = self.shown(kind, &state).or_else(|| Some(frame.image.clone()));
             self.emit(kind, state, frame.fragment.as_deref(), shown).await?;
+        }
+        if let Some(view) = &self.ctx.view {
+            let tracker = &self.tracker;
+            view.analysed(&frame.image, frame.timestamp_ns, lag_ns as f64 / 1e9, || {
+                tracker.seen().into_iter().map(|(state, confirmed)| TrackView::new(state, confirmed)).collect()
+            });
         }
         metrics::record_frame_latency(camera, started.elapsed());
         self.stats.latencies.push(started.elapsed().as_secs_f64());

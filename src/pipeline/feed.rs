@@ -59,6 +59,8 @@ pub struct Feed {
     pub motion: MotionGate,
     /// Where the camera's gating state is shown.
     pub health: Health,
+    /// The live page's view of the camera (received frames, distance from live).
+    pub view: Option<Arc<super::live::CameraView>>,
 }
 
 /// What the decode thread did.
@@ -110,7 +112,13 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
             Some(Ok(f)) => f,
         };
         feed.newest.store(frame.frame.timestamp_ns, Ordering::Relaxed);
-        let Some(pace) = judge(&mut feed, &mut state, &frame, stream.input_ready(), &mut report) else { continue };
+        if let Some(view) = &feed.view {
+            view.count_received();
+        }
+        // Input waiting is a backlog only where the source is not paced here (a realtime file
+        // always has its next bytes ready, and is held to the stream's clock below).
+        let backlog = stream.input_ready() && !feed.pace;
+        let Some(pace) = judge(&mut feed, &mut state, &frame, backlog, &mut report) else { continue };
         let StreamFrame { frame: decoded, fragment, .. } = frame;
         let fragment_start = !same_fragment(state.current.as_ref(), fragment.as_ref());
         state.current.clone_from(&fragment);
@@ -219,6 +227,9 @@ fn judge(
                 tracing::info!(camera = %feed.camera, behind_s = behind, catching_up, "catch-up mode changed");
             }
             metrics::set_behind_live(&feed.camera, behind, catching_up);
+            if let Some(view) = &feed.view {
+                view.set_behind_live(behind, catching_up);
+            }
             Some(pace)
         }
     }

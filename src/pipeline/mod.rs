@@ -6,6 +6,7 @@
 //! | [`camera`] | one camera's flow from source to events |
 //! | [`feed`] | the decode thread: frame stream → sampler → pacing → hand-off |
 //! | [`catch_up`] | how far behind live a camera is: live (drop-oldest), catch-up (no drops), skip ahead |
+//! | [`live`] | what the live page shows of each camera: latest analysed frame, tracks, rates |
 //! | [`events`] | the versioned event record sinks receive |
 //! | [`sampler`] | target-fps sampling by stream time; the drop-oldest hand-off to inference |
 //! | [`roi`] | zones (polygons, anchor point) and per-label filters |
@@ -16,6 +17,7 @@ pub mod camera;
 pub mod catch_up;
 pub mod events;
 pub mod feed;
+pub mod live;
 pub mod motion;
 pub mod roi;
 pub mod sampler;

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::camera::{CameraContext, PipelineError, RunStats, run};
 use super::events::EventWithFrame;
+use super::live::LiveViews;
 use crate::config::{CameraId, CameraSpec};
 use crate::health::{CameraState, Component, Health};
 use crate::infer::engine::Engine;
@@ -36,6 +37,8 @@ pub struct Supervisor {
     /// The AWS configuration, when any camera or sink needs AWS.
     pub sdk: Option<aws_config::SdkConfig>,
     pub health: Health,
+    /// What the live page shows of each camera (off unless `server.ui`).
+    pub views: LiveViews,
 }
 
 /// A camera's stop signal and what its checkpoints are fenced by.
@@ -132,6 +135,7 @@ impl Supervisor {
                 frame_threads: camera.decoder.frame_threads,
             },
             pass: if camera.source.restarts_timestamps() { pass } else { 0 },
+            view: self.views.camera(&camera.id, &camera.roi),
         };
         tokio::spawn(run(ctx, source)).await.map_err(|e| PipelineError::from_join(&camera.id, e))?
     }

@@ -344,6 +344,11 @@ impl Tracker {
             .collect()
     }
 
+    /// The tracks matched on the last frame, and whether each is confirmed.
+    pub fn seen(&self) -> Vec<(TrackState, bool)> {
+        self.tracks.iter().filter(|t| t.misses == 0).map(|t| (t.state(), t.confirmed)).collect()
+    }
+
     /// Tracks alive (confirmed or not).
     pub fn len(&self) -> usize {
         self.tracks.len()

@@ -30,6 +30,10 @@ pub enum ApiError {
     Inference(#[source] InferError),
     #[error("the request's task failed")]
     Task(#[source] tokio::task::JoinError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 #[derive(Serialize)]
@@ -43,7 +47,8 @@ impl ApiError {
             ApiError::NotReady | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooLarge { .. } | ApiError::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            ApiError::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::MalformedBody(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Undecodable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Inference(_) | ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,9 +7,11 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `POST /v1/infer` | an image (JPEG/PNG) in, the first camera's detections and text out |
 //! | `GET /` | name, version and the routes above |
+//! | `GET /ui`, `/ui/...` | the live page and what it polls, with `server.ui: true` only ([`ui`]) |
 
 pub mod error;
 pub mod listen;
+pub mod ui;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -47,6 +49,8 @@ pub struct AppState {
     pub limits: ApiLimits,
     /// Images decoded or analysed at once: each holds its pixels until its answer is sent.
     images: Arc<tokio::sync::Semaphore>,
+    /// The live page's data (`server.ui`); `None`: `/ui` is not served.
+    pub ui: Option<Arc<ui::Ui>>,
 }
 
 /// What `/v1/infer` accepts.
@@ -94,13 +98,16 @@ impl AppState {
             infer: Arc::new(OnceLock::new()),
             limits,
             images: Arc::new(tokio::sync::Semaphore::new(images)),
+            ui: None,
         }
     }
 }
 
 /// The service's router. Tests drive it with `oneshot`; `serve` binds it to a socket.
 pub fn app(state: AppState) -> Router {
+    let pages = if state.ui.is_some() { ui::routes() } else { Router::new() };
     Router::new()
+        .merge(pages)
         .route("/v1/infer", post(infer))
         .route("/", get(index))
         .route("/livez", get(livez))
@@ -205,15 +212,15 @@ async fn read_body(body: Body, limits: &ApiLimits) -> Result<Bytes, ApiError> {
 struct Index {
     name: &'static str,
     version: &'static str,
-    routes: [&'static str; 5],
+    routes: Vec<&'static str>,
 }
 
-async fn index() -> Json<Index> {
-    Json(Index {
-        name: env!("CARGO_PKG_NAME"),
-        version: env!("CARGO_PKG_VERSION"),
-        routes: ["/healthz", "/readyz", "/livez", "/metrics", "/v1/infer"],
-    })
+async fn index(State(state): State<AppState>) -> Json<Index> {
+    let mut routes = vec!["/healthz", "/readyz", "/livez", "/metrics", "/v1/infer"];
+    if state.ui.is_some() {
+        routes.push("/ui");
+    }
+    Json(Index { name: env!("CARGO_PKG_NAME"), version: env!("CARGO_PKG_VERSION"), routes })
 }
 
 fn no_store() -> [(header::HeaderName, &'static str); 1] {

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::outbox::{Outbox, OutboxError, OutboxRecord};
+use super::recent::RecentEvents;
 use super::registry::{self, SnapshotLocator};
 use crate::config::SinksConfig;
 use crate::health::{Component, Health};
@@ -26,16 +27,22 @@ pub struct SnapshotPlan {
     pub quality: Option<u8>,
     /// Names the snapshot's location in the event (the S3 sink's key).
     pub locator: Option<SnapshotLocator>,
+    /// Some sink stores snapshots (else a snapshot is encoded for the live page only and not
+    /// put in the outbox).
+    pub stored: bool,
 }
 
 impl SnapshotPlan {
     /// What the configured sinks ask for.
     pub fn for_sinks(sinks: &SinksConfig) -> Self {
         let factories = registry::configured(sinks);
-        Self {
-            quality: factories.iter().filter_map(|s| s.snapshot_quality()).max(),
-            locator: factories.iter().find_map(|s| s.snapshot_locator()),
-        }
+        let quality = factories.iter().filter_map(|s| s.snapshot_quality()).max();
+        Self { quality, locator: factories.iter().find_map(|s| s.snapshot_locator()), stored: quality.is_some() }
+    }
+
+    /// The live page shows snapshots too: encoded even when no sink stores them.
+    pub fn for_page(self) -> Self {
+        Self { quality: self.quality.or(Some(super::recent::PAGE_SNAPSHOT_QUALITY)), ..self }
     }
 
     /// The record an event becomes: its annotated snapshot encoded (on a blocking thread) and
@@ -67,13 +74,23 @@ impl SnapshotPlan {
 }
 
 /// Runs until every camera has dropped its sender.
-pub async fn run(mut rx: mpsc::Receiver<EventWithFrame>, outbox: Arc<Outbox>, plan: SnapshotPlan, health: Health) {
+pub async fn run(
+    mut rx: mpsc::Receiver<EventWithFrame>,
+    outbox: Arc<Outbox>,
+    plan: SnapshotPlan,
+    health: Health,
+    recent: Option<Arc<RecentEvents>>,
+) {
     while let Some(mut item) = rx.recv().await {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         item.event.emitted_at = Some((now * 1000.0).round() / 1000.0);
         // Held until the record is in the outbox: the camera's checkpoint waits for it.
         let stored = item.stored.take();
-        let record = plan.record(item, now).await;
+        let mut record = plan.record(item, now).await;
+        if let Some(recent) = &recent {
+            let snapshot = if plan.stored { record.snapshot.clone() } else { record.snapshot.take() };
+            recent.push(record.event.clone(), snapshot.map(Arc::new));
+        }
         let event = &record.event;
         crate::metrics::count_event(&event.camera, event.kind.as_str());
         info!(

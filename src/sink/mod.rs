@@ -16,6 +16,7 @@ pub mod dynamodb;
 pub mod kinesis;
 pub mod local;
 pub mod outbox;
+pub mod recent;
 pub mod registry;
 pub mod s3;
 pub mod snapshot;
@@ -140,19 +141,24 @@ pub struct SinkContext<'a> {
     /// The dispatcher and the delivery loops run on its tracker. Delivery keeps retrying until
     /// its intake ends, then flushes what the sinks will take.
     pub shutdown: crate::shutdown::Shutdown,
+    /// The live page's list of events (`server.ui`): every committed event goes in too.
+    pub recent: Option<std::sync::Arc<recent::RecentEvents>>,
 }
 
 /// Builds every configured sink and starts the dispatcher and one delivery loop per sink.
 /// Returns where cameras send events: once every sender is dropped and the intake has ended,
 /// the delivery loops flush and stop.
 pub fn start(ctx: SinkContext<'_>) -> Result<tokio::sync::mpsc::Sender<EventWithFrame>, SinkError> {
-    let SinkContext { config, sdk, outbox, health, queue, shutdown } = ctx;
+    let SinkContext { config, sdk, outbox, health, queue, shutdown, recent } = ctx;
     let build = registry::BuildContext { sdk, aws: &config.aws };
     let sinks = registry::configured(&config.sinks)
         .into_iter()
         .map(|factory| factory.build(&build))
         .collect::<Result<Vec<_>, _>>()?;
-    let plan = dispatch::SnapshotPlan::for_sinks(&config.sinks);
+    let mut plan = dispatch::SnapshotPlan::for_sinks(&config.sinks);
+    if recent.is_some() {
+        plan = plan.for_page();
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(queue);
     let flush = tokio_util::sync::CancellationToken::new();
     let dctx = delivery::DeliveryContext {
@@ -164,7 +170,7 @@ pub fn start(ctx: SinkContext<'_>) -> Result<tokio::sync::mpsc::Sender<EventWith
     for sink in sinks {
         shutdown.spawn(delivery::run(sink, dctx.clone()));
     }
-    let dispatcher = shutdown.spawn(dispatch::run(rx, outbox, plan, health));
+    let dispatcher = shutdown.spawn(dispatch::run(rx, outbox, plan, health, recent));
     let intake = shutdown.intake().clone();
     shutdown.spawn(async move {
         // Cameras may end early (a file that does not loop): sinks still deliver until the

@@ -29,7 +29,7 @@ fn load(yaml: &str) -> Result<config::Config, ConfigError> {
     config::load_str(yaml, "test.yaml", &EnvOverrides::default())
 }
 
-fn problems(yaml: &str) -> Vec<String> {
+pub(super) fn problems(yaml: &str) -> Vec<String> {
     match load(yaml) {
         Ok(_) => vec![],
         Err(e) => e.problems(),
@@ -37,7 +37,7 @@ fn problems(yaml: &str) -> Vec<String> {
 }
 
 /// Replaces the `cameras:` section of BASE.
-fn with_cameras(cameras: &str) -> String {
+pub(super) fn with_cameras(cameras: &str) -> String {
     let head = BASE.split("cameras:").next().expect("BASE has cameras");
     format!("{head}cameras:\n{cameras}\nsinks:\n  local: {{ dir: out }}\n")
 }
@@ -396,31 +396,6 @@ fn camera_rules_report_their_paths() {
             "idle end zero",
             cam(&format!("{file}    ocr: {{ model: text }}\n    tracking: {{ idle_end: 0s }}")),
             "cameras[0].tracking.idle_end: must be greater than 0",
-        ),
-        (
-            "settle frames within max_age",
-            cam(&format!("{file}    ocr: {{ model: text }}\n    motion: {{ settle_frames: 2 }}")),
-            "cameras[0].motion.settle_frames: must be in 4..=1000",
-        ),
-        (
-            "read_once readings zero",
-            cam(&format!("{file}    ocr: {{ model: text, read_once: {{ readings: 0 }} }}")),
-            "cameras[0].ocr.read_once.readings: must be in 1..=50, got 0",
-        ),
-        (
-            "read_once resize",
-            cam(&format!("{file}    ocr: {{ model: text, read_once: {{ max_resize: 2 }} }}")),
-            "cameras[0].ocr.read_once.max_resize: must be in [0, 1]",
-        ),
-        (
-            "read_once score",
-            cam(&format!("{file}    ocr: {{ model: text, read_once: {{ min_score: -1 }} }}")),
-            "cameras[0].ocr.read_once.min_score: must be in [0, 1]",
-        ),
-        (
-            "read_once reuse",
-            cam(&format!("{file}    ocr: {{ model: text, read_once: {{ max_reuse: 0 }} }}")),
-            "cameras[0].ocr.read_once.max_reuse: must be in 1..=10000",
         ),
     ];
     for (what, yaml, expected) in cases {

@@ -269,6 +269,7 @@ async fn a_panic_in_a_cameras_path_is_that_cameras_failure() {
         health,
         decoder: Default::default(),
         pass: 0,
+        view: None,
     };
     let source = RunningSource {
         input: Box::new(Panicking),

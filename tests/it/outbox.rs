@@ -209,7 +209,7 @@ async fn a_full_outbox_holds_events_back_says_degraded_and_loses_nothing() {
     let health = Health::new();
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let plan = SnapshotPlan::default();
-    let dispatcher = tokio::spawn(dispatch::run(rx, outbox.clone(), plan, health.clone()));
+    let dispatcher = tokio::spawn(dispatch::run(rx, outbox.clone(), plan, health.clone(), None));
     let producer = tokio::spawn(async move {
         for n in 0..6 {
             tx.send(EventWithFrame::new(event("a", n), None)).await.expect("send");

@@ -178,3 +178,89 @@ fn readme_documents_every_metric() {
         assert!(readme.contains(&format!("`{name}`")), "README.md does not document metric `{name}`");
     }
 }
+
+async fn send(state: AppState, request: Request<Body>) -> (StatusCode, Option<String>, Vec<u8>) {
+    let response = app(state).oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let kind = response.headers().get("content-type").map(|v| v.to_str().expect("ascii").to_owned());
+    (status, kind, response.into_body().collect().await.expect("body").to_bytes().to_vec())
+}
+
+/// A state with the live page on, one camera view with one analysed frame kept.
+fn with_ui(health: &Health) -> AppState {
+    use kvs_infer::config::{CameraId, Zone};
+    use kvs_infer::media::image::RgbImage;
+    use kvs_infer::pipeline::live::LiveViews;
+    let mut state = state(health);
+    let views = LiveViews::on();
+    let zone = Zone { name: "lane".into(), points: vec![[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]] };
+    let view = views.camera(&CameraId("cam-1".into()), &[zone]).expect("view");
+    views.watched_now();
+    view.analysed(&RgbImage::new(64, 32, vec![90; 64 * 32 * 3]).expect("image"), 2_000_000_000, 0.1, Vec::new);
+    state.ui = Some(std::sync::Arc::new(kvs_infer::server::ui::Ui::new(views, Default::default())));
+    state
+}
+
+#[tokio::test]
+async fn the_live_page_is_404_unless_server_ui_is_on() {
+    let health = Health::new();
+    for path in ["/ui", "/ui/state", "/ui/events", "/ui/cameras/cam-1/frame.jpg"] {
+        assert_eq!(get(&health, path).await.0, StatusCode::NOT_FOUND, "{path} with server.ui off");
+    }
+    let (status, kind, body) = send(with_ui(&health), Request::get("/ui").body(Body::empty()).expect("request")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(kind.as_deref(), Some("text/html; charset=utf-8"));
+    let page = String::from_utf8(body).expect("utf-8");
+    // Nothing loaded from elsewhere (the SVG namespace is a name, not a request).
+    let page = page.replace("\"http://www.w3.org/2000/svg\"", "");
+    assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<link"), "external resources");
+    assert!(!page.contains("<script src"), "one inline script");
+}
+
+#[tokio::test]
+async fn the_live_page_routes_answer_with_the_api_error_rules() {
+    let health = Health::new();
+    let ui = with_ui(&health);
+    let get_ui = |path: &str| send(ui.clone(), Request::get(path).body(Body::empty()).expect("request"));
+    let (status, kind, jpeg) = get_ui("/ui/cameras/cam-1/frame.jpg").await;
+    assert_eq!((status, kind.as_deref()), (StatusCode::OK, Some("image/jpeg")));
+    assert_eq!(image::load_from_memory(&jpeg).expect("a JPEG").width(), 64);
+    let (status, _, body) = get_ui("/ui/cameras/nope/frame.jpg").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let error: Value = serde_json::from_slice(&body).expect("JSON error");
+    assert!(error["error"].as_str().expect("error").contains("no camera \"nope\""), "{error}");
+    let (status, _, body) = get_ui("/ui/state").await;
+    assert_eq!(status, StatusCode::OK);
+    let state: Value = serde_json::from_slice(&body).expect("state");
+    assert_eq!(state["cameras"][0]["id"], "cam-1");
+    assert_eq!(state["cameras"][0]["frame"]["timestamp"], 2.0);
+    assert_eq!(state["cameras"][0]["zones"][0]["name"], "lane");
+    assert_eq!(state["health"]["ready"], false);
+    let (status, _, body) = get_ui("/ui/events").await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, b"[]".as_slice()));
+    assert_eq!(get_ui("/ui/events/1/snapshot.jpg").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get_ui("/ui/events/x/snapshot.jpg").await.0, StatusCode::NOT_FOUND);
+
+    let post = |body: Vec<u8>| {
+        send(
+            ui.clone(),
+            Request::post("/ui/roi")
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .expect("request"),
+        )
+    };
+    let (status, _, body) =
+        post(br#"{"zones":[{"name":"gate","points":[[0.1,0.6],[0.5,0.6],[0.5,0.9]]}]}"#.to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    let answer: Value = serde_json::from_slice(&body).expect("answer");
+    assert_eq!(answer["yaml"], "roi:\n  - name: gate\n    points: [[0.1, 0.6], [0.5, 0.6], [0.5, 0.9]]\n");
+    assert_eq!(answer["problems"], serde_json::json!([]));
+    let (_, _, body) = post(br#"{"zones":[{"name":"a b","points":[[0.1,0.6],[1.5,0.6]]}]}"#.to_vec()).await;
+    let answer: Value = serde_json::from_slice(&body).expect("answer");
+    let paths: Vec<&str> =
+        answer["problems"].as_array().expect("problems").iter().map(|p| p["path"].as_str().expect("path")).collect();
+    assert_eq!(paths, ["roi[0].name", "roi[0]", "roi[0].points[1]"], "{answer}");
+    assert_eq!(post(b"not json".to_vec()).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(post(vec![b' '; 65 * 1024]).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+}

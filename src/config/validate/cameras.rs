@@ -169,7 +169,7 @@ fn check_tracking(c: &mut Checker, at: &str, t: &TrackingConfig) {
     }
 }
 
-fn check_roi(c: &mut Checker, at: &str, roi: &[Zone]) {
+pub(super) fn check_roi(c: &mut Checker, at: &str, roi: &[Zone]) {
     let mut names = HashSet::new();
     for (k, zone) in roi.iter().enumerate() {
         let zp = format!("{at}.roi[{k}]");

@@ -119,6 +119,14 @@ pub(super) fn is_identifier(s: &str) -> bool {
 pub(super) const IDENTIFIER_RULE: &str = "must be 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'";
 
 /// Validates a parsed file. Every violation is reported, not just the first.
+/// The problems `check-config` finds in a camera's `roi` list (paths start at `roi`): what the
+/// live page's zone editor checks a drawn zone with.
+pub fn check_zones(roi: &[Zone]) -> Vec<Violation> {
+    let mut c = Checker::default();
+    cameras::check_roi(&mut c, "", roi);
+    c.violations.into_iter().map(|v| Violation { path: v.path.trim_start_matches('.').to_owned(), ..v }).collect()
+}
+
 pub fn validate(raw: RawConfig) -> Result<Config, Vec<Violation>> {
     let mut c = Checker::default();
 

@@ -99,6 +99,7 @@ impl CameraRun {
             health: kvs_infer::health::Health::new(),
             decoder: Default::default(),
             pass: 0,
+            view: None,
         };
         let source = RunningSource {
             input: Box::new(ChannelSource(rx)),

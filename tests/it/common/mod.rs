@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 //! Helpers shared by the integration test modules (each uses some of them).
 
+pub mod browser;
 pub mod cli;
 pub mod ecs;
 pub mod events;
