@@ -111,6 +111,16 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
             }
             Some(Ok(f)) => f,
         };
+        if feed.pace {
+            // Every decoded frame waits for its time, as a live camera delivers it: the frames
+            // sampling or motion gating pass over too, so the stream never runs ahead of the
+            // clock while nothing is analysed.
+            let t0 = *state.first_ts.get_or_insert(frame.frame.timestamp_ns);
+            let due = Duration::from_nanos(u64::try_from(frame.frame.timestamp_ns - t0).unwrap_or(0));
+            if let Some(wait) = due.checked_sub(state.started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         feed.newest.store(frame.frame.timestamp_ns, Ordering::Relaxed);
         if let Some(view) = &feed.view {
             view.count_received();
@@ -127,13 +137,6 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
         }
         if !gate_motion(&mut feed, &mut state, &decoded, &mut report) {
             continue;
-        }
-        if feed.pace {
-            let t0 = *state.first_ts.get_or_insert(decoded.timestamp_ns);
-            let due = Duration::from_nanos(u64::try_from(decoded.timestamp_ns - t0).unwrap_or(0));
-            if let Some(wait) = due.checked_sub(state.started.elapsed()) {
-                std::thread::sleep(wait);
-            }
         }
         let image = match converter.convert(&decoded.picture) {
             Ok(image) => image,

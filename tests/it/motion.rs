@@ -86,3 +86,48 @@ fn gated_runs_report_the_same_plates_on_a_fraction_of_the_frames() {
         assert!((x.2 - y.2).abs() <= FRAME_S + 1e-6, "{}: first_seen gated {} ungated {}", x.0, x.2, y.2);
     }
 }
+
+/// A gated camera on a paced (realtime) file: the stream never runs ahead of the clock while
+/// still frames go unanalysed, so `camera_lag_seconds` stays small (it read 5 s, the re-check
+/// interval, when only analysed frames were paced), and a paced file is never judged a backlog
+/// (`catching up`: its next bytes are always ready).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_realtime_file_keeps_to_the_clock() {
+    use kvs_infer::config::{self, EnvOverrides};
+    use kvs_infer::pipeline::camera::{CameraContext, run_file};
+    use kvs_infer::pipeline::live::LiveViews;
+    let cfg = config::load_file(std::path::Path::new("config/local.yaml"), &EnvOverrides::default()).expect("config");
+    let (engine, _worker) = kvs_infer::infer::engine::Engine::load(&cfg.runtime, &cfg.models).await.expect("models");
+    let mut camera = cfg.cameras[0].clone();
+    camera.target_fps = 2.0;
+    let (events, mut rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let views = LiveViews::on();
+    let view = views.camera(&camera.id, &camera.roi).expect("view");
+    let ctx = CameraContext {
+        camera,
+        engine,
+        events,
+        shutdown: Default::default(),
+        health: kvs_infer::health::Health::new(),
+        decoder: Default::default(),
+        pass: 0,
+        view: Some(view.clone()),
+    };
+    let started = std::time::Instant::now();
+    let run = tokio::spawn(run_file(ctx, FIXTURE.into(), true));
+    let (mut worst_lag, mut caught_up) = (0f64, false);
+    while !run.is_finished() {
+        let now = view.summary();
+        worst_lag = worst_lag.max(now.lag_seconds);
+        caught_up |= now.catching_up;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stats = run.await.expect("join").expect("run");
+    assert!(stats.frames_still > stats.frames_analysed, "mostly still: {stats:?}");
+    // The 30 s fixture plays in real time (a generous ceiling for loaded machines).
+    let took = started.elapsed().as_secs_f64();
+    assert!((29.0..90.0).contains(&took), "played in {took:.1} s");
+    assert!(worst_lag < 2.5, "camera lag reached {worst_lag:.2} s");
+    assert!(!caught_up, "a paced file was judged behind live");
+}
