@@ -134,7 +134,7 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (
         CAMERA_ANALYSED_AREA_RATIO,
         "gauge",
-        "Share of the frame the models look at: the zones' bounding box, padded (1 without zones); label: camera.",
+        "Share of the frame the models looked at last: the zones' bounding box, padded, or on motion the changed region and the open tracks; label: camera.",
     ),
     (
         UI_FRAMES_ENCODED_TOTAL,

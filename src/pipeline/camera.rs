@@ -345,8 +345,9 @@ impl<'a> AnalysisLoop<'a> {
         let lag_ns = self.newest.load(Ordering::Relaxed).saturating_sub(frame.timestamp_ns).max(0);
         metrics::set_camera_lag(camera, lag_ns as f64 / 1e9);
         let (width, height) = (frame.image.width, frame.image.height);
-        // The models look only at the zones (and a margin); results come back in frame pixels.
-        let region = self.roi.analysed_region(width, height);
+        // The models look only at the zones (and a margin), and on a frame with motion only at
+        // what changed and the open tracks; results come back in frame pixels.
+        let region = self.analysed_region(frame);
         let image = match region {
             Some([x, y, w, h]) => frame.image.crop(x, y, w, h).unwrap_or_else(|_| frame.image.clone()),
             None => frame.image.clone(),
@@ -400,6 +401,15 @@ impl<'a> AnalysisLoop<'a> {
         metrics::record_frame_latency(camera, started.elapsed());
         self.stats.latencies.push(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Where the models look on `frame` (`None`: all of it).
+    fn analysed_region(&self, frame: &SampledFrame) -> Option<super::roi::Rect> {
+        let (w, h) = (frame.image.width, frame.image.height);
+        let zones = self.roi.analysed_region(w, h);
+        let Some(changed) = frame.changed else { return zones };
+        let tracks = self.tracker.boxes();
+        Some(Roi::narrowed(zones.unwrap_or([0, 0, w, h]), changed, &tracks, w, h)).filter(|r| *r != [0, 0, w, h])
     }
 
     /// The frame an event shows: `new` the current one; `end` the one the track was last seen

@@ -34,6 +34,9 @@ pub struct SampledFrame {
     pub image: RgbImage,
     pub timestamp_ns: i64,
     pub fragment: Option<Arc<FragmentMeta>>,
+    /// Where motion gating saw change (normalised `[x0, y0, x1, y1]`); `None`: look at all of
+    /// the zones (settling, re-check, gating off).
+    pub changed: Option<[f64; 4]>,
 }
 
 /// Where sampled frames go.
@@ -147,7 +150,8 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
             }
         };
         report.frames_sampled += 1;
-        let sampled = SampledFrame { image, timestamp_ns: decoded.timestamp_ns, fragment };
+        let changed = feed.motion.changed();
+        let sampled = SampledFrame { image, timestamp_ns: decoded.timestamp_ns, fragment, changed };
         if !hand_off(&feed, sampled, pace, &mut report) {
             break;
         }

@@ -80,7 +80,14 @@ impl LiveViews {
         Some(view.clone())
     }
 
-    /// The view of a camera this task has run.
+    /// Camera `id` no longer runs here (stopped, handed to another task): the page drops it.
+    pub fn remove(&self, id: &CameraId) {
+        if let Some(inner) = &self.inner {
+            inner.cameras.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        }
+    }
+
+    /// The view of a camera this task runs.
     pub fn get(&self, id: &str) -> Option<Arc<CameraView>> {
         let inner = self.inner.as_ref()?;
         inner.cameras.lock().unwrap_or_else(PoisonError::into_inner).get(&CameraId(id.to_owned())).cloned()

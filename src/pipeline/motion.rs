@@ -9,6 +9,10 @@
 //! is seen gone, its track ages and ends). A still scene is re-checked every `recheck` of stream
 //! time, so a stationary track stays honest. Skipped frames never reach the tracker: open tracks
 //! do not age on them (a parked car is still there).
+//!
+//! On a frame with motion the gate also says where: the bounding box of the changed cells inside
+//! the zones ([`MotionGate::changed`]), which the camera narrows its crop to (with the open
+//! tracks). Settling frames and re-checks look at the whole of the zones.
 
 use crate::config::Zone;
 use crate::config::motion::MotionSettings;
@@ -59,6 +63,8 @@ pub struct MotionGate {
     background: Option<Background>,
     settle_left: u32,
     last_analysed_ns: Option<i64>,
+    /// Where the last frame judged changed (normalised `[x0, y0, x1, y1]`), if it was motion.
+    changed: Option<[f64; 4]>,
     /// Scratch for the median.
     diffs: Vec<f32>,
 }
@@ -74,15 +80,30 @@ struct Background {
 
 impl MotionGate {
     pub fn new(settings: MotionSettings, zones: Vec<Zone>) -> Self {
-        Self { settings, zones, background: None, settle_left: 0, last_analysed_ns: None, diffs: Vec::new() }
+        Self {
+            settings,
+            zones,
+            background: None,
+            settle_left: 0,
+            last_analysed_ns: None,
+            changed: None,
+            diffs: Vec::new(),
+        }
     }
 
     pub fn enabled(&self) -> bool {
         self.settings.enabled
     }
 
+    /// Where the frame last judged changed, as a share of the frame `[x0, y0, x1, y1]`: the box
+    /// around the changed cells inside the zones. `None` unless its verdict was [`Verdict::Motion`].
+    pub fn changed(&self) -> Option<[f64; 4]> {
+        self.changed
+    }
+
     /// The verdict on the frame at `timestamp_ns` whose grid is `grid` (`None`: no luma plane).
     pub fn judge(&mut self, grid: Option<&GreyGrid>, timestamp_ns: i64) -> Verdict {
+        self.changed = None;
         let verdict = self.verdict(grid, timestamp_ns);
         if verdict.analyse() {
             self.last_analysed_ns = Some(timestamp_ns);
@@ -106,9 +127,18 @@ impl MotionGate {
                 return Verdict::NoBaseline;
             }
         };
-        let changed = background.changed_share(grid, self.settings.threshold, &mut self.diffs);
+        let (changed, cells) = background.changed_share(grid, self.settings.threshold, &mut self.diffs);
         if changed >= self.settings.min_area {
             self.settle_left = self.settings.settle_frames;
+            self.changed = cells.map(|[c0, r0, c1, r1]| {
+                let (cell, w, h) = (f64::from(grid.cell), f64::from(grid.width), f64::from(grid.height));
+                [
+                    f64::from(c0) * cell / w,
+                    f64::from(r0) * cell / h,
+                    (f64::from(c1 + 1) * cell / w).min(1.0),
+                    (f64::from(r1 + 1) * cell / h).min(1.0),
+                ]
+            });
             return Verdict::Motion;
         }
         if self.settle_left > 0 {
@@ -141,20 +171,27 @@ impl Background {
         Self { columns: grid.columns, rows: grid.rows, values: grid.values.clone(), in_zones, zone_cells }
     }
 
-    /// The share of the zones' cells that changed; the background learns the frame.
-    fn changed_share(&mut self, grid: &GreyGrid, threshold: f32, diffs: &mut Vec<f32>) -> f64 {
+    /// The share of the zones' cells that changed, and the box around them (cells: first
+    /// column, first row, last column, last row); the background learns the frame.
+    fn changed_share(&mut self, grid: &GreyGrid, threshold: f32, diffs: &mut Vec<f32>) -> (f64, Option<[u32; 4]>) {
         diffs.clear();
         diffs.extend(grid.values.iter().zip(&self.values).map(|(v, b)| v - b));
         let drift = median(diffs);
         let mut changed = 0usize;
+        let mut cells: Option<[u32; 4]> = None;
         for (i, (v, b)) in grid.values.iter().zip(self.values.iter_mut()).enumerate() {
             let moved = (v - *b - drift).abs() > threshold;
             if moved && self.in_zones[i] {
                 changed += 1;
+                let (c, r) = (i as u32 % self.columns, i as u32 / self.columns);
+                cells = Some(match cells {
+                    None => [c, r, c, r],
+                    Some([c0, r0, c1, r1]) => [c0.min(c), r0.min(r), c1.max(c), r1.max(r)],
+                });
             }
             *b += (v - *b) * if moved { ADAPT_CHANGED } else { ADAPT_STILL };
         }
-        changed as f64 / self.zone_cells as f64
+        (changed as f64 / self.zone_cells as f64, cells)
     }
 }
 
@@ -238,10 +275,17 @@ mod tests {
         }
         // Above the lane (y 100): still.
         assert_eq!(gate.judge(Some(&frame(50, 0, Some((600, 100)))), 10 * FRAME_NS), Verdict::Still);
+        assert_eq!(gate.changed(), None);
         // In the lane, moving: motion on every frame, then settling once it has gone.
         for i in 11..15 {
             let x = 200 + (i - 11) * 150;
             assert_eq!(gate.judge(Some(&frame(i + 50, 0, Some((x, 500)))), i64::from(i) * FRAME_NS), Verdict::Motion);
+            // Where: around the box (120 x 60 at x, y 500) and where it was a frame ago.
+            let [x0, y0, x1, y1] = gate.changed().expect("a changed region");
+            let (px0, px1) = (x0 * 1280.0, x1 * 1280.0);
+            assert!(px0 <= f64::from(x) && px1 >= f64::from(x + 120), "{px0}..{px1} around {x}..{}", x + 120);
+            assert!(y0 * 720.0 <= 500.0 && y1 * 720.0 >= 560.0 && y1 * 720.0 <= 600.0, "{y0}..{y1}");
+            assert!(px1 - px0 <= 120.0 + 150.0 + 2.0 * 20.0 + 1.0, "no wider than now and before: {px0}..{px1}");
         }
         let after: Vec<Verdict> =
             (15..20).map(|i| gate.judge(Some(&frame(i + 50, 0, None)), i64::from(i) * FRAME_NS)).collect();

@@ -14,6 +14,12 @@ pub type Rect = [u32; 4];
 const CROP_PADDING: f64 = 0.05;
 /// A crop covering at least this share of the frame is not worth making.
 const CROP_WORTH: f64 = 0.9;
+/// Padding around the changed region, as a share of the frame's width and height.
+const CHANGE_PADDING: f64 = 0.06;
+/// Padding around an open track's box, as a share of the box's size.
+const TRACK_PADDING: f32 = 0.25;
+/// A narrowed crop covering at least this share of the zones' crop is not worth making.
+const NARROW_WORTH: f64 = 0.6;
 
 /// A camera's zones and filters.
 #[derive(Debug, Clone)]
@@ -63,6 +69,34 @@ impl Roi {
         let (pw, ph) =
             (((x1 * fw).ceil() as u32).min(w).saturating_sub(px), ((y1 * fh).ceil() as u32).min(h).saturating_sub(py));
         (pw > 0 && ph > 0).then_some([px, py, pw, ph])
+    }
+
+    /// Where the models look on a frame with motion: the changed region (`changed`, normalised,
+    /// padded) and every open track's box (padded: a parked car is still looked at), within
+    /// `region` (the zones' crop, pixels of a `w` x `h` frame). `region` itself when that is
+    /// not much smaller.
+    pub fn narrowed(region: Rect, changed: [f64; 4], tracks: &[[f32; 4]], w: u32, h: u32) -> Rect {
+        let (fw, fh) = (f64::from(w), f64::from(h));
+        let mut b = [
+            (changed[0] - CHANGE_PADDING) * fw,
+            (changed[1] - CHANGE_PADDING) * fh,
+            (changed[2] + CHANGE_PADDING) * fw,
+            (changed[3] + CHANGE_PADDING) * fh,
+        ];
+        for t in tracks {
+            let (pw, ph) = ((t[2] - t[0]) * TRACK_PADDING, (t[3] - t[1]) * TRACK_PADDING);
+            let t = [t[0] - pw, t[1] - ph, t[2] + pw, t[3] + ph].map(f64::from);
+            b = [b[0].min(t[0]), b[1].min(t[1]), b[2].max(t[2]), b[3].max(t[3])];
+        }
+        let [rx, ry, rw, rh] = region.map(f64::from);
+        let x0 = b[0].floor().max(rx);
+        let y0 = b[1].floor().max(ry);
+        let x1 = b[2].ceil().min(rx + rw);
+        let y1 = b[3].ceil().min(ry + rh);
+        if x1 <= x0 || y1 <= y0 || (x1 - x0) * (y1 - y0) >= NARROW_WORTH * rw * rh {
+            return region;
+        }
+        [x0 as u32, y0 as u32, (x1 - x0) as u32, (y1 - y0) as u32]
     }
 
     /// Does an observation of `label` pass the label's filter?
@@ -138,5 +172,20 @@ mod region_tests {
             BTreeMap::new(),
         );
         assert_eq!(most.analysed_region(1280, 720), None);
+    }
+
+    #[test]
+    fn motion_narrows_the_crop_to_the_change_and_the_open_tracks() {
+        let lane = [0, 360, 1280, 360];
+        // A car on the left of the lane: 6 % padding around it, within the lane.
+        let narrow = Roi::narrowed(lane, [0.1, 0.6, 0.3, 0.9], &[], 1280, 720);
+        assert_eq!(narrow, [51, 388, 410, 304]);
+        // A parked car's track on the right widens it: the whole lane is then hardly more.
+        assert_eq!(Roi::narrowed(lane, [0.1, 0.6, 0.3, 0.9], &[[1000.0, 500.0, 1200.0, 600.0]], 1280, 720), lane);
+        // A small track near the change stays inside.
+        let with_track = Roi::narrowed(lane, [0.1, 0.6, 0.3, 0.9], &[[300.0, 450.0, 340.0, 470.0]], 1280, 720);
+        assert_eq!(with_track, [51, 388, 410, 304]);
+        // The crop never leaves the zones' region.
+        assert_eq!(Roi::narrowed(lane, [0.0, 0.0, 0.1, 0.4], &[], 1280, 720), lane, "nothing of it in the region");
     }
 }

@@ -105,6 +105,11 @@ impl Supervisor {
             }
         }
         self.health.set_camera(&camera.id, CameraState::Stopped, last_run);
+        if control.stop.is_cancelled() && !self.shutdown.intake().is_cancelled() {
+            // Stopped on its own (a lease handed to another task): the page no longer shows it.
+            // A camera whose input ended stays, stopped, with its last frame.
+            self.views.remove(&camera.id);
+        }
     }
 
     /// Opens the camera's source and runs the camera over it once, on a task of its own: a panic

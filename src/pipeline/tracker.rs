@@ -344,6 +344,11 @@ impl Tracker {
             .collect()
     }
 
+    /// Every open track's box (confirmed or not, seen lately or not).
+    pub fn boxes(&self) -> Vec<[f32; 4]> {
+        self.tracks.iter().map(|t| t.bbox).collect()
+    }
+
     /// The tracks matched on the last frame, and whether each is confirmed.
     pub fn seen(&self) -> Vec<(TrackState, bool)> {
         self.tracks.iter().filter(|t| t.misses == 0).map(|t| (t.state(), t.confirmed)).collect()
