@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::InferError;
 use super::model::Runner;
-use super::model::{Detection, KnownLines, Model, TextLine};
+use super::model::{Detection, Model, ReadHints, TextLine};
 use super::runtime::{self, ActiveProvider};
 use super::session::{self, LoadedModels, SessionRunner};
 use super::worker::{self, Worker, WorkerConfig};
@@ -112,29 +112,30 @@ impl Engine {
 
     /// Every line of text reader `id` finds in `img`.
     pub fn read_text(&self, id: &ModelId, img: &RgbImage) -> Result<Vec<TextLine>, InferError> {
-        self.read_known(id, img, &KnownLines::default())
+        self.read_hinted(id, img, &ReadHints::default())
     }
 
-    /// Every line of text reader `id` finds in `img`, lines matching `known` unrecognised.
-    fn read_known(&self, id: &ModelId, img: &RgbImage, known: &KnownLines) -> Result<Vec<TextLine>, InferError> {
+    /// Every line of text reader `id` finds in `img`, with `hints`.
+    fn read_hinted(&self, id: &ModelId, img: &RgbImage, hints: &ReadHints) -> Result<Vec<TextLine>, InferError> {
         match self.model(id) {
-            Some(Model::Reader(r)) => r.read(self.runner.as_ref(), img, known),
+            Some(Model::Reader(r)) => r.read(self.runner.as_ref(), img, hints),
             _ => Err(InferError::UnknownModel(id.0.clone())),
         }
     }
 
     /// Everything the camera is configured to look for.
     pub fn analyze(&self, camera: &CameraSpec, img: &RgbImage) -> Result<Analysis, InferError> {
-        self.analyze_knowing(camera, img, &KnownLines::default())
+        self.analyze_hinted(camera, img, &ReadHints::default())
     }
 
-    /// [`Engine::analyze`], where lines of text matching `known` (settled readings of earlier
-    /// frames, in `img`'s pixels) take their reading instead of being recognised again.
-    pub fn analyze_knowing(
+    /// [`Engine::analyze`] with hints for reading text: lines matching `hints.known` (settled
+    /// readings of earlier frames, in `img`'s pixels) take their reading instead of being
+    /// recognised again; `hints.scale_of` sets the scale of whole-image text detection.
+    pub fn analyze_hinted(
         &self,
         camera: &CameraSpec,
         img: &RgbImage,
-        known: &KnownLines,
+        hints: &ReadHints,
     ) -> Result<Analysis, InferError> {
         let mut analysis = Analysis::default();
         for id in &camera.detect {
@@ -143,10 +144,10 @@ impl Engine {
         if let Some(ocr) = &camera.ocr {
             let id = ModelId(ocr.model.clone());
             if ocr.within.is_empty() {
-                analysis.texts = self.read_known(&id, img, known)?;
+                analysis.texts = self.read_hinted(&id, img, hints)?;
             } else {
                 for d in analysis.detections.iter().filter(|d| ocr.within.contains(&d.label)) {
-                    analysis.texts.extend(self.read_inside(&id, img, d, known)?);
+                    analysis.texts.extend(self.read_inside(&id, img, d, &hints.known)?);
                 }
             }
         }
@@ -159,7 +160,7 @@ impl Engine {
         id: &ModelId,
         img: &RgbImage,
         d: &Detection,
-        known: &KnownLines,
+        known: &super::model::KnownLines,
     ) -> Result<Vec<TextLine>, InferError> {
         let [x1, y1, x2, y2] = d.bbox;
         let (mx, my) = ((x2 - x1) * WITHIN_MARGIN, (y2 - y1) * WITHIN_MARGIN);
@@ -168,7 +169,9 @@ impl Engine {
         let right = ((x2 + mx).min(img.width as f32) as u32).max(left + 1);
         let bottom = ((y2 + my).min(img.height as f32) as u32).max(top + 1);
         let region = img.crop(left, top, right - left, bottom - top)?;
-        let mut lines = self.read_known(id, &region, &known.moved(left as f32, top as f32))?;
+        // A detection's inside is read at its own scale (small plates are scaled up).
+        let hints = ReadHints { known: known.moved(left as f32, top as f32), scale_of: None };
+        let mut lines = self.read_hinted(id, &region, &hints)?;
         for line in &mut lines {
             for p in &mut line.quad {
                 p[0] += left as f32;

@@ -115,6 +115,18 @@ pub struct KnownLines {
     pub max_resize: f32,
 }
 
+/// What a text reader may use beyond the image: settled readings of earlier frames, and the
+/// picture the image was narrowed from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReadHints {
+    pub known: KnownLines,
+    /// `[width, height]` of the picture this image was cut from for this frame only (a crop
+    /// narrowed to motion): text detection runs at the scale it would run at on that picture,
+    /// so a narrowed crop costs in proportion to its area and text is read at the same
+    /// resolution as on frames that are not narrowed.
+    pub scale_of: Option<[u32; 2]>,
+}
+
 /// A box matches a known line when it overlaps it this much (IoU).
 const KNOWN_IOU: f32 = 0.5;
 /// A box whose detector confidence fell by more than this since the reading is read again.
@@ -153,8 +165,8 @@ pub trait Detector: Send + Sync {
 
 /// A model that reads lines of text. Blocking, like [`Detector`].
 pub trait TextReader: Send + Sync {
-    /// Every line in `img`; lines matching one of `known` take its reading unrecognised.
-    fn read(&self, runner: &dyn Runner, img: &RgbImage, known: &KnownLines) -> Result<Vec<TextLine>, InferError>;
+    /// Every line in `img`; lines matching one of `hints.known` take its reading unrecognised.
+    fn read(&self, runner: &dyn Runner, img: &RgbImage, hints: &ReadHints) -> Result<Vec<TextLine>, InferError>;
 }
 
 /// A loaded model, by role.

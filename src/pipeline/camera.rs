@@ -25,7 +25,7 @@ use super::tracker::{EventKind, Observation, TrackState, Tracker};
 use crate::config::{CameraId, CameraSpec};
 use crate::health::Health;
 use crate::infer::engine::{Analysis, Engine};
-use crate::infer::model::KnownLines;
+use crate::infer::model::ReadHints;
 use crate::infer::ocr::bounding_box;
 use crate::media::FragmentMeta;
 use crate::media::decode::DecoderSettings;
@@ -347,23 +347,22 @@ impl<'a> AnalysisLoop<'a> {
         let (width, height) = (frame.image.width, frame.image.height);
         // The models look only at the zones (and a margin), and on a frame with motion only at
         // what changed and the open tracks; results come back in frame pixels.
-        let region = self.analysed_region(frame);
+        let (region, narrowed_from) = self.analysed_region(frame);
         let image = match region {
             Some([x, y, w, h]) => frame.image.crop(x, y, w, h).unwrap_or_else(|_| frame.image.clone()),
             None => frame.image.clone(),
         };
         metrics::set_analysed_area(camera, f64::from(image.width * image.height) / f64::from(width * height));
         let (engine, spec) = (self.ctx.engine.clone(), self.ctx.camera.clone());
-        // Lines whose reading is settled are not recognised again (in the analysed image's pixels).
-        let known = match &spec.ocr {
-            Some(ocr) => {
-                let [x, y, ..] = region.unwrap_or_default();
-                self.tracker.settled_lines(&ocr.read_once).moved(x as f32, y as f32)
-            }
-            None => KnownLines::default(),
-        };
+        // Lines whose reading is settled are not recognised again (in the analysed image's
+        // pixels); a crop narrowed to motion is read at the scale of the zones' crop.
+        let mut hints = ReadHints { scale_of: narrowed_from, ..ReadHints::default() };
+        if let Some(ocr) = &spec.ocr {
+            let [x, y, ..] = region.unwrap_or_default();
+            hints.known = self.tracker.settled_lines(&ocr.read_once).moved(x as f32, y as f32);
+        }
         let started = Instant::now();
-        let analysis = match tokio::task::spawn_blocking(move || engine.analyze_knowing(&spec, &image, &known)).await {
+        let analysis = match tokio::task::spawn_blocking(move || engine.analyze_hinted(&spec, &image, &hints)).await {
             Ok(Ok(a)) => shifted(a, region),
             Ok(Err(e)) => {
                 tracing::warn!(camera = %camera, error = %e, "frame not analysed");
@@ -403,13 +402,18 @@ impl<'a> AnalysisLoop<'a> {
         Ok(())
     }
 
-    /// Where the models look on `frame` (`None`: all of it).
-    fn analysed_region(&self, frame: &SampledFrame) -> Option<super::roi::Rect> {
+    /// Where the models look on `frame` (`None`: all of it), and when that was narrowed to
+    /// motion, the size of what it was narrowed from (the zones' crop).
+    fn analysed_region(&self, frame: &SampledFrame) -> (Option<super::roi::Rect>, Option<[u32; 2]>) {
         let (w, h) = (frame.image.width, frame.image.height);
         let zones = self.roi.analysed_region(w, h);
-        let Some(changed) = frame.changed else { return zones };
-        let tracks = self.tracker.boxes();
-        Some(Roi::narrowed(zones.unwrap_or([0, 0, w, h]), changed, &tracks, w, h)).filter(|r| *r != [0, 0, w, h])
+        let Some(changed) = frame.changed else { return (zones, None) };
+        let whole = zones.unwrap_or([0, 0, w, h]);
+        let narrowed = Roi::narrowed(whole, changed, &self.tracker.boxes(), w, h);
+        if narrowed == whole {
+            return (zones, None);
+        }
+        (Some(narrowed), Some([whole[2], whole[3]]))
     }
 
     /// The frame an event shows: `new` the current one; `end` the one the track was last seen

@@ -23,15 +23,35 @@ pub struct TextBox {
 
 /// Detector input size for an image: sides scaled by the limit rule, rounded to multiples of 32.
 pub fn input_size(width: u32, height: u32, cfg: &OcrDetConfig) -> (u32, u32) {
+    scaled(width, height, ratio(width, height, cfg))
+}
+
+/// Detector input size for a `width` x `height` part of a `whole_width` x `whole_height`
+/// picture: scaled as the whole picture would be (never beyond the part's own scale).
+pub fn input_size_as_part(
+    width: u32,
+    height: u32,
+    whole_width: u32,
+    whole_height: u32,
+    cfg: &OcrDetConfig,
+) -> (u32, u32) {
+    scaled(width, height, ratio(whole_width, whole_height, cfg).min(ratio(width, height, cfg)))
+}
+
+/// The limit rule's scale for a `width` x `height` image.
+fn ratio(width: u32, height: u32, cfg: &OcrDetConfig) -> f64 {
     let (w, h) = (f64::from(width), f64::from(height));
     let limit = f64::from(cfg.limit_side_len);
-    let ratio = match cfg.limit_type {
+    match cfg.limit_type {
         DetLimitType::Max if w.max(h) > limit => limit / w.max(h),
         DetLimitType::Min if w.min(h) < limit => limit / w.min(h),
         _ => 1.0,
-    };
+    }
+}
+
+fn scaled(width: u32, height: u32, ratio: f64) -> (u32, u32) {
     let round32 = |v: f64| (((v.trunc() / 32.0).round() * 32.0) as u32).max(32);
-    (round32(w * ratio), round32(h * ratio))
+    (round32(f64::from(width) * ratio), round32(f64::from(height) * ratio))
 }
 
 /// A binary mask of the probability map above `threshold`, dilated with a 2x2 kernel.
@@ -232,6 +252,12 @@ mod tests {
         let max = OcrDetConfig { limit_type: DetLimitType::Max, limit_side_len: 960, ..cfg() };
         assert_eq!(input_size(1920, 1080, &max), (960, 544));
         assert_eq!(input_size(10, 10, &max), (32, 32), "never below one 32-pixel cell");
+        // A part of a 1280x400 crop is scaled as the crop would be: 0.75 with max 960...
+        assert_eq!(input_size_as_part(640, 300, 1280, 400, &max), (480, 224));
+        assert_eq!(input_size_as_part(1280, 400, 1280, 400, &max), input_size(1280, 400, &max));
+        // ...and 736 / 400 with min 736, never more than the part's own scale.
+        assert_eq!(input_size_as_part(640, 300, 1280, 400, &cfg()), (1184, 544));
+        assert_eq!(input_size_as_part(640, 300, 100, 100, &max), input_size(640, 300, &max));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use ort::session::Session;
 
 use super::model::{
-    KnownLine, KnownLines, Model, ModelType, Part, PartSpec, Prepared, Runner, StepClock, TextLine, TextReader,
+    KnownLine, Model, ModelType, Part, PartSpec, Prepared, ReadHints, Runner, StepClock, TextLine, TextReader,
     metadata, session_of,
 };
 use super::preprocess::{Normalization, write_chw};
@@ -83,8 +83,8 @@ impl ModelType for OcrSpec {
 }
 
 impl TextReader for OcrModel {
-    fn read(&self, runner: &dyn Runner, img: &RgbImage, known: &KnownLines) -> Result<Vec<TextLine>, InferError> {
-        read_text(runner, self, img, known)
+    fn read(&self, runner: &dyn Runner, img: &RgbImage, hints: &ReadHints) -> Result<Vec<TextLine>, InferError> {
+        read_text(runner, self, img, hints)
     }
 }
 
@@ -126,14 +126,16 @@ fn pad_vertically(img: &RgbImage) -> Result<(RgbImage, u32), InferError> {
     Ok((RgbImage::new(w, h + 2 * pad, data)?, pad))
 }
 
-/// Reads every line of text in `img`. A box that matches one of `known` takes its reading:
-/// neither the classifier nor recognition runs for it.
+/// Reads every line of text in `img`. A box that matches one of `hints.known` takes its reading:
+/// neither the classifier nor recognition runs for it. With `hints.scale_of`, detection runs at
+/// the scale that picture would get.
 pub fn read_text(
     runner: &dyn Runner,
     model: &OcrModel,
     img: &RgbImage,
-    known: &KnownLines,
+    hints: &ReadHints,
 ) -> Result<Vec<TextLine>, InferError> {
+    let known = &hints.known;
     let id = &model.id;
     let spec = &model.spec;
 
@@ -141,7 +143,10 @@ pub fn read_text(
     let mut clock = StepClock::start(id, DET);
     let (bounded, ratio_w, ratio_h) = within_bounds(img)?;
     let (padded, pad_top) = pad_vertically(&bounded)?;
-    let (dw, dh) = det::input_size(padded.width, padded.height, &spec.det);
+    let (dw, dh) = match hints.scale_of {
+        Some([w, h]) => det::input_size_as_part(padded.width, padded.height, w, h, &spec.det),
+        None => det::input_size(padded.width, padded.height, &spec.det),
+    };
     let resized = padded.resize(dw, dh)?;
     let mut input = vec![0f32; 3 * (dw * dh) as usize];
     write_chw(&resized, &Normalization::PADDLE, &mut input, dw as usize, dh as usize);
