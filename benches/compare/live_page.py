@@ -82,9 +82,9 @@ def main():
         time.sleep(10)
         rows = [minute(serve.pid, port, a.seconds, "none")]
         browser = subprocess.Popen(
+            # With DevTools on, headless Chromium keeps the page open and running until killed.
             ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={work}/profile",
-             f"--timeout={(a.seconds + 30) * 1000}", "--window-size=1400,1200",
-             f"--screenshot={work}/page.png", f"http://127.0.0.1:{port}/ui"],
+             "--remote-debugging-port=0", "--window-size=1400,1200", f"http://127.0.0.1:{port}/ui"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(10)
         rows.append(minute(serve.pid, port, a.seconds, "open"))
