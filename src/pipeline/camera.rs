@@ -145,6 +145,7 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
         decoder: ctx.decoder,
     };
     let stream = FrameStream::new(stream_ctx, input);
+    let tracker = resumed_tracker(&ctx.camera, resume.as_deref());
     let (offline_tx, offline_rx) = mpsc::channel::<SampledFrame>(HANDOFF_QUEUE);
     let live = Arc::new(DropOldest::new(HANDOFF_QUEUE));
     let handoff = if options.live {
@@ -161,7 +162,8 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
         shutdown: ctx.shutdown.clone(),
         newest: newest.clone(),
         progress: progress.clone(),
-        motion: super::motion::MotionGate::new(ctx.camera.motion, ctx.camera.roi.clone()),
+        motion: super::motion::MotionGate::new(ctx.camera.motion, ctx.camera.roi.clone())
+            .with_settle_left(tracker.motion_settle()),
         health: ctx.health.clone(),
         view: ctx.view.clone(),
     };
@@ -173,7 +175,7 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
         feed::run(stream, feed)
     });
     let frames = Frames { live: options.live.then_some(live.clone()), offline: offline_rx };
-    let mut analysis = AnalysisLoop::new(&ctx, newest, progress, resume.as_deref());
+    let mut analysis = AnalysisLoop::new(&ctx, newest, progress, tracker);
     analysis.hands_over = options.hands_over;
     let analysed = analysis.run(frames).await;
     tracing::info!(camera = %camera, "camera: analysis stopped");
@@ -244,12 +246,12 @@ struct AnalysisLoop<'a> {
 }
 
 impl<'a> AnalysisLoop<'a> {
-    /// `resume`: the tracker state a checkpoint stored (a restart goes on with its tracks).
+    /// `tracker`: in the state a checkpoint stored, if any (a restart goes on with its tracks).
     fn new(
         ctx: &'a CameraContext,
         newest: Arc<AtomicI64>,
         progress: Option<Arc<crate::media::progress::FragmentProgress>>,
-        resume: Option<&str>,
+        tracker: Tracker,
     ) -> Self {
         let camera = &ctx.camera;
         let models =
@@ -258,7 +260,7 @@ impl<'a> AnalysisLoop<'a> {
         Self {
             ctx,
             roi: Roi::new(camera.roi.clone(), camera.anchor, camera.filters.clone()),
-            tracker: resumed_tracker(camera, resume),
+            tracker,
             origin: EventOrigin::new(&camera.id, ctx.pass, models),
             newest,
             progress,
@@ -341,6 +343,8 @@ impl<'a> AnalysisLoop<'a> {
 
     async fn analyse(&mut self, frame: &SampledFrame) -> Result<(), PipelineError> {
         let camera = &self.ctx.camera.id;
+        // Travels in the checkpoint with the tracks: a resumed gate owes the same settling frames.
+        self.tracker.set_motion_settle(frame.settle_left);
         // How far behind the newest decoded frame the analysed one is (stream time).
         let lag_ns = self.newest.load(Ordering::Relaxed).saturating_sub(frame.timestamp_ns).max(0);
         metrics::set_camera_lag(camera, lag_ns as f64 / 1e9);

@@ -37,6 +37,8 @@ pub struct SampledFrame {
     /// Where motion gating saw change (normalised `[x0, y0, x1, y1]`); `None`: look at all of
     /// the zones (settling, re-check, gating off).
     pub changed: Option<[f64; 4]>,
+    /// Settling frames motion gating owed after this frame (the checkpoint carries it).
+    pub settle_left: u32,
 }
 
 /// Where sampled frames go.
@@ -135,6 +137,9 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
         let StreamFrame { frame: decoded, fragment, .. } = frame;
         let fragment_start = !same_fragment(state.current.as_ref(), fragment.as_ref());
         state.current.clone_from(&fragment);
+        if fragment_start {
+            feed.motion.fragment_started();
+        }
         if !feed.gate.admit(decoded.timestamp_ns, decoded.keyframe, fragment_start) {
             continue;
         }
@@ -150,8 +155,8 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
             }
         };
         report.frames_sampled += 1;
-        let changed = feed.motion.changed();
-        let sampled = SampledFrame { image, timestamp_ns: decoded.timestamp_ns, fragment, changed };
+        let (changed, settle_left) = (feed.motion.changed(), feed.motion.settle_left());
+        let sampled = SampledFrame { image, timestamp_ns: decoded.timestamp_ns, fragment, changed, settle_left };
         if !hand_off(&feed, sampled, pace, &mut report) {
             break;
         }

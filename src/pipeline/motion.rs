@@ -6,9 +6,18 @@
 //! - motion is a changed share of the zones' cells of at least `motion.min_area`.
 //!
 //! A frame with motion is analysed, and so are the `settle_frames` after it (an object that left
-//! is seen gone, its track ages and ends). A still scene is re-checked every `recheck` of stream
-//! time, so a stationary track stays honest. Skipped frames never reach the tracker: open tracks
-//! do not age on them (a parked car is still there).
+//! is seen gone, its track ages and ends). A still scene is re-checked at every multiple of
+//! `recheck` of stream time, so a stationary track stays honest. Skipped frames never reach the
+//! tracker: open tracks do not age on them (a parked car is still there).
+//!
+//! **A function of the fragment.** The gate starts over at every fragment
+//! ([`MotionGate::fragment_started`]): the fragment's first sampled frame becomes the background
+//! and re-checks fall on fixed multiples of stream time. Only the settling frames still owed
+//! carry over, and they travel in the checkpoint with the tracker ([`MotionGate::settle_left`]).
+//! So which frames of a fragment are analysed, and where, depends only on that fragment's frames
+//! and the checkpoint: a camera that resumes after a checkpointed fragment (a restart, another
+//! task) analyses exactly what an uninterrupted run analysed, and its events are the same
+//! (`docs/events.md`).
 //!
 //! On a frame with motion the gate also says where: the bounding box of the changed cells inside
 //! the zones ([`MotionGate::changed`]), which the camera narrows its crop to (with the open
@@ -29,7 +38,7 @@ const ADAPT_CHANGED: f32 = 0.005;
 pub enum Verdict {
     /// Gating is off for this camera.
     Off,
-    /// The first frame, a new size, or a picture format without a luma plane.
+    /// A picture format without a luma plane: every frame is analysed.
     NoBaseline,
     Motion,
     /// Within `settle_frames` of the last motion.
@@ -62,7 +71,8 @@ pub struct MotionGate {
     zones: Vec<Zone>,
     background: Option<Background>,
     settle_left: u32,
-    last_analysed_ns: Option<i64>,
+    /// The previous frame judged in this fragment (re-checks fall between it and the next).
+    previous_ns: Option<i64>,
     /// Where the last frame judged changed (normalised `[x0, y0, x1, y1]`), if it was motion.
     changed: Option<[f64; 4]>,
     /// Scratch for the median.
@@ -80,15 +90,7 @@ struct Background {
 
 impl MotionGate {
     pub fn new(settings: MotionSettings, zones: Vec<Zone>) -> Self {
-        Self {
-            settings,
-            zones,
-            background: None,
-            settle_left: 0,
-            last_analysed_ns: None,
-            changed: None,
-            diffs: Vec::new(),
-        }
+        Self { settings, zones, background: None, settle_left: 0, previous_ns: None, changed: None, diffs: Vec::new() }
     }
 
     pub fn enabled(&self) -> bool {
@@ -101,14 +103,38 @@ impl MotionGate {
         self.changed
     }
 
+    /// A new fragment begins: its first sampled frame becomes the background, and the next
+    /// re-check is the next multiple of `recheck` after that frame. Settling frames still owed
+    /// go on.
+    pub fn fragment_started(&mut self) {
+        (self.background, self.previous_ns) = (None, None);
+    }
+
+    /// Settling frames still owed after the last frame judged (what a checkpoint carries).
+    pub fn settle_left(&self) -> u32 {
+        self.settle_left
+    }
+
+    /// A gate that owes `frames` settling frames (resumed from a checkpoint).
+    pub fn with_settle_left(mut self, frames: u32) -> Self {
+        self.settle_left = frames.min(self.settings.settle_frames);
+        self
+    }
+
     /// The verdict on the frame at `timestamp_ns` whose grid is `grid` (`None`: no luma plane).
     pub fn judge(&mut self, grid: Option<&GreyGrid>, timestamp_ns: i64) -> Verdict {
         self.changed = None;
         let verdict = self.verdict(grid, timestamp_ns);
-        if verdict.analyse() {
-            self.last_analysed_ns = Some(timestamp_ns);
-        }
+        self.previous_ns = Some(timestamp_ns);
         verdict
+    }
+
+    /// Whether a multiple of `recheck` (stream time) lies after the previous frame judged in
+    /// this fragment and at or before this one.
+    fn recheck_due(&self, timestamp_ns: i64) -> bool {
+        let period = i64::try_from(self.settings.recheck.as_nanos()).unwrap_or(i64::MAX).max(1);
+        let Some(previous) = self.previous_ns else { return false };
+        previous < timestamp_ns && previous.div_euclid(period) != timestamp_ns.div_euclid(period)
     }
 
     fn verdict(&mut self, grid: Option<&GreyGrid>, timestamp_ns: i64) -> Verdict {
@@ -119,12 +145,17 @@ impl MotionGate {
             self.background = None;
             return Verdict::NoBaseline;
         };
+        let due = self.recheck_due(timestamp_ns);
         let background = match self.background.as_mut() {
             Some(b) if b.columns == grid.columns && b.rows == grid.rows => b,
             _ => {
+                // The fragment's first frame (or a new size): the background to judge by.
                 self.background = Some(Background::new(grid, &self.zones));
-                self.settle_left = self.settings.settle_frames;
-                return Verdict::NoBaseline;
+                if self.settle_left > 0 {
+                    self.settle_left -= 1;
+                    return Verdict::Settling;
+                }
+                return if due { Verdict::Recheck } else { Verdict::Still };
             }
         };
         let (changed, cells) = background.changed_share(grid, self.settings.threshold, &mut self.diffs);
@@ -145,11 +176,7 @@ impl MotionGate {
             self.settle_left -= 1;
             return Verdict::Settling;
         }
-        let recheck_ns = i64::try_from(self.settings.recheck.as_nanos()).unwrap_or(i64::MAX);
-        match self.last_analysed_ns {
-            Some(last) if timestamp_ns.saturating_sub(last) < recheck_ns && timestamp_ns >= last => Verdict::Still,
-            _ => Verdict::Recheck,
-        }
+        if due { Verdict::Recheck } else { Verdict::Still }
     }
 }
 
@@ -258,12 +285,11 @@ mod tests {
             let offset = i / 2;
             verdicts.push(gate.judge(Some(&frame(i as u32 + 1, offset, None)), i64::from(i) * FRAME_NS));
         }
-        assert_eq!(verdicts[0], Verdict::NoBaseline);
-        assert!(verdicts[1..4].iter().all(|v| *v == Verdict::Settling), "{verdicts:?}");
+        assert_eq!(verdicts[0], Verdict::Still, "the first frame is the background");
         assert!(!verdicts.contains(&Verdict::Motion), "{verdicts:?}");
         let analysed: Vec<usize> = (0..60).filter(|i| verdicts[*i].analyse()).collect();
-        // The first, three settling frames, then a re-check every 5 s (25 frames).
-        assert_eq!(analysed, vec![0, 1, 2, 3, 28, 53], "{verdicts:?}");
+        // A re-check at every 5 s of stream time (frames 25 and 50).
+        assert_eq!(analysed, vec![25, 50], "{verdicts:?}");
     }
 
     #[test]
@@ -292,6 +318,40 @@ mod tests {
         // The frame it leaves on still differs from the background it had partly learnt.
         assert_eq!(after.iter().filter(|v| **v == Verdict::Settling).count(), 3, "{after:?}");
         assert_eq!(*after.last().expect("verdict"), Verdict::Still, "{after:?}");
+    }
+
+    /// A gate resumed at a fragment (settling frames owed, from the checkpoint) judges that
+    /// fragment exactly as the gate that ran through: which frames, and where they changed.
+    #[test]
+    fn a_fragment_is_judged_the_same_by_a_gate_resumed_at_it() {
+        let mut through = MotionGate::new(settings(), lane());
+        let frames: Vec<GreyGrid> = (0..30u32)
+            .map(|i| match i {
+                // A car drives through the lane in frames 5..12 of the first fragment (0..12).
+                5..12 => frame(i + 1, i as i32 / 3, Some((100 + i * 90, 500))),
+                // Another in the second fragment's frames 20..24.
+                20..24 => frame(i + 1, i as i32 / 3, Some((900 - i * 30, 480))),
+                _ => frame(i + 1, i as i32 / 3, None),
+            })
+            .collect();
+        let judge =
+            |gate: &mut MotionGate, i: usize| (gate.judge(Some(&frames[i]), i as i64 * FRAME_NS), gate.changed());
+        let mut first = Vec::new();
+        for i in 0..12 {
+            if i == 0 {
+                through.fragment_started();
+            }
+            first.push(judge(&mut through, i));
+        }
+        assert!(first.iter().any(|(v, _)| *v == Verdict::Motion), "{first:?}");
+        let owed = through.settle_left();
+        assert!(owed > 0, "the fragment ends while settling");
+        through.fragment_started();
+        let mut resumed = MotionGate::new(settings(), lane()).with_settle_left(owed);
+        resumed.fragment_started();
+        for i in 12..30 {
+            assert_eq!(judge(&mut through, i), judge(&mut resumed, i), "frame {i}");
+        }
     }
 
     #[test]

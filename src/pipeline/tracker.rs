@@ -190,6 +190,10 @@ pub struct Tracker {
     config: TrackingConfig,
     tracks: Vec<Track>,
     next_id: u64,
+    /// Settling frames motion gating owed after the last frame (`pipeline::motion`): not the
+    /// tracker's, but the other half of a camera's resumable state, so it travels in the same
+    /// snapshot.
+    motion_settle: u32,
 }
 
 /// What [`Tracker::snapshot`] writes: versioned, so a later format can refuse an older one.
@@ -198,18 +202,25 @@ struct Snapshot {
     version: u32,
     next_id: u64,
     tracks: Vec<Track>,
+    #[serde(default)]
+    motion_settle: u32,
 }
 
 const SNAPSHOT_VERSION: u32 = 1;
 
 impl Tracker {
     pub fn new(config: TrackingConfig) -> Self {
-        Self { config, tracks: Vec::new(), next_id: 1 }
+        Self { config, tracks: Vec::new(), next_id: 1, motion_settle: 0 }
     }
 
     /// The tracker's state as JSON.
     pub fn snapshot(&self) -> String {
-        let snapshot = Snapshot { version: SNAPSHOT_VERSION, next_id: self.next_id, tracks: self.tracks.clone() };
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            next_id: self.next_id,
+            tracks: self.tracks.clone(),
+            motion_settle: self.motion_settle,
+        };
         serde_json::to_string(&snapshot).unwrap_or_default()
     }
 
@@ -219,7 +230,7 @@ impl Tracker {
         if s.version != SNAPSHOT_VERSION {
             return Err(format!("tracker snapshot version {} (this build reads {SNAPSHOT_VERSION})", s.version));
         }
-        Ok(Self { config, tracks: s.tracks, next_id: s.next_id })
+        Ok(Self { config, tracks: s.tracks, next_id: s.next_id, motion_settle: s.motion_settle })
     }
 
     /// Folds in one frame's observations; returns the events it causes.
@@ -342,6 +353,15 @@ impl Tracker {
             .filter(|t| t.confirmed)
             .map(|t| (EventKind::End, t.state()))
             .collect()
+    }
+
+    /// Settling frames motion gating owed after the last frame (carried in the snapshot).
+    pub fn motion_settle(&self) -> u32 {
+        self.motion_settle
+    }
+
+    pub fn set_motion_settle(&mut self, frames: u32) {
+        self.motion_settle = frames;
     }
 
     /// Every open track's box (confirmed or not, seen lately or not).
