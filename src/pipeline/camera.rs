@@ -411,7 +411,8 @@ impl<'a> AnalysisLoop<'a> {
     fn analysed_region(&self, frame: &SampledFrame) -> (Option<super::roi::Rect>, Option<[u32; 2]>) {
         let (w, h) = (frame.image.width, frame.image.height);
         let zones = self.roi.analysed_region(w, h);
-        let Some(changed) = frame.changed else { return (zones, None) };
+        // A camera with no zones keeps whole frames.
+        let Some(changed) = frame.changed.filter(|_| self.roi.has_zones()) else { return (zones, None) };
         let whole = zones.unwrap_or([0, 0, w, h]);
         let narrowed = Roi::narrowed(whole, changed, &self.tracker.boxes(), w, h);
         if narrowed == whole {

@@ -34,6 +34,11 @@ impl Roi {
         Self { zones, anchor, filters }
     }
 
+    /// Whether the camera has zones (without, the whole frame counts and is always analysed).
+    pub fn has_zones(&self) -> bool {
+        !self.zones.is_empty()
+    }
+
     /// The zone a box `[x1, y1, x2, y2]` (pixels of a `w` x `h` frame) is in, by its anchor
     /// (`text` boxes by their centre). `None`: outside every zone.
     pub fn zone_of(&self, bbox: [f32; 4], w: u32, h: u32, is_text: bool) -> Option<&str> {
@@ -166,6 +171,7 @@ mod region_tests {
         );
         assert_eq!(two.analysed_region(1000, 1000), Some([150, 150, 500, 600]));
         assert_eq!(Roi::new(vec![], Anchor::default(), BTreeMap::new()).analysed_region(1280, 720), None);
+        assert!(!Roi::new(vec![], Anchor::default(), BTreeMap::new()).has_zones() && lane.has_zones());
         let most = Roi::new(
             vec![zone(vec![[0.0, 0.02], [1.0, 0.02], [1.0, 1.0], [0.0, 1.0]])],
             Anchor::default(),
