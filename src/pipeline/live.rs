@@ -144,24 +144,18 @@ pub struct LatestFrame {
     pub tracks: Vec<TrackView>,
 }
 
-/// A track as the page shows it.
+/// A track as the page shows it: as an event reports it, and whether it is confirmed.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrackView {
-    pub track_id: u64,
-    pub label: String,
-    pub text: Option<String>,
-    pub score: f32,
-    #[serde(rename = "box")]
-    pub bbox: [f32; 4],
-    pub zone: String,
+    #[serde(flatten)]
+    pub track: TrackState,
     /// Reported as an event (`new` sent).
     pub confirmed: bool,
 }
 
 impl TrackView {
-    pub fn new(state: TrackState, confirmed: bool) -> Self {
-        let TrackState { track_id, label, text, score, bbox, zone, .. } = state;
-        Self { track_id, label, text, score, bbox, zone, confirmed }
+    pub fn new(track: TrackState, confirmed: bool) -> Self {
+        Self { track, confirmed }
     }
 }
 

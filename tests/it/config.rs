@@ -29,6 +29,17 @@ fn load(yaml: &str) -> Result<config::Config, ConfigError> {
     config::load_str(yaml, "test.yaml", &EnvOverrides::default())
 }
 
+/// Each case's YAML reports a problem containing its expected text.
+pub(super) fn expect_problems(cases: Vec<(&str, String, &str)>) {
+    for (what, yaml, expected) in cases {
+        let got = problems(&yaml);
+        assert!(
+            got.iter().any(|p| p.contains(expected)),
+            "{what}: expected a problem containing {expected:?}, got {got:?}"
+        );
+    }
+}
+
 pub(super) fn problems(yaml: &str) -> Vec<String> {
     match load(yaml) {
         Ok(_) => vec![],
@@ -220,13 +231,7 @@ fn each_rule_reports_its_path() {
         ("outbox dir", format!("{BASE}\noutbox: {{ dir: '' }}\n"), "outbox.dir"),
         ("s3 quality", format!("{BASE}  s3: {{ bucket: ok-bucket, jpeg_quality: 101 }}\n"), "sinks.s3.jpeg_quality"),
     ];
-    for (what, yaml, expected) in cases {
-        let got = problems(&yaml);
-        assert!(
-            got.iter().any(|p| p.contains(expected)),
-            "{what}: expected a problem containing {expected:?}, got {got:?}"
-        );
-    }
+    expect_problems(cases);
 }
 
 #[test]
@@ -398,13 +403,7 @@ fn camera_rules_report_their_paths() {
             "cameras[0].tracking.idle_end: must be greater than 0",
         ),
     ];
-    for (what, yaml, expected) in cases {
-        let got = problems(&yaml);
-        assert!(
-            got.iter().any(|p| p.contains(expected)),
-            "{what}: expected a problem containing {expected:?}, got {got:?}"
-        );
-    }
+    expect_problems(cases);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `cameras[].motion` and `cameras[].ocr.read_once`: each rule reports its path.
 
-use super::config::{problems, with_cameras};
+use super::config::{expect_problems, problems, with_cameras};
 
 #[test]
 fn motion_and_read_once_rules_report_their_paths() {
@@ -33,13 +33,7 @@ fn motion_and_read_once_rules_report_their_paths() {
             "cameras[0].ocr.read_once.max_reuse: must be in 1..=10000",
         ),
     ];
-    for (what, yaml, expected) in cases {
-        let got = problems(&yaml);
-        assert!(
-            got.iter().any(|p| p.contains(expected)),
-            "{what}: expected a problem containing {expected:?}, got {got:?}"
-        );
-    }
+    expect_problems(cases);
     assert!(
         problems(&cam(&format!("{file}    ocr: {{ model: text, read_once: {{ enabled: false, readings: 5 }} }}")))
             .is_empty()

@@ -83,8 +83,9 @@ fn annotate(frame: &LatestFrame, zones: &[Vec<[f64; 2]>]) -> Result<Vec<u8>, ima
                 zone.iter().map(|p| [(p[0] * f64::from(w)) as f32, (p[1] * f64::from(h)) as f32]).collect();
             canvas.polygon(&points, ZONE_RGB, 2);
         }
-        for t in &frame.tracks {
-            canvas.rect(t.bbox, if t.confirmed { CONFIRMED_RGB } else { TENTATIVE_RGB }, 2);
+        for view in &frame.tracks {
+            let t = &view.track;
+            canvas.rect(t.bbox, if view.confirmed { CONFIRMED_RGB } else { TENTATIVE_RGB }, 2);
             let what = t.text.as_deref().unwrap_or(&t.label);
             let above = (t.bbox[1] as i64 - 2 - i64::from(TEXT_HEIGHT)).max(0);
             canvas.text(t.bbox[0].max(0.0) as i64, above, &format!("#{} {what} {:.2}", t.track_id, t.score));
