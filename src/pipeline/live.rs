@@ -57,10 +57,6 @@ impl LiveViews {
         Self { inner: Some(Arc::default()) }
     }
 
-    pub fn is_on(&self) -> bool {
-        self.inner.is_some()
-    }
-
     /// The view of camera `id` (made on first use; a restarted camera gets its view back).
     /// `None` when the UI is off.
     pub fn camera(&self, id: &CameraId, zones: &[Zone]) -> Option<Arc<CameraView>> {
@@ -104,11 +100,6 @@ impl LiveViews {
         if let Some(inner) = &self.inner {
             *inner.watch.until.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + WATCH_TTL);
         }
-    }
-
-    /// Whether a page is open.
-    pub fn watched(&self) -> bool {
-        self.inner.as_ref().is_some_and(|i| i.watch.open())
     }
 }
 
