@@ -46,17 +46,21 @@ impl<'a> Canvas<'a> {
         }
     }
 
-    /// Outlines `bbox` (`[x1, y1, x2, y2]`, pixels) `thickness` pixels wide, inside the box.
+    /// Outlines `bbox` (`[x1, y1, x2, y2]`, pixels, clamped to the picture: a box reaching past
+    /// an edge is drawn along it) `thickness` pixels wide, inside the box.
     pub fn rect(&mut self, bbox: [f32; 4], rgb: [u8; 3], thickness: u32) {
-        let [x1, y1, x2, y2] = bbox.map(|v| v.round() as i64);
-        for t in 0..i64::from(thickness) {
+        let (w, h) = (self.width, self.height);
+        let clamp = |v: f32, hi: u32| (v.max(0.0) as u32).min(hi.saturating_sub(1));
+        let (x1, y1, x2, y2) = (clamp(bbox[0], w), clamp(bbox[1], h), clamp(bbox[2], w), clamp(bbox[3], h));
+        let mut put = |x: u32, y: u32| self.put(i64::from(x), i64::from(y), rgb);
+        for t in 0..thickness {
             for x in x1..=x2 {
-                self.put(x, y1 + t, rgb);
-                self.put(x, y2 - t, rgb);
+                put(x, (y1 + t).min(h - 1));
+                put(x, y2.saturating_sub(t));
             }
             for y in y1..=y2 {
-                self.put(x1 + t, y, rgb);
-                self.put(x2 - t, y, rgb);
+                put((x1 + t).min(w - 1), y);
+                put(x2.saturating_sub(t), y);
             }
         }
     }
@@ -89,7 +93,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn drawing_is_clipped_to_the_picture() {
+    fn drawing_stays_inside_the_picture() {
         let mut px = vec![0u8; 10 * 8 * 3];
         let mut c = Canvas::new(&mut px, 10, 8).expect("canvas");
         c.rect([-5.0, -5.0, 20.0, 20.0], [255, 0, 0], 2);
@@ -99,7 +103,8 @@ mod tests {
         let at = |x: usize, y: usize| px[(y * 10 + x) * 3..(y * 10 + x) * 3 + 3].to_vec();
         assert_eq!(at(4, 7), [0, 0, 255]);
         assert_eq!(at(4, 1), [0, 255, 0], "the polygon's top edge");
-        assert_eq!(at(0, 0), [0, 0, 0], "the box's edges are all outside");
+        assert_eq!(at(0, 0), [255, 0, 0], "a box past the edges is drawn along them");
+        assert_eq!(at(9, 1), [255, 0, 0], "the right edge too");
         let mut px = vec![0u8; 10 * 8 * 3];
         Canvas::new(&mut px, 10, 8).expect("canvas").rect([2.0, 2.0, 7.0, 5.0], [255, 0, 0], 1);
         let at = |x: usize, y: usize| px[(y * 10 + x) * 3];
