@@ -15,6 +15,18 @@ pub fn iou(a: &BBox, b: &BBox) -> f32 {
     if union <= 0.0 { 0.0 } else { inter / union }
 }
 
+/// `[x1, y1, x2, y2]` around a quadrilateral.
+pub fn bounding_box(quad: &[[f32; 2]; 4]) -> BBox {
+    let xs = quad.iter().map(|p| p[0]);
+    let ys = quad.iter().map(|p| p[1]);
+    [
+        xs.clone().fold(f32::INFINITY, f32::min),
+        ys.clone().fold(f32::INFINITY, f32::min),
+        xs.fold(f32::NEG_INFINITY, f32::max),
+        ys.fold(f32::NEG_INFINITY, f32::max),
+    ]
+}
+
 /// Is `p` inside the polygon (ray casting; points on an edge may go either way)?
 pub fn contains(polygon: &[[f64; 2]], p: [f64; 2]) -> bool {
     let mut inside = false;

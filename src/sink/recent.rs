@@ -17,7 +17,6 @@ pub const PAGE_SNAPSHOT_QUALITY: u8 = 75;
 #[derive(Default)]
 pub struct RecentEvents {
     events: Mutex<VecDeque<Arc<RecentEvent>>>,
-    next_seq: Mutex<u64>,
 }
 
 /// One event as the page lists it.
@@ -34,14 +33,10 @@ pub struct RecentEvent {
 
 impl RecentEvents {
     pub fn push(&self, event: Event, snapshot: Option<Arc<Vec<u8>>>) {
-        let seq = {
-            let mut next = self.next_seq.lock().unwrap_or_else(PoisonError::into_inner);
-            *next += 1;
-            *next
-        };
-        let recent = Arc::new(RecentEvent { seq, event, has_snapshot: snapshot.is_some(), snapshot });
         let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        events.push_back(recent);
+        // The ring never empties once filled, so the newest entry carries the count.
+        let seq = events.back().map_or(1, |e| e.seq + 1);
+        events.push_back(Arc::new(RecentEvent { seq, event, has_snapshot: snapshot.is_some(), snapshot }));
         while events.len() > RECENT_EVENTS {
             events.pop_front();
         }

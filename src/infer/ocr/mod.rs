@@ -19,7 +19,7 @@ use super::model::{
 use super::preprocess::{Normalization, write_chw};
 use super::{InferError, Tensor};
 use crate::config::{ModelId, OcrClsConfig, OcrSpec};
-use crate::geometry::BBox;
+use crate::geometry::bounding_box;
 use crate::media::image::RgbImage;
 use det::{DetGeometry, TextBox};
 use rec::Dictionary;
@@ -209,18 +209,6 @@ pub fn read_text(
         }
     }
     Ok(lines)
-}
-
-/// `[x1, y1, x2, y2]` around a quadrilateral.
-pub fn bounding_box(quad: &[[f32; 2]; 4]) -> BBox {
-    let xs = quad.iter().map(|p| p[0]);
-    let ys = quad.iter().map(|p| p[1]);
-    [
-        xs.clone().fold(f32::INFINITY, f32::min),
-        ys.clone().fold(f32::INFINITY, f32::min),
-        xs.fold(f32::NEG_INFINITY, f32::max),
-        ys.fold(f32::NEG_INFINITY, f32::max),
-    ]
 }
 
 /// Turns lines the classifier reads as upside down (score above the threshold).
