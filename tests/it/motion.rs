@@ -5,7 +5,7 @@
 //! within one sampled frame, while analysing under half of the sampled frames. Sampled at 2 fps
 //! to keep the (debug-build) runs short.
 
-use std::process::Command;
+use crate::common::cli::{run_file, run_file_count};
 
 const FIXTURE: &str = "tests/fixtures/sample/gate_still.mkv";
 /// 2 sampled frames a second.
@@ -41,21 +41,8 @@ sinks:
     );
     let path = dir.path().join("gate.yaml");
     std::fs::write(&path, config).expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_kvs-infer"))
-        .arg("--config")
-        .arg(&path)
-        .args(["run-file", FIXTURE])
-        .output()
-        .expect("run-file");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let events = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
-    // "run-file: N frames decoded, S sampled, A analysed, E events"
-    let count = |what: &str| -> u64 {
-        let at = stderr.find(&format!(" {what},")).unwrap_or_else(|| panic!("no '{what}' in {stderr}"));
-        stderr[..at].rsplit(' ').next().and_then(|n| n.parse().ok()).expect("count")
-    };
-    (events, (count("sampled"), count("analysed")))
+    let (events, stderr) = run_file(&path, FIXTURE);
+    (events, (run_file_count(&stderr, "sampled,"), run_file_count(&stderr, "analysed,")))
 }
 
 /// (text, type) → first_seen, for every event.

@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+use crate::common::cli::{run_file, run_file_count};
+
 #[test]
 fn run_file_reports_exactly_the_plates_in_the_lane() {
     let out_dir = tempfile::tempdir().expect("tempdir");
@@ -63,24 +65,8 @@ fn run_file_with(video: &str, read_once: bool) -> (Vec<serde_json::Value>, u64) 
         .replace("dir: out", &format!("dir: {}\n    snapshots: false", out_dir.path().display()));
     let config_path = out_dir.path().join("local.yaml");
     std::fs::write(&config_path, config).expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_kvs-infer"))
-        .arg("--config")
-        .arg(&config_path)
-        .args(["run-file", video])
-        .output()
-        .expect("run-file");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    // "run-file: ... E events, R recognitions saved"
-    let saved = stderr
-        .split(" recognitions saved")
-        .next()
-        .and_then(|head| head.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no recognition count in {stderr}"));
-    let events =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
-    (events, saved)
+    let (events, stderr) = run_file(&config_path, video);
+    (events, run_file_count(&stderr, "recognitions saved"))
 }
 
 /// Reading a line once: with `read_once` the plates are recognised a few times and then keep
