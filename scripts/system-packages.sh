@@ -51,8 +51,11 @@ for pc in libavcodec libavformat libavutil libswscale; do
 done
 if [ -z "${LIBCLANG_PATH:-}" ]; then
   # libclang itself (not libclang-cpp, which other packages bring).
-  ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang.so* /usr/lib/*/libclang-[0-9]*.so* \
-    >/dev/null 2>&1 || need libclang-dev "bindgen reads FFmpeg's headers with libclang"
+  found=
+  for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang.so* /usr/lib/*/libclang-[0-9]*.so*; do
+    [ -e "$f" ] && found=1 && break
+  done
+  [ -n "$found" ] || need libclang-dev "bindgen reads FFmpeg's headers with libclang"
   command -v clang >/dev/null || need clang "bindgen asks clang for its system include paths"
 fi
 

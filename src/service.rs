@@ -218,10 +218,11 @@ impl Http {
     ) -> anyhow::Result<Self> {
         let addr = (config.server.host.as_str(), config.server.port);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot bind {}:{}", addr.0, addr.1))?;
-        info!(addr = %listener.local_addr()?, "HTTP server listening");
+        let bound = listener.local_addr()?;
+        info!(addr = %bound, "HTTP server listening");
         let mut state = AppState::with_limits(health.subscribe(), metrics, ApiLimits::from_config(&config.server));
         if config.server.ui {
-            info!("live page on: /ui");
+            info!("live page: {}", server::ui::page_url(bound));
             state.ui = Some(Arc::new(Ui::new(LiveViews::on(), Arc::default())));
         }
         let (infer, ui) = (state.infer.clone(), state.ui.clone());

@@ -55,6 +55,7 @@ def main():
     text = text.replace("port: 8080", "port: 0").replace("dir: out", f"dir: {work}/out")
     text = text.replace("tests/fixtures/sample/plates.mkv", "tests/fixtures/kvs/test_tags_empty_cluster.mkv")
     text = text.replace("      realtime: true          # paced like a live camera\n", "")
+    text = text.replace("      loop: true ", "      loop: false ")
     text += f"\noutbox:\n  dir: {work}/outbox\n"
     with open(config, "w") as f:
         f.write(text)

@@ -65,7 +65,6 @@ def main():
     with open(os.path.join(ROOT, "config/local.yaml")) as f:
         config = f.read()
     config = (config.replace("port: 8080", f"port: {port}")
-              .replace("realtime: true          # paced like a live camera", "realtime: true\n      loop: true")
               .replace("dir: out", f"dir: {work}/out").replace("level: info", "level: warn"))
     path = os.path.join(work, "local.yaml")
     with open(path, "w") as f:

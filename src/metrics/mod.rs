@@ -139,7 +139,7 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (
         UI_FRAMES_ENCODED_TOTAL,
         "counter",
-        "Pictures encoded for the live page (server.ui): at most 2 a second per camera, only while a page asks; label: camera.",
+        "Pictures encoded for the live page (server.ui): at most 2 a second per camera, only when a page asks; label: camera.",
     ),
     (
         RECOGNITION_RUNS_SAVED_TOTAL,

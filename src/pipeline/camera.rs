@@ -396,10 +396,8 @@ impl<'a> AnalysisLoop<'a> {
             self.emit(kind, state, frame.fragment.as_deref(), shown).await?;
         }
         if let Some(view) = &self.ctx.view {
-            let tracker = &self.tracker;
-            view.analysed(&frame.image, frame.timestamp_ns, lag_ns as f64 / 1e9, || {
-                tracker.seen().into_iter().map(|(state, confirmed)| TrackView::new(state, confirmed)).collect()
-            });
+            let tracks = self.tracker.seen().into_iter().map(|(state, confirmed)| TrackView::new(state, confirmed));
+            view.analysed(&frame.image, frame.timestamp_ns, lag_ns as f64 / 1e9, tracks.collect());
         }
         metrics::record_frame_latency(camera, started.elapsed());
         self.stats.latencies.push(started.elapsed().as_secs_f64());

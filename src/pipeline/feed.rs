@@ -144,6 +144,7 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
             continue;
         }
         if !gate_motion(&mut feed, &mut state, &decoded, &mut report) {
+            keep_still_picture(&feed, &mut converter, &decoded);
             continue;
         }
         let image = match converter.convert(&decoded.picture) {
@@ -186,6 +187,17 @@ fn gate_motion(
         return false;
     }
     true
+}
+
+/// A still frame (no model looks at it) becomes the live page's picture when the camera has kept
+/// none for a while (`pipeline::live`): a still scene under motion gating shows its current
+/// picture, at the cost of one conversion a second.
+fn keep_still_picture(feed: &Feed, converter: &mut RgbConverter, decoded: &crate::media::decode::DecodedFrame) {
+    let Some(view) = feed.view.as_ref().filter(|v| v.wants_still_picture(Instant::now())) else { return };
+    match converter.convert(&decoded.picture) {
+        Ok(image) => view.still(&image, decoded.timestamp_ns),
+        Err(e) => tracing::debug!(camera = %feed.camera, error = %e, "still frame not converted for the live page"),
+    }
 }
 
 /// The pace for this frame, or `None` when it is discarded (a skip-ahead is under way).

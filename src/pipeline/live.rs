@@ -1,10 +1,13 @@
-//! What the live page (`server::ui`, `server.ui: true`) shows of each camera: its latest analysed
-//! frame with the tracks seen on it, how fast frames arrive and are analysed, how far behind it
-//! is. The cameras write here; the page reads.
+//! What the live page (`server::ui`, `server.ui: true`) shows of each camera: its latest picture
+//! with the tracks seen on it, how fast frames arrive and are analysed, how far behind it is. The
+//! cameras write here; the page reads.
 //!
-//! The picture costs nothing while no page is open: a camera keeps its latest frame (a reference
-//! to pixels it already has, no copy, no encode) only while a page has asked for something in the
-//! last [`WATCH_TTL`]. Encoding is the page's side, at a bounded rate (`server::ui`).
+//! A camera always keeps its latest picture, so a page's first view shows one at once, and a
+//! stopped camera keeps showing its last: a reference to pixels it already has (no copy, no
+//! encode). It is the latest analysed frame; while motion gating finds the scene still and no
+//! frame is analysed, the feed converts a still frame at most every [`STILL_PICTURE_INTERVAL`]
+//! instead ([`CameraView::wants_still_picture`]). Encoding is the page's side, at a bounded rate
+//! and only while a page asks (`server::ui`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +20,9 @@ use super::tracker::TrackState;
 use crate::config::{CameraId, Zone};
 use crate::media::image::RgbImage;
 
-/// A page counts as open for this long after its last request.
-pub const WATCH_TTL: Duration = Duration::from_secs(5);
+/// While no frame is analysed (a still scene under motion gating), the kept picture is refreshed
+/// from a still frame at most this often.
+pub const STILL_PICTURE_INTERVAL: Duration = Duration::from_secs(1);
 /// Received and analysed rates are measured over at least this long.
 const RATE_WINDOW: Duration = Duration::from_secs(2);
 
@@ -32,19 +36,6 @@ pub struct LiveViews {
 #[derive(Default)]
 struct Inner {
     cameras: Mutex<BTreeMap<CameraId, Arc<CameraView>>>,
-    watch: Arc<Watch>,
-}
-
-/// Until when a page is open.
-#[derive(Default)]
-struct Watch {
-    until: Mutex<Option<Instant>>,
-}
-
-impl Watch {
-    fn open(&self) -> bool {
-        self.until.lock().unwrap_or_else(PoisonError::into_inner).is_some_and(|t| Instant::now() < t)
-    }
 }
 
 impl LiveViews {
@@ -66,9 +57,9 @@ impl LiveViews {
             Arc::new(CameraView {
                 id: id.clone(),
                 zones: zones.to_vec(),
-                watch: inner.watch.clone(),
                 received: AtomicU64::new(0),
                 analysed: AtomicU64::new(0),
+                pictures: AtomicU64::new(0),
                 state: Mutex::default(),
                 rates: Mutex::new(Rates::new(0, 0)),
             })
@@ -94,13 +85,6 @@ impl LiveViews {
         let Some(inner) = self.inner.as_ref() else { return Vec::new() };
         inner.cameras.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
     }
-
-    /// A page asked for something: cameras keep their latest frame for [`WATCH_TTL`].
-    pub fn watched_now(&self) {
-        if let Some(inner) = &self.inner {
-            *inner.watch.until.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + WATCH_TTL);
-        }
-    }
 }
 
 /// One camera's view.
@@ -108,9 +92,10 @@ pub struct CameraView {
     pub id: CameraId,
     /// The camera's zones (normalised), drawn over its frames.
     pub zones: Vec<Zone>,
-    watch: Arc<Watch>,
     received: AtomicU64,
     analysed: AtomicU64,
+    /// Pictures kept (analysed frames and still frames): numbers [`LatestFrame::seq`].
+    pictures: AtomicU64,
     state: Mutex<ViewState>,
     rates: Mutex<Rates>,
 }
@@ -124,15 +109,20 @@ struct ViewState {
     catching_up: bool,
 }
 
-/// The latest analysed frame, and what was seen on it.
+/// The latest picture of a camera, and what was seen on it.
 pub struct LatestFrame {
-    /// Counts analysed frames: a page fetches the picture again when it changes.
+    /// Counts the camera's pictures: a page fetches the picture again when it changes.
     pub seq: u64,
     pub image: RgbImage,
     /// Stream time of the frame.
     pub timestamp_ns: i64,
-    /// Tracks matched on this frame (confirmed or not).
-    pub tracks: Vec<TrackView>,
+    /// Tracks matched on the latest analysed frame (confirmed or not); on a still frame, those of
+    /// the last analysed one.
+    pub tracks: Arc<Vec<TrackView>>,
+    /// Whether the models looked at this frame (else: a still frame, kept for the page).
+    pub analysed: bool,
+    /// When it was kept.
+    pub kept_at: Instant,
 }
 
 /// A track as the page shows it: as an event reports it, and whether it is confirmed.
@@ -172,7 +162,7 @@ pub struct ViewSummary {
     pub lag_seconds: f64,
     pub behind_live_seconds: Option<f64>,
     pub catching_up: bool,
-    /// The latest frame kept for the page: its sequence number, stream time and size.
+    /// The camera's latest picture: its number, stream time and size.
     pub frame: Option<FrameSummary>,
     pub tracks: Vec<TrackView>,
 }
@@ -183,6 +173,8 @@ pub struct FrameSummary {
     pub timestamp: f64,
     pub width: u32,
     pub height: u32,
+    /// Whether the models looked at it (else a still frame under motion gating).
+    pub analysed: bool,
 }
 
 impl CameraView {
@@ -197,27 +189,41 @@ impl CameraView {
         (s.behind_live_seconds, s.catching_up) = (Some(seconds), catching_up);
     }
 
-    /// A frame analysed. `tracks` is called only while a page is open, and the frame kept then.
-    pub fn analysed(
+    /// A frame analysed, with the tracks seen on it: it becomes the camera's picture.
+    pub fn analysed(&self, image: &RgbImage, timestamp_ns: i64, lag_seconds: f64, tracks: Vec<TrackView>) {
+        self.analysed.fetch_add(1, Ordering::Relaxed);
+        let latest = self.picture(image, timestamp_ns, Arc::new(tracks), true);
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.lag_seconds = lag_seconds;
+        s.latest = Some(latest);
+    }
+
+    /// Whether the feed should convert a still frame (one no model looks at) for the picture:
+    /// there is none yet, or the kept one is older than [`STILL_PICTURE_INTERVAL`] at `now`.
+    pub fn wants_still_picture(&self, now: Instant) -> bool {
+        let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.latest.as_ref().is_none_or(|f| now.saturating_duration_since(f.kept_at) >= STILL_PICTURE_INTERVAL)
+    }
+
+    /// A still frame converted for the picture: it shows with the last analysed frame's tracks.
+    pub fn still(&self, image: &RgbImage, timestamp_ns: i64) {
+        let tracks = self.latest().map(|f| f.tracks.clone()).unwrap_or_default();
+        let latest = self.picture(image, timestamp_ns, tracks, false);
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).latest = Some(latest);
+    }
+
+    fn picture(
         &self,
         image: &RgbImage,
         timestamp_ns: i64,
-        lag_seconds: f64,
-        tracks: impl FnOnce() -> Vec<TrackView>,
-    ) {
-        let seq = self.analysed.fetch_add(1, Ordering::Relaxed) + 1;
-        let latest = self
-            .watch
-            .open()
-            .then(|| Arc::new(LatestFrame { seq, image: image.clone(), timestamp_ns, tracks: tracks() }));
-        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        s.lag_seconds = lag_seconds;
-        if latest.is_some() {
-            s.latest = latest;
-        }
+        tracks: Arc<Vec<TrackView>>,
+        analysed: bool,
+    ) -> Arc<LatestFrame> {
+        let seq = self.pictures.fetch_add(1, Ordering::Relaxed) + 1;
+        Arc::new(LatestFrame { seq, image: image.clone(), timestamp_ns, tracks, analysed, kept_at: Instant::now() })
     }
 
-    /// The latest frame kept (only while a page is open).
+    /// The camera's latest picture (`None` before its first frame).
     pub fn latest(&self) -> Option<Arc<LatestFrame>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).latest.clone()
     }
@@ -243,6 +249,7 @@ impl CameraView {
             timestamp: f.timestamp_ns as f64 / 1e9,
             width: f.image.width,
             height: f.image.height,
+            analysed: f.analysed,
         });
         ViewSummary {
             received_fps,
@@ -251,7 +258,7 @@ impl CameraView {
             behind_live_seconds: s.behind_live_seconds,
             catching_up: s.catching_up,
             frame,
-            tracks: s.latest.map(|f| f.tracks.clone()).unwrap_or_default(),
+            tracks: s.latest.map(|f| f.tracks.as_ref().clone()).unwrap_or_default(),
         }
     }
 }
@@ -265,22 +272,50 @@ mod tests {
     }
 
     #[test]
-    fn frames_are_kept_only_while_a_page_is_open() {
+    fn the_latest_picture_is_kept_from_the_first_frame_on() {
         assert!(LiveViews::off().camera(&CameraId("a".into()), &[]).is_none());
         let views = LiveViews::on();
         let cam = views.camera(&CameraId("a".into()), &[]).expect("view");
-        let mut asked = false;
-        cam.analysed(&image(), 1, 0.5, || {
-            asked = true;
-            Vec::new()
-        });
-        assert!(!asked && cam.latest().is_none(), "no page: nothing kept, no tracks listed");
-        views.watched_now();
-        cam.analysed(&image(), 2, 0.25, Vec::new);
-        let latest = cam.latest().expect("kept while watched");
-        assert_eq!((latest.seq, latest.timestamp_ns), (2, 2));
-        assert_eq!(cam.summary().lag_seconds, 0.25);
+        assert!(cam.latest().is_none() && cam.wants_still_picture(Instant::now()), "nothing yet");
+        cam.analysed(&image(), 1, 0.5, Vec::new());
+        let latest = cam.latest().expect("kept without a page");
+        assert_eq!((latest.seq, latest.timestamp_ns, latest.analysed), (1, 1, true));
+        assert!(Arc::ptr_eq(&latest.image.data, &image_data(&latest)), "the pixels, not a copy");
+        assert_eq!(cam.summary().lag_seconds, 0.5);
         assert!(Arc::ptr_eq(&views.get("a").expect("listed"), &cam));
         assert_eq!(views.all().len(), 1);
+    }
+
+    fn image_data(f: &LatestFrame) -> Arc<Vec<u8>> {
+        f.image.data.clone()
+    }
+
+    #[test]
+    fn still_frames_refresh_the_picture_at_most_once_a_second_with_the_last_tracks() {
+        let views = LiveViews::on();
+        let cam = views.camera(&CameraId("a".into()), &[]).expect("view");
+        let track = TrackView::new(
+            TrackState {
+                track_id: 1,
+                label: "text".into(),
+                text: Some("AB 123 CD".into()),
+                score: 0.9,
+                bbox: [1.0, 1.0, 3.0, 2.0],
+                zone: "lane".into(),
+                first_seen_ns: 1,
+                last_seen_ns: 1,
+            },
+            true,
+        );
+        cam.analysed(&image(), 1, 0.0, vec![track]);
+        let kept = cam.latest().expect("kept").kept_at;
+        assert!(!cam.wants_still_picture(kept + STILL_PICTURE_INTERVAL / 2));
+        assert!(cam.wants_still_picture(kept + STILL_PICTURE_INTERVAL));
+        cam.still(&image(), 2);
+        let latest = cam.latest().expect("kept");
+        assert_eq!((latest.seq, latest.timestamp_ns, latest.analysed), (2, 2, false));
+        assert_eq!(latest.tracks.len(), 1, "the last analysed frame's tracks");
+        let summary = cam.summary();
+        assert_eq!(summary.frame.map(|f| (f.seq, f.analysed)), Some((2, false)));
     }
 }

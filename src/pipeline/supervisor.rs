@@ -76,7 +76,12 @@ impl Supervisor {
             match self.run_once(&camera, pass, &control).await {
                 Ok(s) => {
                     pass += 1;
-                    log_stats(&camera.id, &s);
+                    let again = camera.source.repeats() && !control.stop.is_cancelled();
+                    log_stats(
+                        &camera.id,
+                        &s,
+                        if again { "input ended; the camera starts it again" } else { "camera stopped" },
+                    );
                     last_run = (s.media_errors > 0)
                         .then(|| format!("last run: {} media error(s) skipped, the stream went on", s.media_errors));
                     self.health.clear_degraded(&Component::Camera(camera.id.clone()));
@@ -146,7 +151,7 @@ impl Supervisor {
     }
 }
 
-fn log_stats(camera: &CameraId, s: &RunStats) {
+fn log_stats(camera: &CameraId, s: &RunStats, message: &str) {
     info!(
         camera = %camera,
         frames_decoded = s.frames_decoded,
@@ -157,6 +162,6 @@ fn log_stats(camera: &CameraId, s: &RunStats) {
         fragments = s.fragments,
         media_errors = s.media_errors,
         events = s.events,
-        "camera stopped"
+        "{message}"
     );
 }

@@ -34,6 +34,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("the picture could not be encoded")]
+    Picture(#[source] image::ImageError),
 }
 
 #[derive(Serialize)]
@@ -51,7 +53,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Undecodable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Inference(_) | ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Inference(_) | ApiError::Task(_) | ApiError::Picture(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

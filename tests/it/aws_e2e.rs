@@ -19,6 +19,7 @@ fn write_config(dir: &Path, realtime: bool) -> std::path::PathBuf {
         .expect("config")
         .replace("port: 8080", "port: 0")
         .replace("realtime: true ", &format!("realtime: {realtime} "))
+        .replace("loop: true ", "loop: false ")
         .replace(
             "sinks:\n  local:\n    dir: out",
             &format!(
@@ -215,7 +216,7 @@ async fn a_kvs_camera_streams_through_serve_and_checkpoints_on_shutdown() {
         .replace("port: 8080", "port: 0")
         .replace("id: local-0", "id: gate")
         .replace(
-            "kind: file\n      path: tests/fixtures/sample/plates.mkv\n      realtime: true          # paced like a live camera",
+            "kind: file\n      path: tests/fixtures/sample/plates.mkv\n      realtime: true          # paced like a live camera\n      loop: true              # and, like one, never ends: the live page stays alive",
             "kind: kvs\n      stream_name: gate-stream\n      start: earliest\n      checkpoint_table: kvs-checkpoints",
         )
         .replace("dir: out", &format!("dir: {}\noutbox:\n  dir: {}", dir.path().join("out").display(), dir.path().join("outbox").display()));

@@ -16,7 +16,7 @@ async fn sigterm_mid_run_exits_0_in_time_with_every_event_kept() {
     let yaml = std::fs::read_to_string("config/local.yaml")
         .expect("config")
         .replace("port: 8080", "port: 0")
-        .replace("realtime: true ", "loop: true\n      realtime: false ")
+        .replace("realtime: true ", "realtime: false ")
         .replace(
             "sinks:\n  local:\n    dir: out",
             &format!(

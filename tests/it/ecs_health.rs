@@ -45,7 +45,6 @@ fn write_config(dir: &Path, warmup_runs: u32, exit_on_gpu_fault: bool) -> std::p
         .expect("config")
         .replace("port: 8080", "port: 0")
         .replace("warmup_runs: 1", &format!("warmup_runs: {warmup_runs}"))
-        .replace("realtime: true ", "loop: true\n      realtime: true ")
         .replace(
             "dir: out",
             &format!(

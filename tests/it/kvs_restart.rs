@@ -19,7 +19,7 @@ fn config(dir: &Path, stream: &str, table: &str) -> PathBuf {
         .expect("config")
         .replace("port: 8080", "port: 0")
         .replace(
-            "kind: file\n      path: tests/fixtures/sample/plates.mkv\n      realtime: true          # paced like a live camera",
+            "kind: file\n      path: tests/fixtures/sample/plates.mkv\n      realtime: true          # paced like a live camera\n      loop: true              # and, like one, never ends: the live page stays alive",
             &format!("kind: kvs\n      stream_name: plates\n      start: earliest\n      checkpoint_table: {table}"),
         )
         .replace("max_age: 3 }", "max_age: 3, idle_end: 2s }")

@@ -104,10 +104,17 @@ async fn a_gated_realtime_file_keeps_to_the_clock() {
     let started = std::time::Instant::now();
     let run = tokio::spawn(run_file(ctx, FIXTURE.into(), true));
     let (mut worst_lag, mut caught_up) = (0f64, false);
+    // The live page's picture: refreshed from still frames while nothing is analysed.
+    let (mut still_pictures, mut last_seq, mut changed_at, mut longest_wait) = (0, 0, started, 0f64);
     while !run.is_finished() {
         let now = view.summary();
         worst_lag = worst_lag.max(now.lag_seconds);
         caught_up |= now.catching_up;
+        if let Some(frame) = now.frame.filter(|f| f.seq != last_seq) {
+            still_pictures += usize::from(!frame.analysed);
+            longest_wait = longest_wait.max(changed_at.elapsed().as_secs_f64());
+            (last_seq, changed_at) = (frame.seq, std::time::Instant::now());
+        }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let stats = run.await.expect("join").expect("run");
@@ -117,4 +124,7 @@ async fn a_gated_realtime_file_keeps_to_the_clock() {
     assert!((29.0..90.0).contains(&took), "played in {took:.1} s");
     assert!(worst_lag < 2.5, "camera lag reached {worst_lag:.2} s");
     assert!(!caught_up, "a paced file was judged behind live");
+    assert!(still_pictures >= 10, "still frames refreshed the page's picture: {still_pictures}");
+    // About once a second (STILL_PICTURE_INTERVAL); a generous ceiling for loaded machines.
+    assert!(longest_wait < 4.0, "the picture stayed the same for {longest_wait:.1} s");
 }

@@ -194,9 +194,10 @@ fn with_ui(health: &Health) -> AppState {
     let mut state = state(health);
     let views = LiveViews::on();
     let zone = Zone { name: "lane".into(), points: vec![[0.0, 0.5], [1.0, 0.5], [1.0, 1.0], [0.0, 1.0]] };
-    let view = views.camera(&CameraId("cam-1".into()), &[zone]).expect("view");
-    views.watched_now();
-    view.analysed(&RgbImage::new(64, 32, vec![90; 64 * 32 * 3]).expect("image"), 2_000_000_000, 0.1, Vec::new);
+    let view = views.camera(&CameraId("cam-1".into()), std::slice::from_ref(&zone)).expect("view");
+    view.analysed(&RgbImage::new(64, 32, vec![90; 64 * 32 * 3]).expect("image"), 2_000_000_000, 0.1, Vec::new());
+    // A camera that has not decoded its first frame yet.
+    views.camera(&CameraId("cam-2".into()), &[zone]).expect("view");
     state.ui = Some(std::sync::Arc::new(kvs_infer::server::ui::Ui::new(views, Default::default())));
     state
 }
@@ -225,6 +226,10 @@ async fn the_live_page_routes_answer_with_the_api_error_rules() {
     let (status, kind, jpeg) = get_ui("/ui/cameras/cam-1/frame.jpg").await;
     assert_eq!((status, kind.as_deref()), (StatusCode::OK, Some("image/jpeg")));
     assert_eq!(image::load_from_memory(&jpeg).expect("a JPEG").width(), 64);
+    // Before its first frame a camera's picture is a placeholder, not a 404: a page shows it at once.
+    let (status, kind, jpeg) = get_ui("/ui/cameras/cam-2/frame.jpg").await;
+    assert_eq!((status, kind.as_deref()), (StatusCode::OK, Some("image/jpeg")));
+    assert_eq!(image::load_from_memory(&jpeg).expect("a JPEG").width(), 320);
     let (status, _, body) = get_ui("/ui/cameras/nope/frame.jpg").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let error: Value = serde_json::from_slice(&body).expect("JSON error");

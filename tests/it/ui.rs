@@ -2,7 +2,8 @@
 //! the camera's picture loads and changes, the zone outline and a text reading show, an event
 //! row with its snapshot shows, a screenshot is written under the test's output folder; a zone
 //! drawn by clicks gives the expected YAML; with the page open for a minute the process's memory
-//! stays flat and pictures are encoded at most twice a second.
+//! stays flat and pictures are encoded at most twice a second. A page opened within a second of
+//! ready, or of a camera stopping, shows a picture at once.
 
 use std::time::{Duration, Instant};
 
@@ -12,10 +13,15 @@ use crate::common::service::{Service, get};
 const CAMERA: &str = "[data-camera=\"local-0\"]";
 
 fn config(dir: &std::path::Path) -> std::path::PathBuf {
+    config_with(dir, "")
+}
+
+/// The embedded default (its camera loops the sample in real time), with `cameras` appended.
+fn config_with(dir: &std::path::Path, cameras: &str) -> std::path::PathBuf {
     let config = std::fs::read_to_string("config/local.yaml")
         .expect("config")
+        .replace("\nsinks:", &format!("{cameras}\nsinks:"))
         .replace("port: 8080", "port: 0")
-        .replace("realtime: true          # paced like a live camera", "realtime: true\n      loop: true")
         .replace("dir: out", &format!("dir: {}", dir.join("out").display()));
     assert!(config.contains("ui: true"), "config/local.yaml turns the live page on");
     let path = dir.join("local.yaml");
@@ -145,4 +151,60 @@ async fn the_live_page_shows_the_camera_its_tracks_and_events_and_draws_zones() 
     assert!(pictures >= 10.0, "the page kept asking for pictures: {pictures}");
     assert!(pictures <= seconds / 0.5 + 2.0, "{pictures} pictures in {seconds:.0} s: over 2 a second");
     assert!(page.eval("document.getElementById('live').textContent").await == "live");
+}
+
+/// The picture of camera `id` on a page: loaded (`naturalWidth`), or `null`.
+fn loaded_width(id: &str) -> String {
+    format!(
+        "(i => i && i.complete && i.naturalWidth > 0 ? i.naturalWidth : null)(document.querySelector('[data-camera=\"{id}\"] img.frame'))"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_opened_at_ready_or_when_a_camera_stops_shows_a_picture_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Beside the looping camera, one that plays a 3 s clip once and stops.
+    let short = "\n  - id: short\n    source: { kind: file, path: tests/fixtures/media/cabac_high_poc2.mkv, realtime: true }\n    \
+                 target_fps: 2\n    ocr: { model: text }";
+    let service = Service::start(&config_with(dir.path(), short), &[]);
+    let base = service.base_url();
+    let browser = Browser::launch();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while get(&format!("{base}/healthz")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready = Instant::now();
+    let mut page = browser.open(&format!("{base}/ui")).await;
+    let opened = ready.elapsed();
+    assert!(opened < Duration::from_secs(5), "the page opened {opened:?} after ready");
+    // The first request answers with a picture: the camera's first frame, or a placeholder
+    // before it (a generous ceiling: the page polls its state first).
+    let width = page.wait_for("a picture after ready", &loaded_width("local-0"), Duration::from_secs(20)).await;
+    eprintln!("page opened {opened:?} after ready; picture of {width} px after {:?}", ready.elapsed());
+    assert!(width.as_u64().is_some_and(|w| w > 0), "{width}");
+
+    // The short camera ends: a page opened right then shows its last frame, not a placeholder.
+    let state = |body: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(body).expect("health")["cameras"]["short"]["state"].clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while state(&get(&format!("{base}/healthz")).await.1) != "stopped" {
+        assert!(Instant::now() < deadline, "the short camera did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopped = Instant::now();
+    let mut page = browser.open(&format!("{base}/ui")).await;
+    let opened = stopped.elapsed();
+    let ui_state: serde_json::Value = serde_json::from_str(&get(&format!("{base}/ui/state")).await.1).expect("state");
+    let short = ui_state["cameras"].as_array().expect("cameras").iter().find(|c| c["id"] == "short").cloned();
+    let frame_width =
+        short.as_ref().and_then(|c| c["frame"]["width"].as_u64()).expect("the stopped camera keeps its frame");
+    let width = page.wait_for("the stopped camera's picture", &loaded_width("short"), Duration::from_secs(20)).await;
+    eprintln!("page opened {opened:?} after the camera stopped; picture of {width} px");
+    assert!(opened < Duration::from_secs(5), "the page opened {opened:?} after the camera stopped");
+    assert_eq!(width.as_u64(), Some(frame_width), "the camera's last frame, not a placeholder");
+    // The state badge (the first in the camera's title) says so beside the picture.
+    let badge = "document.querySelector('[data-camera=\"short\"] h2 .badge')?.textContent === 'stopped'";
+    page.wait_for("the stopped state", badge, Duration::from_secs(20)).await;
 }

@@ -1,10 +1,10 @@
-//! The live page's picture of a camera: its latest analysed frame as a JPEG with the zones, the
-//! tracks' boxes, ids and readings drawn over it. Encoded on request, at most once per
-//! [`FRAME_INTERVAL`] per camera whoever asks (pages share the last encoding), and never while
-//! no page asks.
+//! The live page's picture of a camera: its latest picture as a JPEG with the zones, the tracks'
+//! boxes, ids and readings drawn over it. Encoded on request, at most once per [`FRAME_INTERVAL`]
+//! per camera whoever asks (pages share the last encoding), and never while no page asks. Before
+//! a camera's first frame, a placeholder says so.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use image::codecs::jpeg::JpegEncoder;
@@ -19,6 +19,26 @@ const QUALITY: u8 = 70;
 const ZONE_RGB: [u8; 3] = [40, 220, 90];
 const CONFIRMED_RGB: [u8; 3] = [255, 40, 40];
 const TENTATIVE_RGB: [u8; 3] = [255, 200, 0];
+
+/// The placeholder's size and its caption.
+const PLACEHOLDER: (u32, u32, &str) = (320, 180, "waiting for the first frame");
+const PLACEHOLDER_RGB: [u8; 3] = [48, 48, 48];
+
+/// The picture of a camera with no frame yet (encoded once per process).
+pub fn placeholder() -> Result<Arc<Vec<u8>>, image::ImageError> {
+    static JPEG: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
+    if let Some(jpeg) = JPEG.get() {
+        return Ok(jpeg.clone());
+    }
+    let (w, h, caption) = PLACEHOLDER;
+    let mut pixels: Vec<u8> = PLACEHOLDER_RGB.iter().copied().cycle().take(w as usize * h as usize * 3).collect();
+    if let Some(mut canvas) = Canvas::new(&mut pixels, w, h) {
+        canvas.text(12, i64::from(h / 2) - i64::from(TEXT_HEIGHT / 2), caption);
+    }
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, QUALITY).encode(&pixels, w, h, image::ExtendedColorType::Rgb8)?;
+    Ok(JPEG.get_or_init(|| Arc::new(out)).clone())
+}
 
 /// The last encoding of each camera's picture.
 #[derive(Default)]
@@ -35,7 +55,7 @@ struct Encoded {
 
 impl FrameCache {
     /// The camera's latest picture: the cached one if it is current or younger than
-    /// [`FRAME_INTERVAL`], else a new encoding. `None`: no frame kept yet.
+    /// [`FRAME_INTERVAL`], else a new encoding. `None`: the camera has no frame yet.
     pub async fn picture(&self, view: &Arc<CameraView>) -> Option<Arc<Vec<u8>>> {
         let latest = view.latest()?;
         let slot = self
@@ -83,7 +103,7 @@ fn annotate(frame: &LatestFrame, zones: &[Vec<[f64; 2]>]) -> Result<Vec<u8>, ima
                 zone.iter().map(|p| [(p[0] * f64::from(w)) as f32, (p[1] * f64::from(h)) as f32]).collect();
             canvas.polygon(&points, ZONE_RGB, 2);
         }
-        for view in &frame.tracks {
+        for view in frame.tracks.iter() {
             let t = &view.track;
             canvas.rect(t.bbox, if view.confirmed { CONFIRMED_RGB } else { TENTATIVE_RGB }, 2);
             let what = t.text.as_deref().unwrap_or(&t.label);

@@ -6,13 +6,13 @@
 //! |---|---|
 //! | `GET /ui` | the page |
 //! | `GET /ui/state` | health (stages, degraded reasons, cameras) and each camera's view: rates, lag, the latest frame's number, its tracks, its zones |
-//! | `GET /ui/cameras/{id}/frame.jpg` | the camera's latest analysed frame, annotated (404 before the first) |
+//! | `GET /ui/cameras/{id}/frame.jpg` | the camera's latest picture, annotated (a placeholder before its first frame) |
 //! | `GET /ui/events` | the last events, newest first |
 //! | `GET /ui/events/{seq}/snapshot.jpg` | an event's snapshot |
 //! | `POST /ui/roi` | `{"zones": [{"name", "points"}]}` → `{"yaml", "problems"}` |
 //!
-//! Asking for the state or a picture marks a page open: cameras keep their latest frame only
-//! then (`pipeline::live`).
+//! Cameras always keep their latest picture (`pipeline::live`); it is encoded only when a page
+//! asks for it, at most every [`FRAME_INTERVAL`] per camera.
 
 mod frame;
 
@@ -64,6 +64,17 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/roi", post(roi))
 }
 
+/// The page's address for the log, one a person can open on this machine: the bound address
+/// and port, with a wildcard address (`0.0.0.0`, `::`) shown as the loopback one.
+pub fn page_url(bound: std::net::SocketAddr) -> String {
+    let ip = match bound.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}/ui", std::net::SocketAddr::new(ip, bound.port()))
+}
+
 fn ui(state: &AppState) -> Result<&Arc<Ui>, ApiError> {
     state.ui.as_ref().ok_or_else(|| ApiError::NotFound("the live page is off (server.ui)".into()))
 }
@@ -91,7 +102,6 @@ struct CameraEntry {
 
 async fn state(State(state): State<AppState>) -> Result<Response, ApiError> {
     let ui = ui(&state)?;
-    ui.views.watched_now();
     let cameras = ui
         .views
         .all()
@@ -104,13 +114,11 @@ async fn state(State(state): State<AppState>) -> Result<Response, ApiError> {
 
 async fn frame(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let ui = ui(&state)?;
-    ui.views.watched_now();
     let view = ui.views.get(&id).ok_or_else(|| ApiError::NotFound(format!("no camera {id:?} runs in this task")))?;
-    let jpeg = ui
-        .frames
-        .picture(&view)
-        .await
-        .ok_or_else(|| ApiError::NotFound(format!("camera {id:?} has no analysed frame yet (or no page asked)")))?;
+    let jpeg = match ui.frames.picture(&view).await {
+        Some(jpeg) => jpeg,
+        None => frame::placeholder().map_err(ApiError::Picture)?,
+    };
     Ok(jpeg_response(jpeg))
 }
 
@@ -184,6 +192,15 @@ fn round3(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_url_is_one_to_open_on_this_machine() {
+        let url = |a: &str| page_url(a.parse().expect("address"));
+        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080/ui");
+        assert_eq!(url("0.0.0.0:9000"), "http://127.0.0.1:9000/ui");
+        assert_eq!(url("[::]:8080"), "http://[::1]:8080/ui");
+        assert_eq!(url("10.1.2.3:80"), "http://10.1.2.3:80/ui");
+    }
 
     #[test]
     fn drawn_zones_become_the_yaml_to_paste() {
