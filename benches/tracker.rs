@@ -17,6 +17,7 @@ fn frame(i: usize) -> Vec<Observation> {
             zone: "lane".into(),
             box_score: 0.8,
             reused: false,
+            low: false,
         })
         .collect()
 }

@@ -6,6 +6,7 @@
 //! startup); 130 a second signal during the drain.
 
 pub mod check_config;
+pub mod evaluate;
 pub mod healthcheck;
 pub mod infer;
 pub mod inspect;
@@ -91,6 +92,26 @@ pub enum Command {
         /// The MKV (H.264) file.
         file: PathBuf,
     },
+    /// Run the first camera's pipeline over a video and score its events against ground truth.
+    ///
+    /// Prints plates read exactly, misread and missed, junk and extra tracks, by tag (README,
+    /// "Evaluate"); exit 1 when --min-recall or --max-junk is not met.
+    Evaluate {
+        /// Ground truth: JSON with each plate's text and the frames (or seconds) it is visible.
+        #[arg(long)]
+        truth: PathBuf,
+        /// The MKV file.
+        video: PathBuf,
+        /// Print the score as one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when the share of plates read exactly is below this (0..1).
+        #[arg(long)]
+        min_recall: Option<f64>,
+        /// Exit 1 when more tracks than this match no plate.
+        #[arg(long)]
+        max_junk: Option<usize>,
+    },
 }
 
 /// Runs the command `cli` names (`serve` when none).
@@ -107,6 +128,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             infer::run(&cli.config, &images, usize::from(concurrency), timing)
         }
         Command::RunFile { file } => run_file::run(&cli.config, file),
+        Command::Evaluate { truth, video, json, min_recall, max_junk } => {
+            evaluate::run(&cli.config, evaluate::Evaluate { truth, video, json, min_recall, max_junk })
+        }
     }
 }
 

@@ -15,6 +15,8 @@ pub mod parse;
 pub mod read_once;
 pub mod schema;
 pub mod start;
+pub mod text_rules;
+pub mod tracking;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -109,6 +111,8 @@ pub struct CameraSpec {
     pub catch_up: CatchUp,
     /// Checked `motion:`.
     pub motion: motion::MotionSettings,
+    /// Built `ocr.text_rules` (`None`: every reading counts, as read).
+    pub text_rules: Option<std::sync::Arc<text_rules::TextRules>>,
 }
 
 /// How a camera behind live catches up (see `cameras[].max_lag`, `cameras[].skip_after`).

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::fleet::FleetConfig;
 pub use super::start::StartSelector;
+pub use super::tracking::TrackingConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -426,29 +427,6 @@ pub struct LabelFilter {
     pub max_area: Option<f64>,
 }
 
-/// Tracking and temporal smoothing.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
-pub struct TrackingConfig {
-    /// Minimum IoU between a track and an observation to match them.
-    pub iou: f32,
-    /// A track ends after this many sampled frames without a match.
-    pub max_age: u32,
-    /// A track is confirmed (and reported) after `min_hits` matches in the last `window` frames.
-    pub min_hits: u32,
-    pub window: u32,
-    /// With no frame at all for this long (wall time), open tracks end at the last frame seen.
-    /// Default: `max_age` sampled frames' worth at `target_fps`, at least 2 s.
-    #[serde(default, with = "humantime_serde")]
-    pub idle_end: Option<Duration>,
-}
-
-impl Default for TrackingConfig {
-    fn default() -> Self {
-        Self { iou: 0.3, max_age: 3, min_hits: 3, window: 5, idle_end: None }
-    }
-}
-
 /// OCR stage of a camera.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
@@ -459,6 +437,8 @@ pub struct CameraOcr {
     pub within: Vec<String>,
     /// When a settled reading stops being recognised again on every frame.
     pub read_once: super::read_once::ReadOnceConfig,
+    /// Which readings are number plates (`None`: every reading counts, as read).
+    pub text_rules: Option<super::text_rules::TextRulesConfig>,
 }
 
 /// A named polygon zone.

@@ -38,6 +38,7 @@ pub const CAMERA_LAG_SECONDS: &str = "camera_lag_seconds";
 pub const CAMERA_BEHIND_LIVE_SECONDS: &str = "camera_behind_live_seconds";
 pub const CAMERA_ANALYSED_AREA_RATIO: &str = "camera_analysed_area_ratio";
 pub const RECOGNITION_RUNS_SAVED_TOTAL: &str = "recognition_runs_saved_total";
+pub const TEXTS_REJECTED_TOTAL: &str = "texts_rejected_total";
 pub const UI_FRAMES_ENCODED_TOTAL: &str = "ui_frames_encoded_total";
 pub const CAMERA_CATCHING_UP: &str = "camera_catching_up";
 pub const FRAMES_SKIPPED_TOTAL: &str = "frames_skipped_total";
@@ -140,6 +141,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         UI_FRAMES_ENCODED_TOTAL,
         "counter",
         "Pictures encoded for the live page (server.ui): at most 2 a second per camera, only when a page asks; label: camera.",
+    ),
+    (
+        TEXTS_REJECTED_TOTAL,
+        "counter",
+        "Readings that fit no ocr.text_rules format or pattern: they neither start nor confirm a track; labels: camera, reason (format, empty).",
     ),
     (
         RECOGNITION_RUNS_SAVED_TOTAL,
@@ -366,6 +372,10 @@ pub fn signals() -> Signals {
 
 pub fn count_ui_frame(camera: &CameraId) {
     metrics::counter!(UI_FRAMES_ENCODED_TOTAL, "camera" => camera.0.clone()).increment(1);
+}
+
+pub fn count_text_rejected(camera: &CameraId, reason: &'static str) {
+    metrics::counter!(TEXTS_REJECTED_TOTAL, "camera" => camera.0.clone(), "reason" => reason).increment(1);
 }
 
 pub fn count_recognitions_saved(camera: &CameraId, lines: u64) {

@@ -6,7 +6,7 @@
 //! inference; offline runs analyse every sampled frame and results are reproducible. Events are
 //! never dropped: the event channel applies back-pressure.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,6 +21,7 @@ use super::feed::{self, Feed, FeedReport, Handoff, SampledFrame};
 use super::live::{CameraView, TrackView};
 use super::roi::Roi;
 use super::sampler::{DropOldest, RateGate};
+use super::text_rules::judge_texts;
 use super::tracker::{EventKind, Observation, TrackState, Tracker};
 use crate::config::{CameraId, CameraSpec};
 use crate::geometry::bounding_box;
@@ -238,6 +239,8 @@ struct AnalysisLoop<'a> {
     /// Frames kept for `end` snapshots: a track ends at most `max_age` frames after it was seen.
     recent: VecDeque<SampledFrame>,
     recent_cap: usize,
+    /// The frames open tracks were read best on (stream ns): their `end` events show them.
+    best_frames: BTreeMap<i64, RgbImage>,
     /// At shutdown, leave open tracks to the next run (see `SourceOptions::hands_over`).
     hands_over: bool,
     /// Emitted events the consumer has not stored yet.
@@ -266,6 +269,7 @@ impl<'a> AnalysisLoop<'a> {
             progress,
             recent: VecDeque::with_capacity(recent_cap + 1),
             recent_cap,
+            best_frames: BTreeMap::new(),
             hands_over: false,
             unstored: Vec::new(),
             stats: RunStats::default(),
@@ -338,6 +342,7 @@ impl<'a> AnalysisLoop<'a> {
             let shown = self.shown(kind, &state).or_else(|| last.map(|f| f.image.clone()));
             self.emit(kind, state, fragment.as_deref(), shown).await?;
         }
+        self.forget_best_frames();
         Ok(())
     }
 
@@ -387,14 +392,20 @@ impl<'a> AnalysisLoop<'a> {
         }
         let bounds = region.unwrap_or([0, 0, width, height]);
         let observations = observe(&self.roi, &analysis, bounds, width, height);
+        let observations = judge_texts(observations, self.ctx.camera.text_rules.as_deref(), camera);
         self.recent.push_back(frame.clone());
         while self.recent.len() > self.recent_cap {
             self.recent.pop_front();
         }
-        for (kind, state) in self.tracker.update(frame.timestamp_ns, observations) {
+        let events = self.tracker.update(frame.timestamp_ns, observations);
+        if self.tracker.best_frames().contains(&frame.timestamp_ns) {
+            self.best_frames.insert(frame.timestamp_ns, frame.image.clone());
+        }
+        for (kind, state) in events {
             let shown = self.shown(kind, &state).or_else(|| Some(frame.image.clone()));
             self.emit(kind, state, frame.fragment.as_deref(), shown).await?;
         }
+        self.forget_best_frames();
         if let Some(view) = &self.ctx.view {
             let tracks = self.tracker.seen().into_iter().map(|(state, confirmed)| TrackView::new(state, confirmed));
             view.analysed(&frame.image, frame.timestamp_ns, lag_ns as f64 / 1e9, tracks.collect());
@@ -419,16 +430,25 @@ impl<'a> AnalysisLoop<'a> {
         (Some(narrowed), Some([whole[2], whole[3]]))
     }
 
-    /// The frame an event shows: `new` the current one; `end` the one the track was last seen
-    /// on (decided frames later); `update` none.
+    /// The frame an event shows: `new` the current one; `end` the one the track's text was read
+    /// best on (kept since), else the one it was last seen on; `update` none.
     fn shown(&self, kind: EventKind, state: &TrackState) -> Option<RgbImage> {
         match kind {
             EventKind::New => self.recent.back().map(|f| f.image.clone()),
             EventKind::End => {
-                self.recent.iter().find(|f| f.timestamp_ns == state.last_seen_ns).map(|f| f.image.clone())
+                self.best_frames.get(&state.shown_ns).cloned().or_else(|| {
+                    self.recent.iter().find(|f| f.timestamp_ns == state.last_seen_ns).map(|f| f.image.clone())
+                })
             }
             EventKind::Update => None,
         }
+    }
+
+    /// Lets go of the best-read frames no open track needs any more (after the events that
+    /// showed them; pictures are shared, not copied).
+    fn forget_best_frames(&mut self) {
+        let wanted = self.tracker.best_frames();
+        self.best_frames.retain(|ns, _| wanted.contains(ns));
     }
 
     async fn emit(
@@ -467,7 +487,8 @@ fn resumed_tracker(camera: &CameraSpec, resume: Option<&str>) -> Tracker {
             tracker
         }
         Some(Err(e)) => {
-            tracing::warn!(camera = %camera.id, error = %e, "the checkpoint's tracker state is not usable; tracks start afresh");
+            let error = kvs_infer_common::error_chain(&e);
+            tracing::warn!(camera = %camera.id, error, "the checkpoint's tracker state is not usable; tracks start afresh");
             Tracker::new(camera.tracking.clone())
         }
         None => Tracker::new(camera.tracking.clone()),
@@ -505,6 +526,7 @@ fn observe(roi: &Roi, a: &Analysis, bounds: super::roi::Rect, w: u32, h: u32) ->
         zone: String::new(),
         box_score,
         reused,
+        low: false,
     };
     let detections = a.detections.iter().map(|d| (observation(&d.label, None, d.score, d.bbox, d.score, false), false));
     let texts = a.texts.iter().map(|t| {

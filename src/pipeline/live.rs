@@ -304,6 +304,7 @@ mod tests {
                 zone: "lane".into(),
                 first_seen_ns: 1,
                 last_seen_ns: 1,
+                shown_ns: 1,
             },
             true,
         );

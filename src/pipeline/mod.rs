@@ -6,15 +6,18 @@
 //! | [`camera`] | one camera's flow from source to events |
 //! | [`feed`] | the decode thread: frame stream → sampler → pacing → hand-off |
 //! | [`catch_up`] | how far behind live a camera is: live (drop-oldest), catch-up (no drops), skip ahead |
-//! | [`live`] | what the live page shows of each camera: latest analysed frame, tracks, rates |
+//! | [`live`] | what the live page shows of each camera: latest picture, tracks, rates |
 //! | [`events`] | the versioned event record sinks receive |
 //! | [`sampler`] | target-fps sampling by stream time; the drop-oldest hand-off to inference |
 //! | [`roi`] | zones (polygons, anchor point) and per-label filters |
 //! | [`supervisor`] | starting every camera on its source, restarting failed ones with backoff |
-//! | [`tracker`] | IoU tracking, M-of-N confirmation, median score, text vote, new/update/end |
+//! | [`text_rules`] | a camera's text rules applied to its readings: plates normalised, other text low |
+//! | [`tracker`] | motion-model tracking (Kalman, distance, two passes, lost and found), M-of-N confirmation, median score, text vote, new/update/end |
+//! | [`evaluation`] | ground truth of a video and the score of a camera's events against it (`evaluate`) |
 
 pub mod camera;
 pub mod catch_up;
+pub mod evaluation;
 pub mod events;
 pub mod feed;
 pub mod live;
@@ -22,4 +25,5 @@ pub mod motion;
 pub mod roi;
 pub mod sampler;
 pub mod supervisor;
+pub mod text_rules;
 pub mod tracker;

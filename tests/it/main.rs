@@ -10,6 +10,7 @@ mod config;
 mod config_ocr;
 mod drain;
 mod ecs_health;
+mod evaluate;
 mod fleet;
 mod fleet_leases;
 mod fuzz_bounded;

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 use super::super::schema::*;
 use std::time::Duration;
 
-use super::super::{CameraId, CameraSpec, CatchUp, ModelId, ModelSpec, SourceSpec, StreamRef, motion, read_once};
+use super::super::{
+    CameraId, CameraSpec, CatchUp, ModelId, ModelSpec, SourceSpec, StreamRef, motion, read_once, text_rules,
+};
 use super::{
     Checker, DEFAULT_MAX_LAG, DEFAULT_SKIP_AFTER, DEFAULT_TARGET_FPS, DYNAMODB_TABLE_NAME_LEN, IDENTIFIER_RULE,
     IDLE_END_RANGE, MAX_DECODER_THREADS, MAX_LAG_RANGE, MAX_STREAM_NAME_LEN, MAX_TARGET_FPS, MAX_TRACK_AGE,
@@ -58,6 +60,7 @@ fn check_camera(
     let idle_end = idle_end(c, at, &cam.tracking, target_fps);
     let motion = check_motion(c, at, &cam.motion, cam.tracking.max_age);
     let catch_up = check_catch_up(c, at, cam);
+    let text_rules = check_text_rules(c, at, cam);
     if !(1..=MAX_DECODER_THREADS).contains(&cam.decoder.threads) {
         let got = cam.decoder.threads;
         c.err(format!("{at}.decoder.threads"), format!("must be in 1..={MAX_DECODER_THREADS}, got {got}"));
@@ -78,6 +81,7 @@ fn check_camera(
         idle_end,
         catch_up,
         motion,
+        text_rules,
     })
 }
 
@@ -158,12 +162,29 @@ fn check_filters(c: &mut Checker, at: &str, filters: &BTreeMap<String, LabelFilt
     }
 }
 
+/// Farthest a track looks for its next observation, in box diagonals.
+const MAX_TRACK_DISTANCE: f32 = 10.0;
+/// Longest a lost track is kept.
+const MAX_TRACK_LOST: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn check_tracking(c: &mut Checker, at: &str, t: &TrackingConfig) {
     c.unit_interval(format!("{at}.tracking.iou"), t.iou, true);
     if t.window == 0 || t.window > 100 {
         c.err(format!("{at}.tracking.window"), format!("must be in 1..=100, got {}", t.window));
     }
     c.at_most(format!("{at}.tracking.max_age"), t.max_age, MAX_TRACK_AGE);
+    if !(t.max_distance.is_finite() && t.max_distance > 0.0 && t.max_distance <= MAX_TRACK_DISTANCE) {
+        let got = t.max_distance;
+        c.err(
+            format!("{at}.tracking.max_distance"),
+            format!("must be in (0, {MAX_TRACK_DISTANCE}] box diagonals, got {got}"),
+        );
+    }
+    if t.max_lost > MAX_TRACK_LOST {
+        let (got, max) = (humantime::format_duration(t.max_lost), humantime::format_duration(MAX_TRACK_LOST));
+        c.err(format!("{at}.tracking.max_lost"), format!("must be at most {max}, got {got}"));
+    }
+    c.unit_interval(format!("{at}.tracking.text_similarity"), t.text_similarity, false);
     if t.min_hits == 0 || t.min_hits > t.window {
         c.err(format!("{at}.tracking.min_hits"), format!("must be in 1..=window ({}), got {}", t.window, t.min_hits));
     }
@@ -313,6 +334,20 @@ fn check_motion(c: &mut Checker, at: &str, m: &motion::MotionConfig, max_age: u3
         min_area: m.min_area,
         settle_frames,
         recheck: m.recheck,
+    }
+}
+
+/// Builds a camera's `ocr.text_rules`, reporting each wrong format or pattern.
+fn check_text_rules(c: &mut Checker, at: &str, cam: &RawCamera) -> Option<std::sync::Arc<text_rules::TextRules>> {
+    let rules = cam.ocr.as_ref()?.text_rules.as_ref()?;
+    match rules.build() {
+        Ok(rules) => Some(std::sync::Arc::new(rules)),
+        Err(problems) => {
+            for p in problems {
+                c.err(format!("{at}.ocr.text_rules.{}", p.path), p.message);
+            }
+            None
+        }
     }
 }
 
