@@ -154,7 +154,39 @@ pub fn load_config(location: &ConfigLocation) -> Result<Config, InvalidConfig> {
             config::load_bytes(&bytes, &remote.to_string(), &env)
         }
     };
-    loaded.map_err(|e| invalid(e.problems()))
+    let mut config = loaded.map_err(|e| invalid(e.problems()))?;
+    read_watchlists(&mut config).map_err(invalid)?;
+    Ok(config)
+}
+
+/// Reads every watchlist's entries (a file, or fetched from SSM or S3 like the config) into the
+/// cameras that check it; every list that cannot be read is a problem naming it.
+fn read_watchlists(config: &mut Config) -> Result<(), Vec<String>> {
+    let mut lists = config::watchlist::Watchlists::new();
+    let mut problems = Vec::new();
+    for spec in &config.watchlists {
+        let text = match &spec.from {
+            None => Ok(None),
+            Some(ConfigLocation::File(path)) => {
+                std::fs::read_to_string(path).map(Some).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            }
+            Some(remote) => remote_config::fetch(remote).map_err(|e| e.to_string()).and_then(|bytes| {
+                String::from_utf8(bytes).map(Some).map_err(|_| format!("{remote} is not UTF-8 text"))
+            }),
+        };
+        match text.map(|t| spec.build(t.as_deref()).map_err(|e| e.to_string())) {
+            Ok(Ok(list)) => {
+                tracing::info!(list = %list.name, entries = list.len(), "watchlist read");
+                lists.insert(spec.name.clone(), std::sync::Arc::new(list));
+            }
+            Ok(Err(problem)) => problems.push(problem),
+            Err(problem) => problems.push(format!("watchlists.{}.from: {problem}", spec.name)),
+        }
+    }
+    for camera in &mut config.cameras {
+        camera.watchlists = camera.watchlist_names.iter().filter_map(|n| lists.get(n).cloned()).collect();
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
 }
 
 /// The decoder a command's camera runs on: `runtime.decoder` resolved as `serve` resolves it

@@ -18,6 +18,7 @@ pub mod start;
 pub mod text_rules;
 pub mod tracking;
 pub mod validate;
+pub mod watchlist;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -63,6 +64,9 @@ pub struct Config {
     pub sinks: SinksConfig,
     pub outbox: OutboxConfig,
     pub fleet: Option<FleetConfig>,
+    /// Checked list specs; their entries are read at startup (`cli`), into each camera's
+    /// `watchlists`.
+    pub watchlists: Vec<watchlist::WatchlistSpec>,
 }
 
 /// A validated model.
@@ -113,6 +117,10 @@ pub struct CameraSpec {
     pub motion: motion::MotionSettings,
     /// Built `ocr.text_rules` (`None`: every reading counts, as read).
     pub text_rules: Option<std::sync::Arc<text_rules::TextRules>>,
+    /// Names of the watchlists the camera checks (validated against `watchlists:`).
+    pub watchlist_names: Vec<String>,
+    /// Those lists, once read (empty until the command that runs the camera reads them).
+    pub watchlists: Vec<std::sync::Arc<watchlist::Watchlist>>,
 }
 
 /// How a camera behind live catches up (see `cameras[].max_lag`, `cameras[].skip_after`).

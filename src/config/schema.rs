@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub outbox: OutboxConfig,
     /// Cameras shared by several tasks through DynamoDB leases (unset: this task runs them all).
     pub fleet: Option<FleetConfig>,
+    /// Known plates by list name (`config::watchlist`); cameras name the lists they check.
+    pub watchlists: BTreeMap<String, super::watchlist::WatchlistConfig>,
 }
 
 /// HTTP server for health, metrics and `/v1/infer`.
@@ -396,6 +398,8 @@ pub struct RawCamera {
     /// Per-label filters applied before tracking (labels of detections, or `text`).
     pub filters: BTreeMap<String, LabelFilter>,
     pub tracking: TrackingConfig,
+    /// Names of the `watchlists` this camera's readings are checked against.
+    pub watchlists: Vec<String>,
     /// Change detection deciding which sampled frames need the models (`config::motion`).
     pub motion: super::motion::MotionConfig,
     pub decoder: CameraDecoder,

@@ -119,6 +119,23 @@ pub enum Judgement {
 /// The look-alike pairs: (letter, digit).
 const LOOK_ALIKES: [(u8, u8); 6] = [(b'O', b'0'), (b'I', b'1'), (b'B', b'8'), (b'S', b'5'), (b'Z', b'2'), (b'G', b'6')];
 
+/// Levenshtein distance: the fewest insertions, deletions and substitutions (of characters)
+/// that turn `a` into `b`.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// Upper case, `A–Z` and `0–9` only.
 pub fn normalise(text: &str) -> String {
     text.chars().map(|c| c.to_ascii_uppercase()).filter(char::is_ascii_alphanumeric).collect()

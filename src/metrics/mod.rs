@@ -39,6 +39,7 @@ pub const CAMERA_BEHIND_LIVE_SECONDS: &str = "camera_behind_live_seconds";
 pub const CAMERA_ANALYSED_AREA_RATIO: &str = "camera_analysed_area_ratio";
 pub const RECOGNITION_RUNS_SAVED_TOTAL: &str = "recognition_runs_saved_total";
 pub const TEXTS_REJECTED_TOTAL: &str = "texts_rejected_total";
+pub const WATCHLIST_MATCHES_TOTAL: &str = "watchlist_matches_total";
 pub const UI_FRAMES_ENCODED_TOTAL: &str = "ui_frames_encoded_total";
 pub const CAMERA_CATCHING_UP: &str = "camera_catching_up";
 pub const FRAMES_SKIPPED_TOTAL: &str = "frames_skipped_total";
@@ -141,6 +142,11 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
         UI_FRAMES_ENCODED_TOTAL,
         "counter",
         "Pictures encoded for the live page (server.ui): at most 2 a second per camera, only when a page asks; label: camera.",
+    ),
+    (
+        WATCHLIST_MATCHES_TOTAL,
+        "counter",
+        "Events whose text matched a watchlist entry (cameras[].watchlists); labels: camera, list, type (new, update, end).",
     ),
     (
         TEXTS_REJECTED_TOTAL,
@@ -372,6 +378,11 @@ pub fn signals() -> Signals {
 
 pub fn count_ui_frame(camera: &CameraId) {
     metrics::counter!(UI_FRAMES_ENCODED_TOTAL, "camera" => camera.0.clone()).increment(1);
+}
+
+pub fn count_watchlist_match(camera: &CameraId, list: &str, kind: &'static str) {
+    metrics::counter!(WATCHLIST_MATCHES_TOTAL, "camera" => camera.0.clone(), "list" => list.to_owned(), "type" => kind)
+        .increment(1);
 }
 
 pub fn count_text_rejected(camera: &CameraId, reason: &'static str) {

@@ -23,6 +23,7 @@ use super::roi::Roi;
 use super::sampler::{DropOldest, RateGate};
 use super::text_rules::judge_texts;
 use super::tracker::{EventKind, Observation, TrackState, Tracker};
+use crate::config::watchlist::best_match;
 use crate::config::{CameraId, CameraSpec};
 use crate::geometry::bounding_box;
 use crate::health::Health;
@@ -459,7 +460,11 @@ impl<'a> AnalysisLoop<'a> {
         shown: Option<RgbImage>,
     ) -> Result<(), PipelineError> {
         let frame = if kind == EventKind::Update { None } else { shown };
-        let event = Event::new(&self.origin, kind, state, fragment);
+        let mut event = Event::new(&self.origin, kind, state, fragment);
+        event.watchlist = event.text.as_deref().and_then(|t| best_match(&self.ctx.camera.watchlists, t));
+        if let Some(m) = &event.watchlist {
+            metrics::count_watchlist_match(&self.ctx.camera.id, &m.name, kind.as_str());
+        }
         self.stats.events += 1;
         let (stored, is_stored) = tokio::sync::oneshot::channel();
         self.unstored.push(is_stored);

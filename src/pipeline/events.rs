@@ -29,6 +29,9 @@ pub struct Event {
     pub track_id: u64,
     pub label: String,
     pub text: Option<String>,
+    /// The watchlist entry its text matches (`cameras[].watchlists`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchlist: Option<crate::config::watchlist::WatchlistMatch>,
     pub score: f32,
     #[serde(rename = "box")]
     pub bbox: [f32; 4],
@@ -101,6 +104,7 @@ impl Event {
             track_id: state.track_id,
             label: state.label,
             text: state.text,
+            watchlist: None,
             score: state.score,
             bbox: state.bbox,
             zone: state.zone,

@@ -36,3 +36,4 @@ mod serve;
 mod server;
 mod startup_stages;
 mod ui;
+mod watchlist;

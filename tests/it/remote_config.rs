@@ -108,3 +108,31 @@ async fn a_denied_read_names_the_permission_the_role_lacks() {
         assert!(stderr.contains("was denied") && stderr.contains(&needs), "{location}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watchlist_kept_in_ssm_is_read_and_a_missing_one_is_named() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name("/kvs-infer/test/stolen")
+        .value("# reported stolen\nKVS 2026\nXY34 ZZZ\n")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .expect("put parameter");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |parameter: &str| {
+        let yaml = config_text().replace("  - id: local-0\n", "  - id: local-0\n    watchlists: [stolen]\n")
+            + &format!("\nwatchlists:\n  stolen: {{ from: \"ssm:{parameter}\" }}\n");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).expect("config");
+        path.display().to_string()
+    };
+    let (code, stdout, stderr) = run(&moto.url(), &config("/kvs-infer/test/stolen"), &["check-config"], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("valid"), "{stdout}");
+    let (code, _, stderr) = run(&moto.url(), &config("/kvs-infer/test/none"), &["check-config"], None);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("watchlists.stolen.from: SSM parameter /kvs-infer/test/none does not exist"), "{stderr}");
+}

@@ -82,6 +82,8 @@ fn check_camera(
         catch_up,
         motion,
         text_rules,
+        watchlist_names: cam.watchlists.clone(),
+        watchlists: Vec::new(),
     })
 }
 

@@ -138,6 +138,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Violation>> {
     check_media(&mut c, &raw.media);
     let models = check_models(&mut c, &raw.models);
     let cameras = check_cameras(&mut c, &raw.cameras, &models, &raw.media);
+    let watchlists = check_watchlists(&mut c, &raw.watchlists, &raw.cameras);
     check_sinks(&mut c, &raw.sinks, &raw.outbox);
     if let Some(fleet) = &raw.fleet {
         check_fleet(&mut c, fleet);
@@ -158,7 +159,55 @@ pub fn validate(raw: RawConfig) -> Result<Config, Vec<Violation>> {
         sinks: raw.sinks,
         outbox: raw.outbox,
         fleet: raw.fleet,
+        watchlists,
     })
+}
+
+/// `watchlists:` and the cameras' references to them.
+fn check_watchlists(
+    c: &mut Checker,
+    lists: &std::collections::BTreeMap<String, super::watchlist::WatchlistConfig>,
+    cameras: &[RawCamera],
+) -> Vec<super::watchlist::WatchlistSpec> {
+    use super::watchlist::{MAX_DISTANCE, WatchlistSpec};
+    let mut specs = Vec::new();
+    for (name, list) in lists {
+        let at = format!("watchlists.{name}");
+        if !is_identifier(name) {
+            c.err(at.clone(), format!("list name {IDENTIFIER_RULE}"));
+        }
+        if list.max_distance > MAX_DISTANCE {
+            c.err(
+                format!("{at}.max_distance"),
+                format!("must be in 0..={MAX_DISTANCE} edits, got {}", list.max_distance),
+            );
+        }
+        if list.from.is_none() && list.entries.is_empty() {
+            c.err(at.clone(), "give `entries`, `from` (a file, ssm:/name or s3://bucket/key), or both");
+        }
+        let from = match list.from.as_deref().map(str::parse::<super::ConfigLocation>) {
+            Some(Ok(location)) => Some(location),
+            Some(Err(e)) => {
+                c.err(format!("{at}.from"), e.to_string());
+                None
+            }
+            None => None,
+        };
+        specs.push(WatchlistSpec {
+            name: name.clone(),
+            from,
+            entries: list.entries.clone(),
+            max_distance: list.max_distance,
+        });
+    }
+    for (i, cam) in cameras.iter().enumerate() {
+        for (k, name) in cam.watchlists.iter().enumerate() {
+            if !lists.contains_key(name) {
+                c.err(format!("cameras[{i}].watchlists[{k}]"), format!("no list {name:?} under `watchlists`"));
+            }
+        }
+    }
+    specs
 }
 
 fn check_fleet(c: &mut Checker, f: &FleetConfig) {

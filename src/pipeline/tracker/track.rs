@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::kalman::BoxMotion;
 use super::{Observation, TrackState};
 use crate::config::read_once::{READINGS_RANGE, ReadOnceConfig};
+use crate::config::text_rules::edit_distance;
 use crate::infer::model::KnownLine;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -283,22 +284,11 @@ pub fn fragment_of(reading: &str, text: &str) -> bool {
 
 /// How alike two readings are: 1 − edit distance / the longer length (1: the same text).
 pub fn similarity(a: &str, b: &str) -> f32 {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let longest = a.len().max(b.len());
+    let longest = a.chars().count().max(b.chars().count());
     if longest == 0 {
         return 1.0;
     }
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    1.0 - row[b.len()] as f32 / longest as f32
+    1.0 - edit_distance(a, b) as f32 / longest as f32
 }
 
 #[cfg(test)]
