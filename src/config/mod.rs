@@ -117,6 +117,8 @@ pub struct CameraSpec {
     pub motion: motion::MotionSettings,
     /// Built `ocr.text_rules` (`None`: every reading counts, as read).
     pub text_rules: Option<std::sync::Arc<text_rules::TextRules>>,
+    /// What its pictures hide.
+    pub privacy: PrivacyConfig,
     /// Names of the watchlists the camera checks (validated against `watchlists:`).
     pub watchlist_names: Vec<String>,
     /// Those lists, once read (empty until the command that runs the camera reads them).

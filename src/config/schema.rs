@@ -400,6 +400,8 @@ pub struct RawCamera {
     pub tracking: TrackingConfig,
     /// Names of the `watchlists` this camera's readings are checked against.
     pub watchlists: Vec<String>,
+    /// What pictures of this camera hide.
+    pub privacy: PrivacyConfig,
     /// Change detection deciding which sampled frames need the models (`config::motion`).
     pub motion: super::motion::MotionConfig,
     pub decoder: CameraDecoder,
@@ -429,6 +431,14 @@ pub struct LabelFilter {
     /// Box area as a fraction of the frame (0..1).
     pub min_area: Option<f64>,
     pub max_area: Option<f64>,
+}
+
+/// `cameras[].privacy`: detections pixelated in snapshots and on the live page (`pipeline::privacy`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Labels of the camera's detections to pixelate (e.g. a YOLO model's face classes).
+    pub blur: Vec<String>,
 }
 
 /// OCR stage of a camera.

@@ -27,6 +27,41 @@ impl<'a> Canvas<'a> {
         }
     }
 
+    /// Pixelates `bbox` (`[x1, y1, x2, y2]`, pixels, clipped to the picture): each `block` x
+    /// `block` cell takes its mean colour, so what was there cannot be recognised.
+    pub fn pixelate(&mut self, bbox: [f32; 4], block: u32) {
+        let clamp = |v: f32, hi: u32| (v.max(0.0).round() as u32).min(hi);
+        let (x1, y1, x2, y2) = (
+            clamp(bbox[0], self.width),
+            clamp(bbox[1], self.height),
+            clamp(bbox[2], self.width),
+            clamp(bbox[3], self.height),
+        );
+        let block = block.max(1);
+        for cy in (y1..y2).step_by(block as usize) {
+            for cx in (x1..x2).step_by(block as usize) {
+                let (ex, ey) = ((cx + block).min(x2), (cy + block).min(y2));
+                let mut sum = [0u64; 3];
+                for y in cy..ey {
+                    for x in cx..ex {
+                        let i = (y as usize * self.width as usize + x as usize) * 3;
+                        for (s, v) in sum.iter_mut().zip(&self.pixels[i..i + 3]) {
+                            *s += u64::from(*v);
+                        }
+                    }
+                }
+                let n = u64::from((ex - cx) * (ey - cy)).max(1);
+                let mean = sum.map(|s| (s / n) as u8);
+                for y in cy..ey {
+                    for x in cx..ex {
+                        let i = (y as usize * self.width as usize + x as usize) * 3;
+                        self.pixels[i..i + 3].copy_from_slice(&mean);
+                    }
+                }
+            }
+        }
+    }
+
     /// Writes ASCII `text` at (x, y): white glyphs on a black band (others as `?`).
     pub fn text(&mut self, x: i64, y: i64, text: &str) {
         let s = i64::from(TEXT_SCALE);

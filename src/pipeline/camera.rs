@@ -394,6 +394,16 @@ impl<'a> AnalysisLoop<'a> {
         let bounds = region.unwrap_or([0, 0, width, height]);
         let observations = observe(&self.roi, &analysis, bounds, width, height);
         let observations = judge_texts(observations, self.ctx.camera.text_rules.as_deref(), camera);
+        // From here on the frame is a picture: snapshots and the live page show it with what
+        // `privacy.blur` names hidden.
+        let private;
+        let frame = match super::privacy::hide(&frame.image, &analysis, &self.ctx.camera.privacy.blur) {
+            Some(image) => {
+                private = SampledFrame { image, ..frame.clone() };
+                &private
+            }
+            None => frame,
+        };
         self.recent.push_back(frame.clone());
         while self.recent.len() > self.recent_cap {
             self.recent.pop_front();

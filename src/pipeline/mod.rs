@@ -11,6 +11,7 @@
 //! | [`sampler`] | target-fps sampling by stream time; the drop-oldest hand-off to inference |
 //! | [`roi`] | zones (polygons, anchor point) and per-label filters |
 //! | [`supervisor`] | starting every camera on its source, restarting failed ones with backoff |
+//! | [`privacy`] | detections pixelated in the pictures made of a frame (`privacy.blur`) |
 //! | [`text_rules`] | a camera's text rules applied to its readings: plates normalised, other text low |
 //! | [`tracker`] | motion-model tracking (Kalman, distance, two passes, lost and found), M-of-N confirmation, median score, text vote, new/update/end |
 //! | [`evaluation`] | ground truth of a video and the score of a camera's events against it (`evaluate`) |
@@ -22,6 +23,7 @@ pub mod events;
 pub mod feed;
 pub mod live;
 pub mod motion;
+pub mod privacy;
 pub mod roi;
 pub mod sampler;
 pub mod supervisor;

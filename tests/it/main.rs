@@ -30,6 +30,7 @@ mod onnx_smoke;
 mod outbox;
 mod parity;
 mod pipeline_e2e;
+mod privacy;
 mod provisioning;
 mod remote_config;
 mod serve;

@@ -24,7 +24,7 @@ Every frame is drawn with numpy and Pillow, piped raw to ffmpeg, encoded H.264 M
 on, a cheap camera's bitrate) in MKV.
 
 Usage: make_road_scene.py OUT.mkv OUT.json [--seconds 20] [--size 1280x720] [--fps 10]
-                          [--vehicles 8] [--bitrate 600k] [--seed 11]
+                          [--vehicles 8] [--bitrate 600k] [--seed 11] [--vehicle-width 0.3]
 The test fixture tests/fixtures/road/road.mkv (+ road.json) is
   make_road_scene.py tests/fixtures/road/road.mkv tests/fixtures/road/road.json
 Needs ffmpeg and Debian's fonts-dejavu-core; runs in the reference venv (numpy, Pillow).
@@ -162,6 +162,8 @@ def main():
     p.add_argument("--vehicles", type=int, default=8)
     p.add_argument("--bitrate", default="600k")
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--vehicle-width", type=float, default=VEHICLE_WIDTH,
+                   help="a vehicle's width close up, share of the picture's width (smaller: smaller plates)")
     a = p.parse_args()
     w, h = (int(v) for v in a.size.split("x"))
     rng = np.random.default_rng(a.seed + 1)
@@ -202,7 +204,7 @@ def main():
             progress = (t - v["start"]) / v["duration"]
             # Constant speed towards the camera: distance falls linearly, size grows as 1/distance.
             dist = 1.0 / (0.06 + 0.94 * progress) if progress > 0 else 1 / 0.06
-            scale = VEHICLE_WIDTH * w / body.width / dist  # the body is this wide, close up
+            scale = a.vehicle_width * w / body.width / dist  # the body is this wide, close up
             bw, bh = max(2, int(body.width * scale)), max(2, int(body.height * scale))
             ground = HORIZON * h + (h * 1.08 - HORIZON * h) / dist
             lane_x = 0.52 * w + (LANES[v["lane"]] * w - 0.52 * w) * (ground - HORIZON * h) / (h - HORIZON * h)

@@ -82,6 +82,7 @@ fn check_camera(
         catch_up,
         motion,
         text_rules,
+        privacy: cam.privacy.clone(),
         watchlist_names: cam.watchlists.clone(),
         watchlists: Vec::new(),
     })
@@ -137,6 +138,14 @@ fn check_camera_models(c: &mut Checker, at: &str, cam: &RawCamera, models: &BTre
             c.err(format!("{at}.ocr.within"), "reads inside detections, but the camera detects nothing (`detect:`)");
         }
         check_read_once(c, &format!("{at}.ocr.read_once"), &ocr.read_once);
+    }
+    if !cam.privacy.blur.is_empty() && cam.detect.is_empty() {
+        c.err(format!("{at}.privacy.blur"), "blurs detections, but the camera detects nothing (`detect:`)");
+    }
+    for (k, label) in cam.privacy.blur.iter().enumerate() {
+        if label.is_empty() {
+            c.err(format!("{at}.privacy.blur[{k}]"), "a label, e.g. FACE_MALE");
+        }
     }
     if cam.detect.is_empty() && cam.ocr.is_none() {
         c.err(at, "runs no model: set `detect`, `ocr` or both");
