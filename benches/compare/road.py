@@ -43,7 +43,7 @@ runtime: {{ execution_provider: cpu, intra_op_threads: 2, warmup_runs: 1 }}
 models:
   text:
     kind: ocr
-    det: {{ path: models/PP-OCRv6_det_small.onnx, limit_side_len: 960, limit_type: max }}
+    det: {{ path: models/PP-OCRv6_det_small.onnx, limit_side_len: 1088, limit_type: area }}
     cls: {{ path: models/ch_ppocr_mobile_v2.0_cls_mobile.onnx }}
     rec: {{ path: models/PP-OCRv6_rec_small.onnx, min_score: 0.8 }}
 cameras:

@@ -336,6 +336,9 @@ pub enum DetLimitType {
     Min,
     /// Scale down so the longer side is at most `limit_side_len`.
     Max,
+    /// Scale down so the area is at most `limit_side_len`² pixels (a pixel budget): a wide,
+    /// short zone crop keeps its native resolution where `max` would halve it.
+    Area,
 }
 
 /// PP-OCR 0/180-degree text direction classifier.

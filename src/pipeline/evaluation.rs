@@ -12,7 +12,8 @@
 //!
 //! A plate is visible over `frames` (first and last decoded frame, 0-based, at `fps`) or
 //! `seconds` (stream time); `box`, optional, is where it is in any frame of that span (pixels),
-//! and a track matches it only where their boxes overlap. Texts are compared normalised (upper
+//! and a track matches it only where their boxes overlap. An `optional` plate (too small to
+//! require, say) counts neither way: reading it is no junk, missing it no miss. Texts are compared normalised (upper
 //! case, `A–Z0–9` only).
 //!
 //! Each published track (its events grouped by track id; its text the last one published) is
@@ -51,6 +52,10 @@ pub struct TruthPlate {
     /// Conditions (`night`, `blur`, `far`, …): the score is broken down by them.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// A plate not required to be read (too small, say): reading it is no junk, missing it is
+    /// no miss.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// Why ground truth cannot be used.
@@ -150,6 +155,8 @@ pub struct PlateScore {
     /// The texts its tracks published.
     pub published: Vec<Option<String>>,
     pub tags: Vec<String>,
+    /// Not required (left out of the tallies).
+    pub optional: bool,
 }
 
 /// Counts over some of the plates (all, or one tag).
@@ -184,6 +191,8 @@ pub struct Score {
     pub junk: Vec<Option<String>>,
     /// Tracks beyond the first, summed over plates.
     pub extra_tracks: usize,
+    /// Optional plates (not in the tallies) read exactly.
+    pub optional_read: usize,
     pub plates: Vec<PlateScore>,
 }
 
@@ -223,7 +232,7 @@ pub fn score(truth: &Truth, tracks: &[PublishedTrack]) -> Score {
     let mut total = Tally::default();
     let mut by_tag: BTreeMap<String, Tally> = BTreeMap::new();
     let mut plates = Vec::new();
-    let mut extra_tracks = 0;
+    let (mut extra_tracks, mut optional_read) = (0, 0);
     for (p, tis) in truth.plates.iter().zip(&matched) {
         let want = normalise(&p.text);
         let published: Vec<Option<String>> = tis.iter().map(|&ti| tracks[ti].text.clone()).collect();
@@ -235,16 +244,26 @@ pub fn score(truth: &Truth, tracks: &[PublishedTrack]) -> Score {
             Outcome::Misread
         };
         extra_tracks += tis.len().saturating_sub(1);
+        plates.push(PlateScore {
+            text: p.text.clone(),
+            outcome,
+            published,
+            tags: p.tags.clone(),
+            optional: p.optional,
+        });
+        if p.optional {
+            optional_read += usize::from(outcome == Outcome::Read);
+            continue;
+        }
         total.add(outcome);
         for tag in &p.tags {
             by_tag.entry(tag.clone()).or_default().add(outcome);
         }
-        plates.push(PlateScore { text: p.text.clone(), outcome, published, tags: p.tags.clone() });
     }
     if total.plates == 0 {
         total.recall = 1.0;
     }
-    Score { total, by_tag, junk, extra_tracks, plates }
+    Score { total, by_tag, junk, extra_tracks, optional_read, plates }
 }
 
 fn contains(outer: &BBox, inner: &BBox) -> bool {
@@ -281,7 +300,10 @@ impl Score {
             out.push_str(&format!(" ({})", texts.join(", ")));
         }
         out.push_str(&format!("\nextra tracks: {}\n", self.extra_tracks));
-        for p in self.plates.iter().filter(|p| p.outcome != Outcome::Read) {
+        if self.optional_read > 0 {
+            out.push_str(&format!("optional plates read: {}\n", self.optional_read));
+        }
+        for p in self.plates.iter().filter(|p| p.outcome != Outcome::Read && !p.optional) {
             let got: Vec<&str> = p.published.iter().map(|t| t.as_deref().unwrap_or("-")).collect();
             out.push_str(&format!(
                 "{:?} {}: {}\n",
@@ -309,7 +331,8 @@ mod tests {
             r#"{"fps": 10, "plates": [
                 {"text": "AB12 CDE", "frames": [10, 40], "tags": ["day"]},
                 {"text": "XY34ZZZ", "seconds": [3.0, 6.0], "box": [0, 0, 100, 100], "tags": ["night", "far"]},
-                {"text": "KA01AB1234", "seconds": [8.0, 9.0], "tags": ["night"]}
+                {"text": "KA01AB1234", "seconds": [8.0, 9.0], "tags": ["night"]},
+                {"text": "TN09BZ2204", "seconds": [10.0, 11.0], "optional": true}
             ]}"#,
         )
         .expect("truth")
@@ -324,13 +347,15 @@ mod tests {
             event(0, 3, "XY34ZZ2", 3.5, 5.0, [10.0, 10.0, 50.0, 20.0]),
             event(0, 4, "XY34ZZZ", 3.5, 5.0, [500.0, 500.0, 550.0, 520.0]),
             event(0, 5, "BUSONLY", 7.0, 7.5, [10.0, 10.0, 50.0, 20.0]),
+            event(0, 6, "TN09BZ2204", 10.2, 10.8, [10.0, 10.0, 50.0, 20.0]),
         ];
         let tracks = PublishedTrack::from_events(&events);
-        assert_eq!(tracks.len(), 5);
+        assert_eq!(tracks.len(), 6);
         assert_eq!(tracks[0].seen, (1.2, 3.9));
         let s = score(&truth(), &tracks);
         let outcomes: Vec<Outcome> = s.plates.iter().map(|p| p.outcome).collect();
-        assert_eq!(outcomes, [Outcome::Read, Outcome::Misread, Outcome::Missed]);
+        assert_eq!(outcomes, [Outcome::Read, Outcome::Misread, Outcome::Missed, Outcome::Read]);
+        assert_eq!(s.optional_read, 1, "read, but out of the tallies; and no junk");
         assert_eq!(s.extra_tracks, 1, "AB12CDE made two tracks");
         // Outside the plate's box, and nothing at all at 7 s: junk.
         assert_eq!(s.junk, [Some("XY34ZZZ".to_owned()), Some("BUSONLY".to_owned())]);

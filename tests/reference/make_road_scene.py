@@ -18,7 +18,9 @@ and, not plates: `BUS ONLY` painted in the lane (vehicles drive over it, hiding 
 car with a plate outside the lane zone, and a shop sign with text above the road.
 
 The truth lists each plate in the lane while it is readable: from the frame its characters are
-8 px high until it leaves the picture (or the zone), as `frames` at the video's `fps`.
+8 px high until it leaves the picture (or the zone), as `frames` at the video's `fps`. A plate
+whole in the zone that never reaches 8 px is listed `optional` (tag `tiny`): reading it is no
+junk, missing it no miss.
 
 Every frame is drawn with numpy and Pillow, piped raw to ffmpeg, encoded H.264 Main (B-frames
 on, a cheap camera's bitrate) in MKV.
@@ -179,6 +181,7 @@ def main():
     parked_plate = vehicle_sprite("PK51 XYZ", (90, 90, 100), False, 0)
     parked_night = vehicle_sprite("PK51 XYZ", (90, 90, 100), True, 0)
     night_noise, truth = 7.0, {v["text"]: [None, None] for v in vehicles}
+    tiny = {v["text"]: [None, None] for v in vehicles}  # in view, but never 8 px: optional
     ffmpeg = subprocess.Popen(
         ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(a.fps),
          "-i", "-", "-c:v", "libx264", "-profile:v", "main", "-preset", "medium", "-bf", "2", "-g", str(2 * a.fps),
@@ -223,9 +226,10 @@ def main():
             whole = px0 >= 0 and py0 >= 0 and px1 <= w - 1 and py1 <= h - 1
             hidden = any(bx0 < px1 and px0 < bx1 and by0 < py1 and py0 < by1
                          for _, (bx0, by0, bx1, by1), _, _ in drawn[k + 1:])
-            if char_px >= MIN_CHAR_PX and whole and not hidden and inside_zone(cx, cy):
-                first, last = truth[v["text"]]
-                truth[v["text"]] = [n if first is None else first, n]
+            if whole and not hidden and inside_zone(cx, cy):
+                span = truth if char_px >= MIN_CHAR_PX else tiny
+                first, last = span[v["text"]]
+                span[v["text"]] = [n if first is None else first, n]
         img = np.asarray(frame).astype(np.float32)
         img = img + rng.normal(0, night_noise if night else 2.0, size=(h, w, 1)).astype(np.float32)
         ffmpeg.stdin.write(np.clip(img, 0, 255).astype(np.uint8).tobytes())
@@ -235,9 +239,13 @@ def main():
     plates = []
     for v in vehicles:
         first, last = truth[v["text"]]
-        if first is None:
-            continue
-        plates.append({"text": v["text"], "frames": [first, last], "tags": sorted(set(v["tags"]))})
+        if first is not None:
+            plates.append({"text": v["text"], "frames": [first, last], "tags": sorted(set(v["tags"]))})
+        elif tiny[v["text"]][0] is not None:
+            # Whole in the zone but never readable by the truth's rule: reading it is no junk,
+            # missing it no miss.
+            plates.append({"text": v["text"], "frames": tiny[v["text"]], "tags": sorted(set(v["tags"] + ["tiny"])),
+                           "optional": True})
     with open(a.truth, "w") as f:
         json.dump({"fps": a.fps, "size": [w, h], "zone": lane_zone(),
                    "not_plates": ["BUS ONLY (painted in the lane)", "PK51 XYZ (parked, outside the zone)",

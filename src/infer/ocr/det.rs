@@ -45,6 +45,7 @@ fn ratio(width: u32, height: u32, cfg: &OcrDetConfig) -> f64 {
     match cfg.limit_type {
         DetLimitType::Max if w.max(h) > limit => limit / w.max(h),
         DetLimitType::Min if w.min(h) < limit => limit / w.min(h),
+        DetLimitType::Area if w * h > limit * limit => (limit * limit / (w * h)).sqrt(),
         _ => 1.0,
     }
 }
@@ -252,6 +253,12 @@ mod tests {
         let max = OcrDetConfig { limit_type: DetLimitType::Max, limit_side_len: 960, ..cfg() };
         assert_eq!(input_size(1920, 1080, &max), (960, 544));
         assert_eq!(input_size(10, 10, &max), (32, 32), "never below one 32-pixel cell");
+        // A pixel budget of 1024² keeps a 1920x594 zone crop at its own size, where max 960
+        // halves it; a whole 1080p frame is scaled to the budget.
+        let area = OcrDetConfig { limit_type: DetLimitType::Area, limit_side_len: 1088, ..cfg() };
+        assert_eq!(input_size(1920, 594, &area), (1920, 608));
+        assert_eq!(input_size(1920, 594, &max), (960, 288));
+        assert_eq!(input_size(1920, 1080, &area), (1440, 832));
         // A part of a 1280x400 crop is scaled as the crop would be: 0.75 with max 960...
         assert_eq!(input_size_as_part(640, 300, 1280, 400, &max), (480, 224));
         assert_eq!(input_size_as_part(1280, 400, 1280, 400, &max), input_size(1280, 400, &max));
