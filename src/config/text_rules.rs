@@ -123,7 +123,14 @@ const LOOK_ALIKES: [(u8, u8); 6] = [(b'O', b'0'), (b'I', b'1'), (b'B', b'8'), (b
 /// that turn `a` into `b`.
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut row: Vec<usize> = (0..=b.len()).collect();
+    edit_row(&a, &b, false)[b.len()]
+}
+
+/// The last row of the edit-distance table of `a` against `b`: entry `j` is the fewest edits
+/// that turn `a` into `b[..j]`, or, `anywhere`, into some stretch of `b` ending at `j` (free to
+/// start anywhere: the distance to the best part of `b` is the row's minimum).
+pub fn edit_row(a: &[char], b: &[char], anywhere: bool) -> Vec<usize> {
+    let mut row: Vec<usize> = if anywhere { vec![0; b.len() + 1] } else { (0..=b.len()).collect() };
     for (i, ca) in a.iter().enumerate() {
         let mut diagonal = row[0];
         row[0] = i + 1;
@@ -133,7 +140,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
             row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
         }
     }
-    row[b.len()]
+    row
 }
 
 /// Upper case, `A–Z` and `0–9` only.

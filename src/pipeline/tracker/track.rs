@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::kalman::BoxMotion;
 use super::{Observation, TrackState};
 use crate::config::read_once::{READINGS_RANGE, ReadOnceConfig};
-use crate::config::text_rules::edit_distance;
+use crate::config::text_rules::{edit_distance, edit_row};
 use crate::infer::model::KnownLine;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -268,18 +268,8 @@ pub fn fragment_of(reading: &str, text: &str) -> bool {
     if a.is_empty() || a.len() > b.len() {
         return false;
     }
-    // Edit distance of `a` against the best stretch of `b`: free to start and end anywhere in b.
-    let mut row = vec![0usize; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row.iter().min().copied().unwrap_or(usize::MAX) <= a.len() / 4
+    // Edit distance of `a` against the best stretch of `b`.
+    edit_row(&a, &b, true).into_iter().min().unwrap_or(usize::MAX) <= a.len() / 4
 }
 
 /// How alike two readings are: 1 − edit distance / the longer length (1: the same text).
