@@ -403,3 +403,13 @@ fn the_end_event_shows_where_the_text_was_read_best() {
     assert_eq!(end.bbox, plate(100.0, 220.0, 22.0, "").bbox, "the box on the best frame");
     assert!(states.iter().all(|(_, s)| s.shown_ns == s.last_seen_ns), "new and update show their own frame");
 }
+
+#[test]
+fn misreads_of_one_plate_vote_together_against_other_text() {
+    // Same box throughout: a plate read right twice and wrong in two ways, and once as a sign.
+    let reads = ["AB12CDE", "BUSONLY", "AB12C0E", "BUSONLY", "A812CDE", "AB12CDE", "BUSONLY"];
+    let frames = reads.iter().enumerate().map(|(i, r)| vec![obs("text", i as f32, Some(r), 0.9)]).collect();
+    let events = run(frames);
+    let end = events.iter().find(|e| e.1 == EventKind::End).expect("end");
+    assert_eq!(end.3.as_deref(), Some("AB12CDE"), "4 readings of the plate outweigh 3 of the sign: {events:?}");
+}

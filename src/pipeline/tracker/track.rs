@@ -54,6 +54,10 @@ pub(super) struct Track {
     pub best: Option<BestRead>,
 }
 
+/// Readings at least this alike (1 − edit distance / length) are taken as readings of one plate
+/// when a track's text is decided.
+const SAME_PLATE: f32 = 0.7;
+
 /// A track's best reading: confidence × text height, the highest so far.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct BestRead {
@@ -131,8 +135,28 @@ impl Track {
         }
     }
 
+    /// The track's text, decided over its whole life as Frigate does: readings are clustered by
+    /// how alike they are (misreads of one plate fall together), the cluster with the most
+    /// weight wins, and its heaviest reading is the text. A plate read `AB12CDE` twice and
+    /// `AB12C0E`, `A812CDE` once each outweighs a sign read `BUSONLY` three times.
     pub fn text(&self) -> Option<String> {
-        self.votes.iter().max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0))).map(|(t, _)| t.clone())
+        let mut readings: Vec<(&String, f32)> = self.votes.iter().map(|(t, w)| (t, *w)).collect();
+        readings.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        // Greedy: each reading joins the first cluster whose leader (its heaviest) it is alike.
+        let mut clusters: Vec<(&String, f32)> = Vec::new();
+        for (text, weight) in readings {
+            match clusters.iter_mut().find(|(leader, _)| similarity(leader, text) >= SAME_PLATE) {
+                Some(cluster) => cluster.1 += weight,
+                None => clusters.push((text, weight)),
+            }
+        }
+        let mut best: Option<(&String, f32)> = None;
+        for (leader, total) in clusters {
+            if best.is_none_or(|b| total > b.1) {
+                best = Some((leader, total));
+            }
+        }
+        best.map(|(leader, _)| leader.clone())
     }
 
     pub fn score(&self) -> f32 {
