@@ -24,8 +24,9 @@
 //!   same reading near where it was (or was going), or by its very place: an occluded painted
 //!   text or a plate hidden behind another car makes no second `new`.
 //! - Score: the median of the track's recent scores (Frigate's rule).
-//! - Text: a vote over every reading weighted by its confidence and the text's size, so one bad
-//!   or small read does not flip the track's text. The `end` event shows the frame the text was
+//! - Text: every reading weighs its confidence times the text's size; alike readings cluster
+//!   (misreads of one plate vote together) and the heaviest cluster's heaviest reading is the
+//!   text, so one bad or small read does not flip it. The `end` event shows the frame the text was
 //!   read best on (largest × most confident), with the box there.
 //! - Settled readings ([`Tracker::settled_lines`]): a confirmed text track whose last readings
 //!   all agree with its vote, confidently, offers its reading to the next frame's OCR, which then
