@@ -22,7 +22,9 @@ fn config_with(dir: &std::path::Path, cameras: &str) -> std::path::PathBuf {
         .expect("config")
         .replace("\nsinks:", &format!("{cameras}\nsinks:"))
         .replace("port: 8080", "port: 0")
-        .replace("dir: out", &format!("dir: {}", dir.join("out").display()));
+        .replace("dir: out", &format!("dir: {}", dir.join("out").display()))
+        // An outbox of its own: the page's tests run side by side.
+        + &format!("outbox:\n  dir: {}\n", dir.join("outbox").display());
     assert!(config.contains("ui: true"), "config/local.yaml turns the live page on");
     let path = dir.join("local.yaml");
     std::fs::write(&path, config).expect("write config");
