@@ -237,10 +237,11 @@ struct AnalysisLoop<'a> {
     origin: EventOrigin,
     newest: Arc<AtomicI64>,
     progress: Option<Arc<crate::media::progress::FragmentProgress>>,
-    /// Frames kept for `end` snapshots: a track ends at most `max_age` frames after it was seen.
+    /// The last frames, for `new` snapshots and, where a track's best frame is not kept (one
+    /// resumed from a checkpoint), `end` ones.
     recent: VecDeque<SampledFrame>,
     recent_cap: usize,
-    /// The frames open tracks were read best on (stream ns): their `end` events show them.
+    /// The frames open tracks were seen best on (stream ns): their `end` events show them.
     best_frames: BTreeMap<i64, RgbImage>,
     /// At shutdown, leave open tracks to the next run (see `SourceOptions::hands_over`).
     hands_over: bool,
@@ -343,7 +344,7 @@ impl<'a> AnalysisLoop<'a> {
             let shown = self.shown(kind, &state).or_else(|| last.map(|f| f.image.clone()));
             self.emit(kind, state, fragment.as_deref(), shown).await?;
         }
-        self.forget_best_frames();
+        self.best_frames.clear();
         Ok(())
     }
 
@@ -409,14 +410,17 @@ impl<'a> AnalysisLoop<'a> {
             self.recent.pop_front();
         }
         let events = self.tracker.update(frame.timestamp_ns, observations);
-        if self.tracker.best_frames().contains(&frame.timestamp_ns) {
+        // The frames open tracks were seen best on: this one if it is one of them; the others
+        // are let go after the events that show them (pictures are shared, not copied).
+        let wanted = self.tracker.best_frames();
+        if wanted.contains(&frame.timestamp_ns) {
             self.best_frames.insert(frame.timestamp_ns, frame.image.clone());
         }
         for (kind, state) in events {
             let shown = self.shown(kind, &state).or_else(|| Some(frame.image.clone()));
             self.emit(kind, state, frame.fragment.as_deref(), shown).await?;
         }
-        self.forget_best_frames();
+        self.best_frames.retain(|ns, _| wanted.contains(ns));
         if let Some(view) = &self.ctx.view {
             let tracks = self.tracker.seen().into_iter().map(|(state, confirmed)| TrackView::new(state, confirmed));
             view.analysed(&frame.image, frame.timestamp_ns, lag_ns as f64 / 1e9, tracks.collect());
@@ -441,8 +445,8 @@ impl<'a> AnalysisLoop<'a> {
         (Some(narrowed), Some([whole[2], whole[3]]))
     }
 
-    /// The frame an event shows: `new` the current one; `end` the one the track's text was read
-    /// best on (kept since), else the one it was last seen on; `update` none.
+    /// The frame an event shows: `new` the current one; `end` the one the track was seen best on
+    /// (kept since), else the one it was last seen on; `update` none.
     fn shown(&self, kind: EventKind, state: &TrackState) -> Option<RgbImage> {
         match kind {
             EventKind::New => self.recent.back().map(|f| f.image.clone()),
@@ -453,13 +457,6 @@ impl<'a> AnalysisLoop<'a> {
             }
             EventKind::Update => None,
         }
-    }
-
-    /// Lets go of the best-read frames no open track needs any more (after the events that
-    /// showed them; pictures are shared, not copied).
-    fn forget_best_frames(&mut self) {
-        let wanted = self.tracker.best_frames();
-        self.best_frames.retain(|ns, _| wanted.contains(ns));
     }
 
     async fn emit(

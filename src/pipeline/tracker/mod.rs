@@ -346,7 +346,7 @@ impl Tracker {
             .collect()
     }
 
-    /// The frames some open track was read best on (stream ns): the camera keeps those
+    /// The frames some open track was seen best on (stream ns): the camera keeps those
     /// pictures for the tracks' `end` snapshots.
     pub fn best_frames(&self) -> std::collections::BTreeSet<i64> {
         self.tracks.iter().filter(|t| t.ghost.is_none()).filter_map(|t| t.best.as_ref().map(|b| b.at_ns)).collect()

@@ -413,3 +413,13 @@ fn misreads_of_one_plate_vote_together_against_other_text() {
     let end = events.iter().find(|e| e.1 == EventKind::End).expect("end");
     assert_eq!(end.3.as_deref(), Some("AB12CDE"), "4 readings of the plate outweigh 3 of the sign: {events:?}");
 }
+
+#[test]
+fn a_detection_track_ends_on_the_frame_it_was_seen_best() {
+    let mut t = Tracker::new(TrackingConfig::default());
+    for (i, score) in [0.6, 0.95, 0.7, 0.65].into_iter().enumerate() {
+        t.update(i as i64 * FRAME, vec![obs("car", i as f32, None, score)]);
+    }
+    let (_, end) = t.finish().pop().expect("end");
+    assert_eq!((end.shown_ns, end.last_seen_ns), (FRAME, 3 * FRAME), "the most confident sighting");
+}

@@ -58,7 +58,8 @@ pub(super) struct Track {
 /// when a track's text is decided.
 const SAME_PLATE: f32 = 0.7;
 
-/// A track's best reading: confidence × text height, the highest so far.
+/// A track's best sighting: confidence × box (text) height, the highest so far; for a text
+/// track only recognised readings count.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct BestRead {
     pub quality: f32,
@@ -98,8 +99,10 @@ impl Track {
             ghost: None,
             best: None,
         };
-        if let Some(text) = &o.text {
-            track.read(text, o, frame_ns);
+        match &o.text {
+            Some(text) => track.read(text, o, frame_ns),
+            None if !o.low => track.keep_if_best(o.score * (o.bbox[3] - o.bbox[1]).max(1.0), frame_ns, o.bbox),
+            None => {}
         }
         track
     }
@@ -221,6 +224,10 @@ impl Track {
         if o.low {
             return;
         }
+        if o.text.is_none() {
+            // A detection is seen best where it is largest and most confident.
+            self.keep_if_best(o.score * (o.bbox[3] - o.bbox[1]).max(1.0), frame_ns, o.bbox);
+        }
         self.scores.push_back(o.score);
         while self.scores.len() > window {
             self.scores.pop_front();
@@ -238,10 +245,7 @@ impl Track {
         }
         let height = (o.bbox[3] - o.bbox[1]).max(1.0);
         *self.votes.entry(text.to_owned()).or_default() += o.score * height.sqrt();
-        let quality = o.score * height;
-        if self.best.as_ref().is_none_or(|b| quality > b.quality) {
-            self.best = Some(BestRead { quality, at_ns: frame_ns, bbox: o.bbox });
-        }
+        self.keep_if_best(o.score * height, frame_ns, o.bbox);
         self.readings.push_back((text.to_owned(), o.score));
         while self.readings.len() > *READINGS_RANGE.end() as usize {
             self.readings.pop_front();
@@ -249,6 +253,13 @@ impl Track {
         self.read_size = [o.bbox[2] - o.bbox[0], o.bbox[3] - o.bbox[1]];
         self.read_box_score = o.box_score;
         self.reuses = 0;
+    }
+
+    /// Makes this the track's best sighting if `quality` beats the one so far.
+    fn keep_if_best(&mut self, quality: f32, at_ns: i64, bbox: [f32; 4]) {
+        if self.best.as_ref().is_none_or(|b| quality > b.quality) {
+            self.best = Some(BestRead { quality, at_ns, bbox });
+        }
     }
 
     /// The track's reading, if it is settled (see `Tracker::settled_lines`).
