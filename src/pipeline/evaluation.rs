@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::tracker::similarity;
 use crate::config::text_rules::normalise;
 use crate::geometry::{BBox, iou};
 
@@ -219,7 +220,7 @@ pub fn score(truth: &Truth, tracks: &[PublishedTrack]) -> Score {
                     && p.bbox.is_none_or(|b| iou(&b, &t.bbox) > 0.0 || contains(&b, &t.bbox))
             })
             .map(|(pi, p)| {
-                let alike = t.text.as_deref().map_or(0.0, |x| alike(&normalise(x), &normalise(&p.text)));
+                let alike = t.text.as_deref().map_or(0.0, |x| similarity(&normalise(x), &normalise(&p.text)));
                 (pi, alike)
             })
             .filter(|(_, a)| *a >= SAME_PLATE)
@@ -268,11 +269,6 @@ pub fn score(truth: &Truth, tracks: &[PublishedTrack]) -> Score {
 
 fn contains(outer: &BBox, inner: &BBox) -> bool {
     inner[0] >= outer[0] && inner[1] >= outer[1] && inner[2] <= outer[2] && inner[3] <= outer[3]
-}
-
-/// 1 − edit distance / the longer length.
-fn alike(a: &str, b: &str) -> f32 {
-    crate::pipeline::tracker::similarity(a, b)
 }
 
 impl Score {

@@ -223,14 +223,17 @@ impl Tracker {
     ) -> Vec<(usize, usize)> {
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (ti, t) in self.tracks.iter().enumerate() {
+            // Low observations are for tracks that are not lost (ghosts take theirs lost or not).
             if track_used[ti] || (low && t.ghost.is_none() && t.lost(self.config.max_age)) {
                 continue;
             }
+            // Decided once per track, not once per pair.
+            let text = t.text();
             for (oi, o) in observations.iter().enumerate() {
                 if obs_used[oi] || o.low != low || t.label != o.label {
                     continue;
                 }
-                if let Some(priority) = self.pair(t, o, frame_ns) {
+                if let Some(priority) = self.pair(t, text.as_deref(), o, frame_ns) {
                     pairs.push((priority, ti, oi));
                 }
             }
@@ -247,9 +250,9 @@ impl Tracker {
         matched
     }
 
-    /// Whether track `t` may take observation `o` on this frame, and how well they fit (higher
-    /// is better): `None` when they are not the same thing.
-    fn pair(&self, t: &Track, o: &Observation, frame_ns: i64) -> Option<f32> {
+    /// Whether track `t` (whose text is `text`) may take observation `o` on this frame, and how
+    /// well they fit (higher is better): `None` when they are not the same thing.
+    fn pair(&self, t: &Track, text: Option<&str>, o: &Observation, frame_ns: i64) -> Option<f32> {
         let cfg = &self.config;
         let predicted = t.predicted(frame_ns);
         let overlap = iou(&predicted, &o.bbox).max(iou(&t.bbox, &o.bbox));
@@ -258,20 +261,20 @@ impl Tracker {
             // stays put, seen rejected twice), a part or misread of it that fitted a rule. Below
             // every real track's pair: a plate that has a track keeps it.
             let painted = ghost.rejections >= GHOST_EVIDENCE && centre_distance(&ghost.origin, &t.bbox) <= GHOST_DRIFT;
-            let part = o.text.as_deref().zip(t.text()).is_some_and(|(r, g)| track::fragment_of(r, &g));
+            let part = o.text.as_deref().zip(text).is_some_and(|(r, g)| track::fragment_of(r, g));
             let admissible = if o.low { overlap >= cfg.iou } else { painted && part && overlap >= GHOST_OVERLAP };
             return admissible.then_some(overlap - 2.0);
         }
         if o.low {
-            // The second pass (ByteTrack's): by overlap alone.
-            return (overlap >= cfg.iou && !t.lost(cfg.max_age)).then_some(overlap);
+            // The second pass (ByteTrack's): by overlap alone (`associate` left lost tracks out).
+            return (overlap >= cfg.iou).then_some(overlap);
         }
         let distance = centre_distance(&predicted, &o.bbox).min(centre_distance(&t.bbox, &o.bbox));
         let ratio = area(&o.bbox) / area(&predicted).max(1.0);
         let plausible_size = (1.0 / MAX_AREA_RATIO..=MAX_AREA_RATIO).contains(&ratio);
-        let reach = cfg.max_distance * if t.motion().has_rate() { 1.0 } else { 2.0 };
-        let alike = match (t.text(), &o.text) {
-            (Some(a), Some(b)) => Some(similarity(&a, b)),
+        let reach = cfg.max_distance * if t.has_rate() { 1.0 } else { 2.0 };
+        let alike = match (text, &o.text) {
+            (Some(a), Some(b)) => Some(similarity(a, b)),
             _ => None,
         };
         let same_text = alike.is_some_and(|s| s >= cfg.text_similarity);

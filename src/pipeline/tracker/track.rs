@@ -130,6 +130,11 @@ impl Track {
         self.motion.clone().unwrap_or_else(|| BoxMotion::new(&self.bbox, self.last_seen_ns))
     }
 
+    /// Whether the motion model has measured the track's speed (two sightings or more).
+    pub fn has_rate(&self) -> bool {
+        self.motion.as_ref().is_some_and(BoxMotion::has_rate)
+    }
+
     /// Where the box is expected at `frame_ns`.
     pub fn predicted(&self, frame_ns: i64) -> [f32; 4] {
         match &self.motion {
