@@ -135,6 +135,7 @@ async fn start_pipelines(
     health: &Health,
 ) -> anyhow::Result<()> {
     let Pipelines { engine, decoder, outbox, ui } = parts;
+    let delivered = outbox.delivered();
     let needs_aws = sink::registry::needs_aws(&config.sinks)
         || config.cameras.iter().any(|c| c.source.needs_aws())
         || config.fleet.is_some();
@@ -153,6 +154,7 @@ async fn start_pipelines(
         engine,
         decoder,
         events,
+        delivered,
         shutdown: shutdown.clone(),
         sdk: sdk.clone(),
         health: health.clone(),

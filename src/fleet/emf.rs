@@ -3,7 +3,9 @@
 //! (no PutMetricData calls, no extra SDK, no cost per call). `CamerasOwned` averaged over the
 //! service's tasks, against a target of cameras per task, gives `tasks = cameras / target`.
 //! The same record carries what the alarms of `ecs/cfn/infra.yaml` watch: `CameraLagMaxSeconds`
-//! (the most-behind camera of the task) and `OutboxRecords` (events not yet delivered).
+//! (the most-behind camera of the task), `OutboxRecords` (events not yet delivered) and
+//! `CheckpointLagMaxSeconds` (the oldest video a replacement task would read again: a sink
+//! outage holds checkpoints back, and past the stream's retention that video is gone).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,6 +14,7 @@ pub const CAMERAS_OWNED: &str = "CamerasOwned";
 pub const LIVE_TASKS: &str = "FleetLiveTasks";
 pub const CAMERA_LAG_MAX: &str = "CameraLagMaxSeconds";
 pub const OUTBOX_RECORDS: &str = "OutboxRecords";
+pub const CHECKPOINT_LAG_MAX: &str = "CheckpointLagMaxSeconds";
 
 /// One EMF record: this task's cameras, the fleet's live tasks and the alarm signals, under
 /// `namespace`, with the dimension `ServiceName`.
@@ -33,7 +36,8 @@ pub fn record(
                     { "Name": CAMERAS_OWNED, "Unit": "Count" },
                     { "Name": LIVE_TASKS, "Unit": "Count" },
                     { "Name": CAMERA_LAG_MAX, "Unit": "Seconds" },
-                    { "Name": OUTBOX_RECORDS, "Unit": "Count" }
+                    { "Name": OUTBOX_RECORDS, "Unit": "Count" },
+                    { "Name": CHECKPOINT_LAG_MAX, "Unit": "Seconds" }
                 ]
             }]
         },
@@ -43,6 +47,7 @@ pub fn record(
         LIVE_TASKS: live_tasks,
         CAMERA_LAG_MAX: signals.camera_lag_max_seconds,
         OUTBOX_RECORDS: signals.outbox_records,
+        CHECKPOINT_LAG_MAX: signals.checkpoint_lag_max_seconds,
     })
     .to_string()
 }
@@ -53,7 +58,11 @@ mod tests {
 
     #[test]
     fn a_record_is_embedded_metric_format() {
-        let signals = crate::metrics::Signals { camera_lag_max_seconds: 1.5, outbox_records: 7 };
+        let signals = crate::metrics::Signals {
+            camera_lag_max_seconds: 1.5,
+            outbox_records: 7,
+            checkpoint_lag_max_seconds: 30.0,
+        };
         let line = record("KvsInfer", "kvs-infer", "arn:task/1", (3, 2), signals);
         let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
         let directive = &v["_aws"]["CloudWatchMetrics"][0];
@@ -65,6 +74,7 @@ mod tests {
         }
         assert_eq!((v["ServiceName"].as_str(), v["CamerasOwned"].as_u64()), (Some("kvs-infer"), Some(3)));
         assert_eq!((v["CameraLagMaxSeconds"].as_f64(), v["OutboxRecords"].as_u64()), (Some(1.5), Some(7)));
+        assert_eq!(v["CheckpointLagMaxSeconds"].as_f64(), Some(30.0));
         assert!(v["_aws"]["Timestamp"].as_u64().is_some_and(|t| t > 1_700_000_000_000));
     }
 }

@@ -53,6 +53,8 @@ pub const OUTBOX_BYTES: &str = "outbox_bytes";
 pub const OUTBOX_MAX_BYTES: &str = "outbox_max_bytes";
 pub const OUTBOX_FULL_TOTAL: &str = "outbox_full_total";
 pub const OUTBOX_CORRUPT_TOTAL: &str = "outbox_corrupt_total";
+pub const OUTBOX_IO_ERRORS_TOTAL: &str = "outbox_io_errors_total";
+pub const CHECKPOINT_LAG_SECONDS: &str = "checkpoint_lag_seconds";
 pub const SINK_DELIVERED_TOTAL: &str = "sink_delivered_total";
 pub const SINK_ERRORS_TOTAL: &str = "sink_errors_total";
 pub const SINK_BACKLOG: &str = "sink_backlog";
@@ -182,6 +184,17 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (OUTBOX_MAX_BYTES, "gauge", "The configured bound (outbox.max_bytes); at it new events wait."),
     (OUTBOX_FULL_TOTAL, "counter", "Appends refused because the outbox was full (the event waits, it is not dropped)."),
     (OUTBOX_CORRUPT_TOTAL, "counter", "Outbox records that failed their checksum and were quarantined."),
+    (
+        OUTBOX_IO_ERRORS_TOTAL,
+        "counter",
+        "Outbox calls that failed with an I/O error (a full disk): the event waits, the outbox reopens itself.",
+    ),
+    (
+        CHECKPOINT_LAG_SECONDS,
+        "gauge",
+        "Age of the oldest analysed video the KVS checkpoint does not cover yet (its events not delivered \
+         or the write not done); 0 when it covers everything; label: camera.",
+    ),
     (SINK_DELIVERED_TOTAL, "counter", "Records a sink acknowledged; label: sink."),
     (SINK_ERRORS_TOTAL, "counter", "Failed delivery attempts (each is retried); labels: sink, reason."),
     (SINK_BACKLOG, "gauge", "Outbox records a sink has not acknowledged yet; label: sink."),
@@ -358,6 +371,8 @@ pub struct Signals {
     pub camera_lag_max_seconds: f64,
     /// `outbox_records` now.
     pub outbox_records: u64,
+    /// The largest `checkpoint_lag_seconds` reported in the last [`SIGNAL_WINDOW`].
+    pub checkpoint_lag_max_seconds: f64,
 }
 
 /// A camera whose lag was not updated for this long (stopped, handed over) no longer counts.
@@ -365,14 +380,19 @@ pub const SIGNAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(12
 
 static LAGS: std::sync::Mutex<std::collections::BTreeMap<String, (f64, std::time::Instant)>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
+static CHECKPOINT_LAGS: std::sync::Mutex<std::collections::BTreeMap<String, (f64, std::time::Instant)>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 static OUTBOX_RECORDS_NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 pub fn signals() -> Signals {
     let mut lags = LAGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     lags.retain(|_, (_, at)| at.elapsed() < SIGNAL_WINDOW);
+    let mut checkpoint_lags = CHECKPOINT_LAGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    checkpoint_lags.retain(|_, (_, at)| at.elapsed() < SIGNAL_WINDOW);
     Signals {
         camera_lag_max_seconds: lags.values().map(|(lag, _)| *lag).fold(0.0, f64::max),
         outbox_records: OUTBOX_RECORDS_NOW.load(std::sync::atomic::Ordering::Relaxed),
+        checkpoint_lag_max_seconds: checkpoint_lags.values().map(|(lag, _)| *lag).fold(0.0, f64::max),
     }
 }
 
@@ -428,6 +448,16 @@ pub fn set_outbox(records: u64, bytes: u64, max_bytes: u64) {
     gauge!(OUTBOX_RECORDS).set(records as f64);
     gauge!(OUTBOX_BYTES).set(bytes as f64);
     gauge!(OUTBOX_MAX_BYTES).set(max_bytes as f64);
+}
+
+pub fn count_outbox_io_error() {
+    metrics::counter!(OUTBOX_IO_ERRORS_TOTAL).increment(1);
+}
+
+pub fn set_checkpoint_lag(camera: &CameraId, seconds: f64) {
+    gauge!(CHECKPOINT_LAG_SECONDS, "camera" => camera.0.clone()).set(seconds);
+    let mut lags = CHECKPOINT_LAGS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    lags.insert(camera.0.clone(), (seconds, std::time::Instant::now()));
 }
 
 pub fn count_outbox_full() {

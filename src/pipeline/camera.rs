@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::catch_up::LagJudge;
+use super::checkpoint::{CameraCheckpoint, CheckpointError};
 use super::events::{Event, EventOrigin, EventWithFrame};
 use super::feed::{self, Feed, FeedReport, Handoff, SampledFrame};
 use super::live::{CameraView, TrackView};
@@ -147,7 +148,7 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
         decoder: ctx.decoder,
     };
     let stream = FrameStream::new(stream_ctx, input);
-    let tracker = resumed_tracker(&ctx.camera, resume.as_deref());
+    let (tracker, motion_settle) = resumed(&ctx.camera, ctx.pass, resume.as_deref());
     let (offline_tx, offline_rx) = mpsc::channel::<SampledFrame>(HANDOFF_QUEUE);
     let live = Arc::new(DropOldest::new(HANDOFF_QUEUE));
     let handoff = if options.live {
@@ -165,7 +166,7 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
         newest: newest.clone(),
         progress: progress.clone(),
         motion: super::motion::MotionGate::new(ctx.camera.motion, ctx.camera.roi.clone())
-            .with_settle_left(tracker.motion_settle()),
+            .with_settle_left(motion_settle),
         health: ctx.health.clone(),
         view: ctx.view.clone(),
     };
@@ -179,6 +180,7 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
     let frames = Frames { live: options.live.then_some(live.clone()), offline: offline_rx };
     let mut analysis = AnalysisLoop::new(&ctx, newest, progress, tracker);
     analysis.hands_over = options.hands_over;
+    analysis.motion_settle = motion_settle;
     let analysed = analysis.run(frames).await;
     tracing::info!(camera = %camera, "camera: analysis stopped");
     live.close();
@@ -245,8 +247,12 @@ struct AnalysisLoop<'a> {
     best_frames: BTreeMap<i64, RgbImage>,
     /// At shutdown, leave open tracks to the next run (see `SourceOptions::hands_over`).
     hands_over: bool,
+    /// Settling frames motion gating owed after the last analysed frame (checkpointed).
+    motion_settle: u32,
     /// Emitted events the consumer has not stored yet.
-    unstored: Vec<tokio::sync::oneshot::Receiver<()>>,
+    unstored: Vec<tokio::sync::oneshot::Receiver<u64>>,
+    /// The newest receipt of a stored event (see [`EventWithFrame::stored`]).
+    receipt: u64,
     stats: RunStats,
 }
 
@@ -273,7 +279,9 @@ impl<'a> AnalysisLoop<'a> {
             recent_cap,
             best_frames: BTreeMap::new(),
             hands_over: false,
+            motion_settle: 0,
             unstored: Vec::new(),
+            receipt: 0,
             stats: RunStats::default(),
         }
     }
@@ -300,6 +308,12 @@ impl<'a> AnalysisLoop<'a> {
                     }
                     tracing::info!(camera = %self.ctx.camera.id, idle = ?idle_end, tracks = self.tracker.len(), "no frame for idle_end; open tracks end");
                     self.end_tracks(last.as_ref()).await?;
+                    if let Some(progress) = self.progress.clone() {
+                        // The checkpoint holds the state without them: a restart does not end
+                        // them again.
+                        self.events_stored().await;
+                        progress.state_changed(self.checkpoint().into(), self.receipt);
+                    }
                     continue;
                 }
             };
@@ -324,7 +338,7 @@ impl<'a> AnalysisLoop<'a> {
                 // The frame counts as done (and its fragment may be checkpointed) only once its
                 // events cannot be lost.
                 self.events_stored().await;
-                progress.frame_done(Some(self.tracker.snapshot().into()));
+                progress.frame_done(Some(self.checkpoint().into()), self.receipt);
             }
             last = Some(frame);
         }
@@ -351,7 +365,7 @@ impl<'a> AnalysisLoop<'a> {
     async fn analyse(&mut self, frame: &SampledFrame) -> Result<(), PipelineError> {
         let camera = &self.ctx.camera.id;
         // Travels in the checkpoint with the tracks: a resumed gate owes the same settling frames.
-        self.tracker.set_motion_settle(frame.settle_left);
+        self.motion_settle = frame.settle_left;
         // How far behind the newest decoded frame the analysed one is (stream time).
         let lag_ns = self.newest.load(Ordering::Relaxed).saturating_sub(frame.timestamp_ns).max(0);
         metrics::set_camera_lag(camera, lag_ns as f64 / 1e9);
@@ -482,28 +496,42 @@ impl<'a> AnalysisLoop<'a> {
             .map_err(|_| PipelineError::EventsClosed { camera: self.ctx.camera.id.clone() })
     }
 
-    /// Waits until every event emitted so far is stored (see [`EventWithFrame::stored`]).
+    /// Waits until every event emitted so far is stored (see [`EventWithFrame::stored`]) and
+    /// keeps the newest receipt.
     async fn events_stored(&mut self) {
         for stored in self.unstored.drain(..) {
-            // Dropped, never sent: the consumer is done with it either way.
-            let _ = stored.await;
+            // Dropped unanswered: a consumer without an outbox, done with it.
+            if let Ok(receipt) = stored.await {
+                self.receipt = self.receipt.max(receipt);
+            }
         }
+    }
+
+    /// The camera's resumable state now, as the checkpoint stores it.
+    fn checkpoint(&self) -> String {
+        CameraCheckpoint::new(&self.tracker, self.motion_settle, self.ctx.pass).encode()
     }
 }
 
-/// The camera's tracker, in the state a checkpoint stored when there is one.
-fn resumed_tracker(camera: &CameraSpec, resume: Option<&str>) -> Tracker {
-    match resume.map(|s| Tracker::restore(camera.tracking.clone(), s)) {
-        Some(Ok(tracker)) => {
+/// The camera's tracker and motion gate's settling frames, in the state a checkpoint stored when
+/// there is one.
+fn resumed(camera: &CameraSpec, pass: u64, resume: Option<&str>) -> (Tracker, u32) {
+    let restored = resume.map(|s| {
+        let checkpoint = CameraCheckpoint::decode(s)?;
+        let settle = checkpoint.motion_settle;
+        Ok::<_, CheckpointError>((checkpoint.tracker(camera.tracking.clone(), pass)?, settle))
+    });
+    match restored {
+        Some(Ok((tracker, settle))) => {
             tracing::info!(camera = %camera.id, tracks = tracker.len(), "tracks resumed from the checkpoint");
-            tracker
+            (tracker, settle)
         }
         Some(Err(e)) => {
             let error = kvs_infer_common::error_chain(&e);
-            tracing::warn!(camera = %camera.id, error, "the checkpoint's tracker state is not usable; tracks start afresh");
-            Tracker::new(camera.tracking.clone())
+            tracing::warn!(camera = %camera.id, error, "the checkpoint's analysis state is not usable; tracks start afresh");
+            (Tracker::new(camera.tracking.clone()), 0)
         }
-        None => Tracker::new(camera.tracking.clone()),
+        None => (Tracker::new(camera.tracking.clone()), 0),
     }
 }
 

@@ -62,10 +62,11 @@ pub struct Event {
 pub struct EventWithFrame {
     pub event: Event,
     pub frame: Option<RgbImage>,
-    /// Dropped once the consumer is done with the event: the dispatcher drops it after the
-    /// event is in the durable outbox. The camera waits for it before a frame counts as done, so
-    /// a checkpoint never passes an event a crash could lose.
-    pub stored: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Answered with the event's receipt once it is in the durable outbox (its sequence
+    /// number; dropped unanswered by a consumer that keeps no outbox). The camera waits for it
+    /// before a frame counts as done, and its checkpoint waits until the sinks have delivered up
+    /// to the receipt: a checkpoint never passes an event that a lost disk could take with it.
+    pub stored: Option<tokio::sync::oneshot::Sender<u64>>,
 }
 
 impl EventWithFrame {

@@ -284,7 +284,7 @@ fn hand_off(feed: &Feed, frame: SampledFrame, pace: Pace, report: &mut FeedRepor
                 report.frames_dropped += 1;
                 metrics::count_dropped(&feed.camera, "inference_behind");
                 if let Some(progress) = &feed.progress {
-                    progress.frame_done(None);
+                    progress.frame_done(None, 0);
                 }
             }
             true

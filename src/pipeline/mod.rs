@@ -4,6 +4,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`camera`] | one camera's flow from source to events |
+//! | [`checkpoint`] | a camera's resumable state (tracks, motion gate, pass), versioned |
 //! | [`feed`] | the decode thread: frame stream → sampler → pacing → hand-off |
 //! | [`catch_up`] | how far behind live a camera is: live (drop-oldest), catch-up (no drops), skip ahead |
 //! | [`live`] | what the live page shows of each camera: latest picture, tracks, rates |
@@ -18,6 +19,7 @@
 
 pub mod camera;
 pub mod catch_up;
+pub mod checkpoint;
 pub mod evaluation;
 pub mod events;
 pub mod feed;

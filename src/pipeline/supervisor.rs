@@ -32,6 +32,8 @@ pub struct Supervisor {
     /// Where the cameras decode (chosen at startup); each camera brings its own threads.
     pub decoder: Backend,
     pub events: mpsc::Sender<EventWithFrame>,
+    /// The sinks' delivered watermark: KVS checkpoints wait for it (`media::progress`).
+    pub delivered: tokio::sync::watch::Receiver<u64>,
     /// Cameras run on its tracker and stop taking frames when its intake ends.
     pub shutdown: Shutdown,
     /// The AWS configuration, when any camera or sink needs AWS.
@@ -131,6 +133,7 @@ impl Supervisor {
             health: self.health.clone(),
             shutdown: control.stop.clone(),
             fence: control.fence.clone(),
+            delivered: Some(self.delivered.clone()),
         };
         let source = source::open(&camera.source, &ctx).await?;
         let ctx = CameraContext {

@@ -18,6 +18,9 @@ use crate::pipeline::events::EventWithFrame;
 
 /// How often a full outbox is tried again even without a wake-up.
 const FULL_RETRY: Duration = Duration::from_secs(1);
+/// Retries of an outbox whose disk failed: soon after space returns, the events flow again.
+const STORAGE_RETRY: kvs_infer_common::backoff::Backoff =
+    kvs_infer_common::backoff::Backoff { min: Duration::from_millis(200), max: Duration::from_secs(5) };
 
 /// What to do with snapshots: one JPEG per event that comes with a frame, shared by every sink
 /// that stores snapshots, at the best quality any of them asks for.
@@ -103,21 +106,32 @@ pub async fn run(
             event_id = event.event_id,
             "event"
         );
-        append(&outbox, Arc::new(record), &health).await;
-        drop(stored);
+        let seq = append(&outbox, Arc::new(record), &health).await;
+        if let (Some(stored), Some(seq)) = (stored, seq) {
+            let _ = stored.send(seq);
+        }
     }
 }
 
-/// Appends, waiting while the outbox is full. Storage errors are retried too: the event is only
-/// given up if the process ends (and then it was never acknowledged to anyone).
-async fn append(outbox: &Arc<Outbox>, record: Arc<OutboxRecord>, health: &Health) {
+/// Appends, waiting while the outbox is full or its disk fails (full, I/O errors: retried with
+/// backoff, the outbox reopens itself, `/healthz` says `degraded: outbox` with the reason); the
+/// camera waits meanwhile. Returns the record's sequence number; `None` only if the append task
+/// itself failed (the event was never acknowledged to anyone, and its camera's checkpoint does
+/// not pass it).
+async fn append(outbox: &Arc<Outbox>, record: Arc<OutboxRecord>, health: &Health) -> Option<u64> {
     let mut full_reported = false;
     let mut attempt = 0u32;
     loop {
         let freed = outbox.freed();
         let (o, r) = (outbox.clone(), record.clone());
         match tokio::task::spawn_blocking(move || o.append(&r)).await {
-            Ok(Ok(_)) => break,
+            Ok(Ok(seq)) => {
+                if full_reported {
+                    health.clear_degraded(&Component::Outbox);
+                    tracing::info!("the outbox takes events again");
+                }
+                return Some(seq);
+            }
             Ok(Err(OutboxError::Full { bytes, max_bytes, .. })) => {
                 if !full_reported {
                     tracing::warn!(bytes, max_bytes, "outbox full: events wait for the sinks to catch up");
@@ -127,19 +141,17 @@ async fn append(outbox: &Arc<Outbox>, record: Arc<OutboxRecord>, health: &Health
                 let _ = tokio::time::timeout(FULL_RETRY, freed).await;
             }
             Ok(Err(e)) => {
-                tracing::error!(error = %kvs_infer_common::error_chain(&e), event_id = record.event.event_id, "cannot write to the outbox; retrying");
-                health.set_degraded(&Component::Outbox, e.to_string());
+                let reason = kvs_infer_common::error_chain(&e);
+                tracing::error!(error = %reason, event_id = record.event.event_id, "cannot write to the outbox; the camera waits and it is tried again");
+                health.set_degraded(&Component::Outbox, reason);
                 full_reported = true;
                 attempt += 1;
-                tokio::time::sleep(kvs_infer_common::backoff::Backoff::default().delay(attempt)).await;
+                tokio::time::sleep(STORAGE_RETRY.delay(attempt)).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "outbox append task failed");
-                break;
+                return None;
             }
         }
-    }
-    if full_reported {
-        health.clear_degraded(&Component::Outbox);
     }
 }

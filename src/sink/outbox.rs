@@ -13,10 +13,18 @@
 //!
 //! The outbox is bounded by `max_bytes` (the sum of its records' sizes). When full it refuses new
 //! records with [`OutboxError::Full`]; the caller waits for sinks to catch up (back-pressure
-//! reaches the cameras, which drop frames, never results).
+//! reaches the cameras, which drop frames, never results). A disk that fails a write (full, or
+//! an I/O error) fails that call only: the database is closed and opened again on the next call,
+//! so the outbox works again by itself once space returns (redb refuses every call after an I/O
+//! error until it is reopened).
+//!
+//! The **delivered watermark** ([`Outbox::delivered`]) is the lowest sequence number every sink
+//! has acknowledged: each record at or below it is delivered everywhere. Cameras checkpoint only
+//! what it covers, so the outbox is a buffer, not the only copy: an instance lost with its disk
+//! is replaced by a task that reads the video again from the checkpoint.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::{Notify, watch};
@@ -113,7 +121,8 @@ pub struct OutboxStats {
 
 /// The durable queue. Every method does blocking disk I/O: call it from a blocking thread.
 pub struct Outbox {
-    db: Database,
+    /// `None` after an I/O error: opened again by the next call.
+    db: RwLock<Option<Database>>,
     path: PathBuf,
     max_bytes: u64,
     sinks: Vec<String>,
@@ -123,6 +132,8 @@ pub struct Outbox {
     appended: watch::Sender<u64>,
     /// Woken when acknowledgements free space.
     freed: Notify,
+    /// The lowest sequence number every sink has acknowledged.
+    delivered: watch::Sender<u64>,
 }
 
 impl Outbox {
@@ -133,22 +144,25 @@ impl Outbox {
         let path = dir.join(FILE_NAME);
         let db = Database::create(&path).map_err(|source| OutboxError::Open { path: path.clone(), source })?;
         let mut outbox = Self {
-            db,
+            db: RwLock::new(Some(db)),
             path,
             max_bytes,
             sinks: sinks.iter().map(|s| (*s).to_owned()).collect(),
             stats: Mutex::new(OutboxStats::default()),
             appended: watch::Sender::new(0),
             freed: Notify::new(),
+            delivered: watch::Sender::new(0),
         };
-        let (stats, last) = outbox.init()?;
+        let (stats, last, delivered) = outbox.init()?;
         *outbox.stats.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
         outbox.appended.send_replace(last);
+        outbox.delivered.send_replace(delivered);
         crate::metrics::set_outbox(stats.records, stats.bytes, max_bytes);
         Ok(outbox)
     }
 
-    fn init(&self) -> Result<(OutboxStats, u64), OutboxError> {
+    /// Sizes, the newest sequence number and the delivered watermark.
+    fn init(&self) -> Result<(OutboxStats, u64, u64), OutboxError> {
         self.write(|txn| {
             let mut cursors = txn.open_table(CURSORS)?;
             let stale: Vec<String> = cursors
@@ -160,6 +174,7 @@ impl Outbox {
             for name in stale {
                 cursors.remove(name.as_str())?;
             }
+            let delivered = self.lowest_cursor(&cursors)?;
             drop(cursors);
             let records = txn.open_table(RECORDS)?;
             let count = records.len()?;
@@ -168,7 +183,10 @@ impl Outbox {
             txn.open_table(QUARANTINE)?;
             let meta = txn.open_table(META)?;
             let bytes = meta.get("bytes")?.map_or(0, |v| v.value());
-            Ok((OutboxStats { records: count, bytes }, last))
+            let next = meta.get("next_seq")?.map_or(1, |v| v.value());
+            // No sink: whatever is appended is done with.
+            let delivered = delivered.unwrap_or(next - 1);
+            Ok((OutboxStats { records: count, bytes }, last, delivered))
         })
     }
 
@@ -195,6 +213,9 @@ impl Outbox {
         crate::metrics::set_outbox(stats.records, stats.bytes, self.max_bytes);
         drop(stats);
         self.appended.send_replace(seq);
+        if self.sinks.is_empty() {
+            self.delivered.send_replace(seq);
+        }
         Ok(seq)
     }
 
@@ -258,14 +279,11 @@ impl Outbox {
 
     /// Records that `sink` has delivered everything up to `seq`, and deletes what every sink has.
     pub fn ack(&self, sink: &str, seq: u64) -> Result<(), OutboxError> {
-        let (removed, freed) = self.write(|txn| {
+        let (removed, freed, low) = self.write(|txn| {
             let mut cursors = txn.open_table(CURSORS)?;
             let old = cursors.get(sink)?.map_or(0, |v| v.value());
             cursors.insert(sink, old.max(seq))?;
-            let mut low = u64::MAX;
-            for name in &self.sinks {
-                low = low.min(cursors.get(name.as_str())?.map_or(0, |v| v.value()));
-            }
+            let low = self.lowest_cursor(&cursors)?.unwrap_or(0);
             drop(cursors);
             let mut records = txn.open_table(RECORDS)?;
             let (mut removed, mut freed) = (0u64, 0u64);
@@ -276,10 +294,25 @@ impl Outbox {
             }
             drop(records);
             subtract_bytes(txn, freed)?;
-            Ok((removed, freed))
+            Ok((removed, freed, low))
         })?;
         self.forget(removed, freed);
+        self.delivered.send_if_modified(|d| {
+            let moved = low > *d;
+            *d = (*d).max(low);
+            moved
+        });
         Ok(())
+    }
+
+    /// The lowest cursor of the configured sinks (`None`: no sink).
+    fn lowest_cursor(&self, cursors: &redb::Table<'_, &str, u64>) -> Result<Option<u64>, redb::Error> {
+        let mut low = None;
+        for name in &self.sinks {
+            let cursor = cursors.get(name.as_str())?.map_or(0, |v| v.value());
+            low = Some(low.map_or(cursor, |l: u64| l.min(cursor)));
+        }
+        Ok(low)
     }
 
     fn forget(&self, removed: u64, freed: u64) {
@@ -330,6 +363,11 @@ impl Outbox {
         self.appended.subscribe()
     }
 
+    /// Follows the delivered watermark: every record at or below it is delivered by every sink.
+    pub fn delivered(&self) -> watch::Receiver<u64> {
+        self.delivered.subscribe()
+    }
+
     /// Resolves the next time acknowledgements free space.
     pub fn freed(&self) -> tokio::sync::futures::Notified<'_> {
         self.freed.notified()
@@ -344,24 +382,68 @@ impl Outbox {
         })
     }
 
+    /// The open database, opened again when an I/O error closed it.
+    fn db(&self) -> Result<RwLockReadGuard<'_, Option<Database>>, OutboxError> {
+        {
+            let db = self.db.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if db.is_some() {
+                return Ok(db);
+            }
+        }
+        let mut db = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if db.is_none() {
+            let opened =
+                Database::create(&self.path).map_err(|source| OutboxError::Open { path: self.path.clone(), source })?;
+            tracing::info!(outbox = %self.path.display(), "outbox opened again after an I/O error");
+            *db = Some(opened);
+        }
+        drop(db);
+        Ok(self.db.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// An I/O error leaves redb refusing every later call: close it; the next call reopens.
+    fn storage_error(&self, source: redb::Error) -> OutboxError {
+        if matches!(source, redb::Error::Io(_) | redb::Error::PreviousIo) {
+            crate::metrics::count_outbox_io_error();
+            self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        }
+        OutboxError::Storage { path: self.path.clone(), source }
+    }
+
     fn write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>) -> Result<T, OutboxError> {
-        let run = || -> Result<T, redb::Error> {
-            let mut txn = self.db.begin_write()?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(|e| redb::Error::from(redb::StorageError::Backend(Box::new(e))))?;
-            let value = f(&txn)?;
-            txn.commit()?;
-            Ok(value)
+        let result = {
+            let guard = self.db()?;
+            let Some(db) = guard.as_ref() else { return Err(self.closed()) };
+            let mut txn = match db.begin_write() {
+                Ok(txn) => txn,
+                Err(e) => {
+                    drop(guard);
+                    return Err(self.storage_error(e.into()));
+                }
+            };
+            let run = || -> Result<T, redb::Error> {
+                txn.set_durability(Durability::Immediate)
+                    .map_err(|e| redb::Error::from(redb::StorageError::Backend(Box::new(e))))?;
+                let value = f(&txn)?;
+                txn.commit()?;
+                Ok(value)
+            };
+            run()
         };
-        run().map_err(|source| OutboxError::Storage { path: self.path.clone(), source })
+        result.map_err(|source| self.storage_error(source))
     }
 
     fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>) -> Result<T, OutboxError> {
-        let run = || -> Result<T, redb::Error> {
-            let txn = self.db.begin_read()?;
-            f(&txn)
+        let result = {
+            let guard = self.db()?;
+            let Some(db) = guard.as_ref() else { return Err(self.closed()) };
+            db.begin_read().map_err(redb::Error::from).and_then(|txn| f(&txn))
         };
-        run().map_err(|source| OutboxError::Storage { path: self.path.clone(), source })
+        result.map_err(|source| self.storage_error(source))
+    }
+
+    fn closed(&self) -> OutboxError {
+        OutboxError::Storage { path: self.path.clone(), source: redb::Error::DatabaseClosed }
     }
 }
 

@@ -4,9 +4,14 @@
 //! `fragment_number` (S), `fragment_order` (S, the number zero-padded to 64 digits so string
 //! order is numeric order; fragment numbers are wider than DynamoDB's 38-digit numbers),
 //! `server_timestamp` / `producer_timestamp` (S, epoch seconds with milliseconds),
-//! `updated_at` (N, epoch seconds), `camera` (S) and `analysis` (S, JSON: the camera's tracker
-//! right after the fragment, so a restart goes on with the same tracks, ids and votes). A write is conditional on the stored
-//! `fragment_order` being older, so a slower task (or a stale retry) never moves it backwards.
+//! `revision` (N: 0 for the state after the fragment's last frame, one more for each later change,
+//! such as tracks ended on an idle stream), `updated_at` (N, epoch seconds), `camera` (S) and
+//! `analysis` (S: the pipeline's `CameraCheckpoint` as JSON, versioned: tracks, motion gate,
+//! pass; opaque to this layer). A write is conditional on the stored position (`fragment_order`,
+//! then `revision`) being older, so a slower task (or a stale retry) never moves it backwards.
+//!
+//! The writer only ever stores a fragment whose events every sink has delivered (see
+//! `media::progress`): a checkpoint never passes an event that only a lost disk held.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,15 +20,17 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::SourceError;
 use crate::config::CameraId;
-use crate::media::FragmentNumber;
+use crate::media::kvs::KvsTimestamp;
 use crate::media::progress::Processed;
+use crate::media::{FragmentMeta, FragmentNumber};
 
 /// Width of `fragment_order`: KVS fragment numbers are about 47 digits.
 const ORDER_WIDTH: usize = 64;
 
 /// The condition of every checkpoint write, plain or fenced: the stored fragment only moves
 /// forward (`:o` is the new `fragment_order`).
-const NEWER_ONLY: &str = "attribute_not_exists(#s) OR fragment_order < :o";
+const NEWER_ONLY: &str = "attribute_not_exists(#s) OR fragment_order < :o \
+     OR (fragment_order = :o AND (attribute_not_exists(revision) OR revision < :r))";
 
 /// Analysis states larger than this are not stored (DynamoDB items hold 400 KB): a restart then
 /// starts its tracks afresh.
@@ -64,7 +71,23 @@ pub struct Fence {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     pub fragment: FragmentNumber,
+    /// Changes of the analysis state after the fragment's last frame.
+    pub revision: u32,
+    pub server_timestamp: Option<KvsTimestamp>,
+    pub producer_timestamp: Option<KvsTimestamp>,
     pub analysis: Option<String>,
+}
+
+impl Checkpoint {
+    /// The fragment as the progress ledger knows fragments.
+    pub fn meta(&self) -> FragmentMeta {
+        FragmentMeta {
+            fragment_number: Some(self.fragment.clone()),
+            server_timestamp: self.server_timestamp,
+            producer_timestamp: self.producer_timestamp,
+            ..FragmentMeta::default()
+        }
+    }
 }
 
 pub struct Checkpoints {
@@ -112,9 +135,14 @@ impl Checkpoints {
             .map_err(|e| self.error("GetItem", e))?;
         let Some(item) = out.item() else { return Ok(None) };
         let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
-        Ok(text("fragment_number")
-            .and_then(|s| FragmentNumber::parse(s))
-            .map(|fragment| Checkpoint { fragment, analysis: text("analysis").cloned() }))
+        let revision = item.get("revision").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0);
+        Ok(text("fragment_number").and_then(|s| FragmentNumber::parse(s)).map(|fragment| Checkpoint {
+            fragment,
+            revision,
+            server_timestamp: text("server_timestamp").and_then(|t| KvsTimestamp::parse(t)),
+            producer_timestamp: text("producer_timestamp").and_then(|t| KvsTimestamp::parse(t)),
+            analysis: text("analysis").cloned(),
+        }))
     }
 
     /// Records a processed fragment unless the table already has it or a newer one.
@@ -130,6 +158,7 @@ impl Checkpoints {
             ("camera".to_owned(), AttributeValue::S(self.camera.0.clone())),
             ("fragment_number".to_owned(), AttributeValue::S(number.to_string())),
             ("fragment_order".to_owned(), AttributeValue::S(order.clone())),
+            ("revision".to_owned(), AttributeValue::N(processed.revision.to_string())),
             ("updated_at".to_owned(), AttributeValue::N(now.to_string())),
         ]);
         if let Some(t) = meta.server_timestamp {
@@ -142,7 +171,7 @@ impl Checkpoints {
             item.insert("analysis".to_owned(), AttributeValue::S(state.to_string()));
         }
         if let Some(fence) = &self.fence {
-            return self.write_fenced(item, order, fence).await;
+            return self.write_fenced(item, order, processed.revision, fence).await;
         }
         let result = self
             .client
@@ -152,6 +181,7 @@ impl Checkpoints {
             .condition_expression(NEWER_ONLY)
             .expression_attribute_names("#s", "stream")
             .expression_attribute_values(":o", AttributeValue::S(order))
+            .expression_attribute_values(":r", AttributeValue::N(processed.revision.to_string()))
             .send()
             .await;
         match result {
@@ -169,6 +199,7 @@ impl Checkpoints {
         &self,
         item: HashMap<String, AttributeValue>,
         order: String,
+        revision: u32,
         fence: &Fence,
     ) -> Result<Written, SourceError> {
         use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
@@ -187,6 +218,7 @@ impl Checkpoints {
             .condition_expression(NEWER_ONLY)
             .expression_attribute_names("#s", "stream")
             .expression_attribute_values(":o", AttributeValue::S(order))
+            .expression_attribute_values(":r", AttributeValue::N(revision.to_string()))
             .build()
             .map_err(build)?;
         let result = self

@@ -20,12 +20,15 @@ use aws_sdk_kinesisvideomedia::types::{StartSelector as ApiSelector, StartSelect
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{Checkpoint, Checkpoints};
+use super::checkpoint::Checkpoints;
+use super::checkpointing::{
+    CHECKPOINT_INTERVAL, CheckpointWriter, read_checkpoint, stream_retention, write_checkpoints,
+};
 use super::{RunningSource, SourceContext, SourceError, SourceOptions, SourceTasks};
 use crate::config::{CameraId, StartSelector, StreamRef};
 use crate::health::{CameraState, Component};
 use crate::media::FragmentNumber;
-use crate::media::progress::{FragmentProgress, Processed};
+use crate::media::progress::FragmentProgress;
 use crate::media::stream::{ChannelSource, Chunk};
 use kvs_infer_common::backoff::Backoff;
 
@@ -42,11 +45,6 @@ pub const LIMIT_BACKOFF: Backoff = Backoff { min: Duration::from_secs(2), max: D
 
 /// GetMedia chunks waiting for the decode thread (a few hundred KiB at most).
 const CHUNKS_QUEUED: usize = 16;
-/// A checkpoint write that takes longer is abandoned (the next one carries the progress), so a
-/// table that does not answer never holds a camera's drain.
-pub const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Checkpoints are written at most this often per camera.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Starts a KVS camera: reads its checkpoint (waiting for the table: starting without it would
 /// re-read or skip video), then starts the GetMedia reader and the checkpoint writer.
@@ -57,7 +55,6 @@ pub async fn open(
     checkpoint_table: Option<&str>,
 ) -> Result<RunningSource, SourceError> {
     let sdk = ctx.sdk.clone().ok_or_else(|| SourceError::NoAwsConfig { camera: ctx.camera.clone() })?;
-    let progress = Arc::new(FragmentProgress::default());
     let checkpoints = checkpoint_table.map(|table| {
         let client = crate::aws::dynamodb_client(&sdk);
         let checkpoints = Checkpoints::new(client, table.to_owned(), stream.label().to_owned(), ctx.camera.clone());
@@ -67,8 +64,18 @@ pub async fn open(
         Some(c) => read_checkpoint(&ctx.camera, c, &ctx.shutdown).await,
         None => None,
     };
-    let writer = checkpoints.clone().map(|c| {
-        tokio::spawn(write_checkpoints(ctx.camera.clone(), c, progress.subscribe_processed(), CHECKPOINT_INTERVAL))
+    let progress = Arc::new(match &checkpoint {
+        Some(c) => FragmentProgress::resumed(Arc::new(c.meta()), c.revision),
+        None => FragmentProgress::default(),
+    });
+    let writer = checkpoints.map(|checkpoints| {
+        let (camera, control, stream) = (ctx.camera.clone(), crate::aws::kinesis_video_client(&sdk), stream.clone());
+        let (feed, delivered) = (progress.checkpoint_feed(), ctx.delivered.clone());
+        tokio::spawn(async move {
+            let retention = stream_retention(&control, &stream).await;
+            let interval = CHECKPOINT_INTERVAL;
+            write_checkpoints(CheckpointWriter { camera, checkpoints, feed, delivered, interval, retention }).await;
+        })
     });
     let (resume_after, resume) = checkpoint.map_or((None, None), |c| (Some(c.fragment), c.analysis));
     let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
@@ -447,84 +454,6 @@ impl KvsSource {
     }
 }
 
-/// The stored checkpoint, retried until the table answers (or shutdown).
-pub async fn read_checkpoint(
-    camera: &CameraId,
-    checkpoints: &Checkpoints,
-    shutdown: &CancellationToken,
-) -> Option<Checkpoint> {
-    let mut attempt = 0;
-    loop {
-        match checkpoints.read().await {
-            Ok(found) => {
-                tracing::info!(
-                    camera = %camera,
-                    checkpoint = found.as_ref().map(|c| c.fragment.to_string()),
-                    analysis = found.as_ref().is_some_and(|c| c.analysis.is_some()),
-                    "checkpoint read"
-                );
-                return found;
-            }
-            Err(e) => {
-                // Starting without it would re-read or skip video: wait for the table instead.
-                tracing::warn!(camera = %camera, error = %kvs_infer_common::error_chain(&e), "cannot read the checkpoint; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(RECONNECT_BACKOFF.delay(attempt)) => {}
-                    () = shutdown.cancelled() => return None,
-                }
-                attempt += 1;
-            }
-        }
-    }
-}
-
 fn is_limit(e: &SourceError) -> bool {
     matches!(e, SourceError::Kvs { reason: "throttled" | "connection_limit", .. })
-}
-
-/// Writes the newest fully analysed fragment to the checkpoint table: at most once per
-/// `interval`, and once more when the camera stops.
-pub async fn write_checkpoints(
-    camera: CameraId,
-    checkpoints: Arc<Checkpoints>,
-    mut processed: tokio::sync::watch::Receiver<Option<Processed>>,
-    interval: Duration,
-) {
-    let mut written: Option<FragmentNumber> = None;
-    loop {
-        let open = processed.changed().await.is_ok();
-        let latest = processed.borrow_and_update().clone();
-        if let Some(latest) = latest
-            && let meta = &latest.fragment
-            && meta.fragment_number.is_some()
-            && meta.fragment_number != written
-        {
-            let write = tokio::time::timeout(CHECKPOINT_TIMEOUT, checkpoints.write(&latest));
-            let result = write.await.unwrap_or_else(|_| {
-                Err(SourceError::Checkpoint {
-                    table: checkpoints.table().to_owned(),
-                    stream: camera.to_string(),
-                    operation: "PutItem",
-                    source: Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time")),
-                })
-            });
-            match result {
-                Ok(w) => {
-                    crate::metrics::count_kvs_checkpoint(&camera, w.as_str());
-                    if w == super::checkpoint::Written::Fenced {
-                        tracing::warn!(camera = %camera, "checkpoint refused: this task no longer holds the camera's lease");
-                    }
-                    written = meta.fragment_number.clone();
-                }
-                Err(e) => {
-                    crate::metrics::count_kvs_checkpoint(&camera, "error");
-                    tracing::warn!(camera = %camera, error = %kvs_infer_common::error_chain(&e), "checkpoint not written; the next one will be");
-                }
-            }
-        }
-        if !open {
-            return;
-        }
-        tokio::time::sleep(interval).await;
-    }
 }

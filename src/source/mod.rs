@@ -4,13 +4,14 @@
 //!
 //! - [`file`]: a local MKV file (the embedded default).
 //! - [`kvs`]: Kinesis Video Streams GetMedia, resumed after the last complete fragment when the
-//!   body ends or breaks, with optional DynamoDB [`checkpoint`]s so a restarted task resumes
-//!   where the last one stopped.
+//!   body ends or breaks, with optional DynamoDB [`checkpoint`]s (written as the camera goes by
+//!   [`checkpointing`]) so a restarted task resumes where the last one stopped.
 //!
 //! Adding a source: a `config::SourceSpec` variant, a file here that opens it into a
 //! [`RunningSource`], one arm in [`open`].
 
 pub mod checkpoint;
+pub mod checkpointing;
 pub mod file;
 pub mod kvs;
 
@@ -85,6 +86,9 @@ pub struct SourceContext {
     pub shutdown: CancellationToken,
     /// Fleet mode: checkpoints are written only while this task holds the camera's lease.
     pub fence: Option<checkpoint::Fence>,
+    /// The sinks' delivered watermark (the outbox's lowest acknowledged sequence): a checkpoint
+    /// never passes an event below it. `None`: nothing to wait for.
+    pub delivered: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// How a source's frames flow to inference.

@@ -74,6 +74,13 @@ async fn a_backlog_at_full_speed_is_analysed_once_checkpointed_to_its_end_and_no
     let run = CameraRun::start(&server, &engine, &camera, StartSelector::Earliest, Some(checkpoints.clone())).await;
     let last = fragments[11].number.clone();
     let idle = until_the_end(&run, &last, 1).await;
+    // Every track ends (the last ones on idle: `idle_end`), and the checkpoint says so.
+    run.wait_until("every track ended", |r| {
+        let events = r.events();
+        let count = |kind: &str| events.iter().filter(|e| e.kind.as_str() == kind).count();
+        count("new") > 0 && count("new") == count("end")
+    })
+    .await;
     let mut stored = None;
     for _ in 0..200 {
         stored = checkpoints.read().await.expect("read").map(|c| c.fragment.to_string());
@@ -104,7 +111,8 @@ async fn a_backlog_at_full_speed_is_analysed_once_checkpointed_to_its_end_and_no
     again.wait_until("the second start asked for more", |_| server.calls().len() > calls).await;
     let resumed = &server.calls()[calls];
     assert_eq!(resumed.selector["AfterFragmentNumber"], last.as_str());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The idle end was checkpointed too: no track is left to end again.
+    tokio::time::sleep(IDLE_END * 2 + Duration::from_secs(1)).await;
     let (stats, events) = again.stop().await;
     assert_eq!((stats.frames_decoded, stats.frames_analysed), (0, 0), "{stats:?}");
     assert!(events.is_empty(), "published again: {events:#?}");
@@ -112,7 +120,7 @@ async fn a_backlog_at_full_speed_is_analysed_once_checkpointed_to_its_end_and_no
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_stream_gives_the_same_events_and_a_killed_camera_repeats_them_with_their_ids() {
+async fn the_same_stream_gives_the_same_events_and_a_camera_killed_anywhere_repeats_them_with_their_ids() {
     let fragments = backlog();
     let last = fragments[11].number.clone();
     let server = KvsServer::start(fragments.clone(), vec![]).await;
@@ -129,25 +137,80 @@ async fn the_same_stream_gives_the_same_events_and_a_killed_camera_repeats_them_
     assert!(runs[0].len() >= 4, "new and end of both plates: {:#?}", runs[0]);
     assert_eq!(runs[0], runs[1], "analysed twice from an empty checkpoint: the same events, ids included");
 
-    // Killed after fragment 6 (no drain, no last checkpoint), then restarted on its checkpoint.
-    let checkpoints = checkpoint_table(&moto, "killed").await;
+    let expected = by_id(&runs[0]);
+    // Killed (no drain, no last checkpoint) at points across the backlog and after the idle end,
+    // then restarted on its checkpoint: the same ids.
+    for (point, table) in [(2, "killed-3"), (8, "killed-9"), (12, "killed-after-idle-end")] {
+        let checkpoints = checkpoint_table(&moto, table).await;
+        let run = CameraRun::start(&server, &engine, &camera, StartSelector::Earliest, Some(checkpoints.clone())).await;
+        if point < 12 {
+            let at = fragments[point].number.clone();
+            run.wait_until("the kill point is analysed", |r| r.processed() >= Some(at.clone())).await;
+        } else {
+            until_the_end(&run, &last, 2).await;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while checkpoints.read().await.expect("read").is_none_or(|c| c.revision == 0) {
+                assert!(Instant::now() < deadline, "the idle end was never checkpointed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let before = run.events();
+        run.kill();
+        let restarted = CameraRun::start(&server, &engine, &camera, StartSelector::Earliest, Some(checkpoints)).await;
+        if point < 12 {
+            until_the_end(&restarted, &last, 2).await;
+        } else {
+            tokio::time::sleep(IDLE_END * 2 + Duration::from_secs(1)).await;
+        }
+        let after = restarted.stop().await.1;
+        if point == 12 {
+            assert!(after.is_empty(), "killed after the idle end: nothing more to publish, got {after:#?}");
+        }
+        assert_eq!(
+            merged(&before, &after),
+            expected,
+            "killed at {table}: deduplicated by event_id, the uninterrupted run's events"
+        );
+    }
+
+    // A sink that is down holds the checkpoint back: killed with nothing delivered, the restart
+    // reads the video of every undelivered event again.
+    let checkpoints = checkpoint_table(&moto, "undelivered").await;
     let run = CameraRun::start(&server, &engine, &camera, StartSelector::Earliest, Some(checkpoints.clone())).await;
-    let sixth = fragments[5].number.clone();
-    run.wait_until("fragment 6 is analysed", |r| r.processed() >= Some(sixth.clone())).await;
+    run.delivery.pause();
+    let ninth = fragments[8].number.clone();
+    run.wait_until("fragment 9 is analysed", |r| r.processed() >= Some(ninth.clone())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let before = run.events();
+    let first = before.iter().filter_map(|e| e.fragment_number.clone()).min().expect("events before fragment 9");
+    let held = checkpoints.read().await.expect("read").map(|c| c.fragment.to_string());
+    assert!(
+        held.as_deref().is_none_or(|h| h < first.as_str()),
+        "checkpoint {held:?} passed the undelivered event of {first}"
+    );
     run.kill();
     let restarted = CameraRun::start(&server, &engine, &camera, StartSelector::Earliest, Some(checkpoints)).await;
     until_the_end(&restarted, &last, 2).await;
     let after = restarted.stop().await.1;
-    let mut merged = by_id(&before);
-    for e in &after {
+    assert_eq!(
+        by_id(&after).keys().filter(|id| by_id(&before).contains_key(*id)).count(),
+        before.len(),
+        "every undelivered event again"
+    );
+    assert_eq!(merged(&before, &after), expected);
+    drop(moto);
+}
+
+/// Two runs' events merged by `event_id`; an event published twice is the same event.
+fn merged(before: &[Event], after: &[Event]) -> BTreeMap<String, Event> {
+    let mut merged = by_id(before);
+    for e in after {
         if let Some(earlier) = merged.get(&e.event_id) {
             assert_eq!(earlier, e, "an event published again is the same event");
         }
         merged.insert(e.event_id.clone(), e.clone());
     }
-    assert_eq!(merged, by_id(&runs[0]), "after removing duplicates by event_id: the uninterrupted run's events");
-    drop(moto);
+    merged
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,7 +109,7 @@ fn meta(f: &Fragment) -> Processed {
         producer_timestamp: Some(KvsTimestamp { millis: f.producer_ms }),
         ..FragmentMeta::default()
     };
-    Processed { fragment: Arc::new(fragment), state: None }
+    Processed { fragment: Arc::new(fragment), state: None, receipt: 0, revision: 0 }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,9 +130,17 @@ async fn checkpoints_never_move_back_and_a_restart_resumes_after_them() {
     assert_eq!(checkpoints.write(&meta(&fragments[1])).await.expect("write"), Written::Advanced);
     assert_eq!(checkpoints.write(&meta(&fragments[0])).await.expect("write"), Written::Stale, "older never wins");
     assert_eq!(checkpoints.write(&meta(&fragments[1])).await.expect("write"), Written::Stale);
+    // A later state of the same fragment (tracks ended on an idle stream) is a newer revision.
+    let ended = Processed { revision: 1, state: Some("after the idle end".into()), ..meta(&fragments[1]) };
+    assert_eq!(checkpoints.write(&ended).await.expect("write"), Written::Advanced);
+    assert_eq!(checkpoints.write(&meta(&fragments[1])).await.expect("write"), Written::Stale, "revision 0 is older");
+    let stored = checkpoints.read().await.expect("read").expect("a checkpoint");
+    assert_eq!(Some(&stored.fragment), FragmentNumber::parse(&fragments[1].number).as_ref());
+    assert_eq!((stored.revision, stored.analysis.as_deref()), (1, Some("after the idle end")));
     assert_eq!(
-        checkpoints.read().await.expect("read").map(|c| c.fragment),
-        FragmentNumber::parse(&fragments[1].number)
+        stored.producer_timestamp.map(|t| t.millis),
+        Some(fragments[1].producer_ms),
+        "kept for the next revision"
     );
 
     // A restart: the configured start (EARLIEST) is overridden by the checkpoint.

@@ -28,6 +28,7 @@ mod media_decode;
 mod motion;
 mod onnx_smoke;
 mod outbox;
+mod outbox_disk;
 mod parity;
 mod pipeline_e2e;
 mod privacy;

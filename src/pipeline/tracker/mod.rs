@@ -124,20 +124,22 @@ pub struct Tracker {
     config: TrackingConfig,
     tracks: Vec<Track>,
     next_id: u64,
-    /// Settling frames motion gating owed after the last frame (`pipeline::motion`): not the
-    /// tracker's, but the other half of a camera's resumable state, so it travels in the same
-    /// snapshot.
-    motion_settle: u32,
 }
 
-/// What [`Tracker::snapshot`] writes: versioned, so a later format can refuse an older one.
-#[derive(Serialize, serde::Deserialize)]
-struct Snapshot {
+/// The tracker's resumable state (a camera checkpoint carries it): versioned, so a later format
+/// can refuse an older one.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct TrackerSnapshot {
     version: u32,
     next_id: u64,
     tracks: Vec<Track>,
-    #[serde(default)]
-    motion_settle: u32,
+}
+
+impl TrackerSnapshot {
+    /// Open tracks (confirmed or not).
+    pub fn tracks(&self) -> usize {
+        self.tracks.len()
+    }
 }
 
 const SNAPSHOT_VERSION: u32 = 1;
@@ -153,27 +155,30 @@ pub enum RestoreError {
 
 impl Tracker {
     pub fn new(config: TrackingConfig) -> Self {
-        Self { config, tracks: Vec::new(), next_id: 1, motion_settle: 0 }
+        Self { config, tracks: Vec::new(), next_id: 1 }
+    }
+
+    /// The tracker's resumable state.
+    pub fn state(&self) -> TrackerSnapshot {
+        TrackerSnapshot { version: SNAPSHOT_VERSION, next_id: self.next_id, tracks: self.tracks.clone() }
+    }
+
+    /// A tracker in the state [`Tracker::state`] recorded.
+    pub fn from_state(config: TrackingConfig, s: TrackerSnapshot) -> Result<Self, RestoreError> {
+        if s.version != SNAPSHOT_VERSION {
+            return Err(RestoreError::Version { found: s.version });
+        }
+        Ok(Self { config, tracks: s.tracks, next_id: s.next_id })
     }
 
     /// The tracker's state as JSON.
     pub fn snapshot(&self) -> String {
-        let snapshot = Snapshot {
-            version: SNAPSHOT_VERSION,
-            next_id: self.next_id,
-            tracks: self.tracks.clone(),
-            motion_settle: self.motion_settle,
-        };
-        serde_json::to_string(&snapshot).unwrap_or_default()
+        serde_json::to_string(&self.state()).unwrap_or_default()
     }
 
     /// A tracker in the state a [`Tracker::snapshot`] recorded.
     pub fn restore(config: TrackingConfig, snapshot: &str) -> Result<Self, RestoreError> {
-        let s: Snapshot = serde_json::from_str(snapshot)?;
-        if s.version != SNAPSHOT_VERSION {
-            return Err(RestoreError::Version { found: s.version });
-        }
-        Ok(Self { config, tracks: s.tracks, next_id: s.next_id, motion_settle: s.motion_settle })
+        Self::from_state(config, serde_json::from_str(snapshot)?)
     }
 
     /// Folds in one frame's observations; returns the events it causes.
@@ -356,14 +361,6 @@ impl Tracker {
     }
 
     /// Settling frames motion gating owed after the last frame (carried in the snapshot).
-    pub fn motion_settle(&self) -> u32 {
-        self.motion_settle
-    }
-
-    pub fn set_motion_settle(&mut self, frames: u32) {
-        self.motion_settle = frames;
-    }
-
     /// Every open track's box (confirmed or not, seen lately or not).
     pub fn boxes(&self) -> Vec<[f32; 4]> {
         self.tracks.iter().map(|t| t.bbox).collect()

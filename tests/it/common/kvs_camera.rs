@@ -13,7 +13,8 @@ use kvs_infer::media::stream::ChannelSource;
 use kvs_infer::pipeline::camera::{self, CameraContext, PipelineError, RunStats};
 use kvs_infer::pipeline::events::Event;
 use kvs_infer::source::checkpoint::Checkpoints;
-use kvs_infer::source::kvs::{KvsSource, read_checkpoint, write_checkpoints};
+use kvs_infer::source::checkpointing::{CheckpointWriter, read_checkpoint, write_checkpoints};
+use kvs_infer::source::kvs::KvsSource;
 use kvs_infer::source::{RunningSource, SourceOptions, SourceTasks};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -37,9 +38,48 @@ pub async fn engine_and_camera() -> (Engine, CameraSpec, Worker) {
     (engine, camera, worker)
 }
 
+/// Where the collected events are "delivered": each gets a receipt when collected, and the
+/// delivered watermark follows at once unless delivery is paused (a sink that is down).
+#[derive(Clone)]
+pub struct Delivery {
+    paused: Arc<std::sync::atomic::AtomicBool>,
+    collected: Arc<std::sync::atomic::AtomicU64>,
+    delivered: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Delivery {
+    fn new() -> Self {
+        Self {
+            paused: Arc::default(),
+            collected: Arc::default(),
+            delivered: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+
+    /// The receipt of one more collected event.
+    fn collect(&self) -> u64 {
+        let seq = self.collected.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if !self.paused.load(std::sync::atomic::Ordering::SeqCst) {
+            self.delivered.send_replace(seq);
+        }
+        seq
+    }
+
+    pub fn pause(&self) {
+        self.paused.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Delivers everything collected, and from now on at once.
+    pub fn resume(&self) {
+        self.paused.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.delivered.send_replace(self.collected.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}
+
 /// One run of the camera, until [`CameraRun::stop`].
 pub struct CameraRun {
     pub progress: Arc<FragmentProgress>,
+    pub delivery: Delivery,
     shutdown: CancellationToken,
     events: Arc<Mutex<Vec<Event>>>,
     pipeline: JoinHandle<Result<RunStats, PipelineError>>,
@@ -58,17 +98,27 @@ impl CameraRun {
         checkpoints: Option<Arc<Checkpoints>>,
     ) -> Self {
         let sdk = moto::sdk_for(&server.url).await;
-        let progress = Arc::new(FragmentProgress::default());
         let shutdown = CancellationToken::new();
         let id = CameraId(CAMERA.into());
         let stored = match &checkpoints {
             Some(c) => read_checkpoint(&id, c, &shutdown).await,
             None => None,
         };
+        let progress = Arc::new(match &stored {
+            Some(c) => FragmentProgress::resumed(Arc::new(c.meta()), c.revision),
+            None => FragmentProgress::default(),
+        });
+        let delivery = Delivery::new();
         let (resume_after, resume) = stored.map_or((None, None), |c| (Some(c.fragment), c.analysis));
         let writer = checkpoints.as_ref().map(|c| {
-            let interval = Duration::from_millis(50);
-            tokio::spawn(write_checkpoints(id.clone(), c.clone(), progress.subscribe_processed(), interval))
+            tokio::spawn(write_checkpoints(CheckpointWriter {
+                camera: id.clone(),
+                checkpoints: c.clone(),
+                feed: progress.checkpoint_feed(),
+                delivered: Some(delivery.delivered.subscribe()),
+                interval: Duration::from_millis(50),
+                retention: None,
+            }))
         });
         let (tx, rx) = mpsc::channel(16);
         let source = KvsSource {
@@ -84,11 +134,14 @@ impl CameraRun {
         let reader = tokio::spawn(source.run(tx));
         let (events_tx, mut events_rx) = mpsc::channel(64);
         let events = Arc::new(Mutex::new(Vec::new()));
-        let collected = events.clone();
+        let (collected, delivered) = (events.clone(), delivery.clone());
         tokio::spawn(async move {
             while let Some(e) = events_rx.recv().await {
                 let e: kvs_infer::pipeline::events::EventWithFrame = e;
                 collected.lock().expect("events").push(e.event);
+                if let Some(stored) = e.stored {
+                    let _ = stored.send(delivered.collect());
+                }
             }
         });
         let ctx = CameraContext {
@@ -109,7 +162,7 @@ impl CameraRun {
             tasks: SourceTasks::default(),
         };
         let pipeline = tokio::spawn(camera::run(ctx, source));
-        Self { progress, shutdown, events, pipeline, reader, writer }
+        Self { progress, delivery, shutdown, events, pipeline, reader, writer }
     }
 
     /// The events emitted so far.

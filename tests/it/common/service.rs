@@ -13,7 +13,21 @@ pub struct Service {
 impl Service {
     /// Starts `serve` with `config` and extra environment; logs are JSON lines on stderr.
     pub fn start(config: &std::path::Path, env: &[(&str, String)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kvs-infer"));
+        Self::start_wrapped(&[], config, env)
+    }
+
+    /// Starts `serve` as the last arguments of `wrapper` (a command that ends by `exec "$@"`, so
+    /// the pid signalled is the service's).
+    pub fn start_wrapped(wrapper: &[&str], config: &std::path::Path, env: &[(&str, String)]) -> Self {
+        let binary = env!("CARGO_BIN_EXE_kvs-infer");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         cmd.args(["--config"]).arg(config).arg("serve").env("LOG_FORMAT", "json").env_remove("HTTP_PORT");
         for (k, v) in env {
             cmd.env(k, v);
