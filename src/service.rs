@@ -77,7 +77,12 @@ pub async fn serve(ctx: ServeContext) -> anyhow::Result<Outcome> {
     match &outcome {
         Outcome::Drained { .. } => info!("drained; bye"),
         Outcome::TimedOut { .. } => {
-            warn!("drain timed out; exiting with work in flight (the outbox keeps every event)")
+            let lost = crate::metrics::events_uncommitted();
+            warn!(
+                not_committed = lost,
+                "drain timed out; exiting with work in flight: the outbox keeps every event committed to it; \
+                 events not yet committed are not kept (a KVS camera with checkpoints produces them again)"
+            )
         }
         Outcome::Forced => warn!("drain cut short by a second signal"),
     }
@@ -233,7 +238,8 @@ impl Http {
             max_connections: config.server.max_connections,
             header_timeout: config.server.header_timeout,
         };
-        let server = tokio::spawn(listen::serve(listener, server::app(state), limits, stop.clone()));
+        let probes = server::probes(state.clone());
+        let server = tokio::spawn(listen::serve(listener, server::app(state), probes, limits, stop.clone()));
         Ok(Self { server, stop, infer, ui })
     }
 

@@ -10,6 +10,7 @@
 
 pub mod fleet;
 pub mod location;
+pub mod media;
 pub mod motion;
 pub mod parse;
 pub mod read_once;
@@ -210,6 +211,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error("config file {}: {kind}, not a regular file", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error("{origin}: {bytes} bytes is over the {max}-byte limit for a config file")]
     TooLarge { origin: String, bytes: usize, max: usize },
     #[error("{origin}: line {line}, column {column}: byte 0x{byte:02X} is not UTF-8 (save the file as UTF-8)")]
@@ -236,7 +239,8 @@ impl ConfigError {
     pub fn problems(&self) -> Vec<String> {
         match self {
             ConfigError::Invalid { violations, .. } => violations.iter().map(ToString::to_string).collect(),
-            other => vec![other.to_string()],
+            // With the OS's reason (`No such file or directory`, `Permission denied`, ...).
+            other => vec![kvs_infer_common::error_chain(other)],
         }
     }
 }
@@ -317,10 +321,31 @@ pub fn load_str(yaml: &str, origin: &str, env: &EnvOverrides) -> Result<Config, 
 pub fn load_file(path: &Path, env: &EnvOverrides) -> Result<Config, ConfigError> {
     use std::io::Read;
     let read_error = |source| ConfigError::Read { path: path.to_owned(), source };
+    // Opening a FIFO would wait for a writer, forever: only regular files are read.
+    let kind = std::fs::metadata(path).map_err(read_error)?.file_type();
+    if !kind.is_file() {
+        return Err(ConfigError::NotAFile { path: path.to_owned(), kind: file_kind(kind) });
+    }
     let file = std::fs::File::open(path).map_err(read_error)?;
     let mut bytes = Vec::new();
     file.take(parse::MAX_CONFIG_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(read_error)?;
     load_bytes(&bytes, &path.display().to_string(), env)
+}
+
+/// What a path is, when it is not a regular file.
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a file"
+    }
 }
 
 /// Parses and validates a config read from `origin` (a file, an SSM parameter, an S3 object),

@@ -46,7 +46,8 @@ pub struct MotionSettings {
 const FAINTEST: f32 = 4.0;
 const COARSEST: f32 = 44.0;
 pub const RECHECK_RANGE: std::ops::RangeInclusive<Duration> = Duration::from_millis(200)..=Duration::from_secs(600);
-pub const MAX_SETTLE_FRAMES: u32 = 1000;
+/// The most settling frames: `tracking.max_age` (up to 1000) + 2, so every `max_age` has room.
+pub const MAX_SETTLE_FRAMES: u32 = 1002;
 
 impl MotionSettings {
     /// What motion gating off looks like (every frame analysed).

@@ -78,21 +78,7 @@ impl Default for ServerConfig {
     }
 }
 
-/// What bounds the demuxer's memory, whatever a stream says.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
-pub struct MediaConfig {
-    /// Largest element (a frame) buffered; a larger one is reported and skipped.
-    pub max_element_bytes: usize,
-    /// Deepest nesting of Matroska containers; deeper is reported and resynced past.
-    pub max_nesting: usize,
-}
-
-impl Default for MediaConfig {
-    fn default() -> Self {
-        Self { max_element_bytes: 32 * 1024 * 1024, max_nesting: 32 }
-    }
-}
+pub use super::media::MediaConfig;
 
 /// Log output.
 #[derive(Debug, Clone, Deserialize, Serialize)]

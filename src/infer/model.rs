@@ -209,6 +209,15 @@ pub fn session_of<'a>(id: &ModelId, sessions: &[(Part, &'a Session)], part: Part
     })
 }
 
+/// The fixed size of a session's first input in dimension `dim` (NCHW: 2 height, 3 width);
+/// `None` when dynamic or unknown.
+pub fn fixed_input_dim(session: &Session, dim: usize) -> Option<usize> {
+    let input = session.inputs().first()?;
+    let ort::value::ValueType::Tensor { shape, .. } = input.dtype() else { return None };
+    let dims: &[i64] = shape;
+    dims.get(dim).and_then(|d| usize::try_from(*d).ok()).filter(|d| *d > 0)
+}
+
 /// A custom metadata value of a session.
 pub fn metadata(session: &Session, key: &str) -> Option<String> {
     session.metadata().ok()?.custom(key)

@@ -23,10 +23,21 @@ pub const TAG_ERROR_ID: &str = "AWS_KINESISVIDEO_ERROR_ID";
 #[serde(transparent)]
 pub struct FragmentNumber(String);
 
+/// AWS documents fragment numbers as 1 to 128 digits; a longer "number" is not one.
+pub const MAX_FRAGMENT_NUMBER_DIGITS: usize = 128;
+
+/// Longest error description kept from an error fragment (it reaches logs and `/healthz`).
+const MAX_ERROR_TEXT: usize = 256;
+
+/// The error ids GetMedia documents for `AWS_KINESISVIDEO_ERROR_ID`; any other is `other` in
+/// metric labels.
+const DOCUMENTED_ERROR_IDS: [&str; 10] =
+    ["3002", "4000", "4500", "4501", "4502", "4503", "4504", "4505", "4506", "5000"];
+
 impl FragmentNumber {
-    /// Accepts decimal digits only.
+    /// Accepts 1 to [`MAX_FRAGMENT_NUMBER_DIGITS`] decimal digits only.
     pub fn parse(s: &str) -> Option<Self> {
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        if s.is_empty() || s.len() > MAX_FRAGMENT_NUMBER_DIGITS || !s.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         let trimmed = s.trim_start_matches('0');
@@ -109,11 +120,33 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// An error the KVS service reported inside the stream instead of media.
+/// An error the KVS service reported inside the stream instead of media: its description
+/// (`..._ERROR_CODE`, cut to 256 bytes) and integer code (`..._ERROR_ID`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KvsStreamError {
     pub code: String,
     pub id: Option<String>,
+}
+
+impl KvsStreamError {
+    /// The bounded label for `kvs_error_fragments_total{code}`: a documented error id, else
+    /// `other`.
+    pub fn label(&self) -> &'static str {
+        let id = self.id.as_deref().unwrap_or_default();
+        DOCUMENTED_ERROR_IDS.into_iter().find(|d| *d == id).unwrap_or("other")
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary, marked when cut.
+pub fn truncated(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
 }
 
 /// What a fragment's tags say about it. Built up as tags arrive.
@@ -133,35 +166,42 @@ impl FragmentMeta {
     /// Folds one tag in. Returns `false` if a service tag's value did not parse (kept in
     /// `other_tags` so nothing is lost).
     pub fn apply(&mut self, tag: &Tag) -> bool {
+        match self.apply_service(tag) {
+            Some(true) => true,
+            parsed => {
+                self.other_tags.push(tag.clone());
+                parsed.is_none()
+            }
+        }
+    }
+
+    /// Folds in a KVS service tag whose value parses (`Some(true)`); `Some(false)`: a service
+    /// tag whose value does not; `None`: not a service tag. Nothing is kept otherwise, so a
+    /// flood of service tags takes no memory (the demuxer counts the others against its limit).
+    pub fn apply_service(&mut self, tag: &Tag) -> Option<bool> {
         let v = tag.value.as_str();
         let parsed = match tag.name.as_str() {
             TAG_FRAGMENT_NUMBER => FragmentNumber::parse(v).map(|n| self.fragment_number = Some(n)).is_some(),
             TAG_SERVER_TIMESTAMP => KvsTimestamp::parse(v).map(|t| self.server_timestamp = Some(t)).is_some(),
             TAG_PRODUCER_TIMESTAMP => KvsTimestamp::parse(v).map(|t| self.producer_timestamp = Some(t)).is_some(),
             TAG_MILLIS_BEHIND_NOW => v.parse().ok().map(|m| self.millis_behind_now = Some(m)).is_some(),
+            // The token is the last fragment's number.
             TAG_CONTINUATION_TOKEN => {
-                self.continuation_token = Some(v.to_owned());
-                true
+                FragmentNumber::parse(v).map(|_| self.continuation_token = Some(v.to_owned())).is_some()
             }
             TAG_ERROR_CODE => {
                 let id = self.error.take().and_then(|e| e.id);
-                self.error = Some(KvsStreamError { code: v.to_owned(), id });
+                self.error = Some(KvsStreamError { code: truncated(v, MAX_ERROR_TEXT), id });
                 true
             }
             TAG_ERROR_ID => {
                 let code = self.error.take().map(|e| e.code).unwrap_or_default();
-                self.error = Some(KvsStreamError { code, id: Some(v.to_owned()) });
+                self.error = Some(KvsStreamError { code, id: Some(truncated(v, 32)) });
                 true
             }
-            _ => {
-                self.other_tags.push(tag.clone());
-                return true;
-            }
+            _ => return None,
         };
-        if !parsed {
-            self.other_tags.push(tag.clone());
-        }
-        parsed
+        Some(parsed)
     }
 }
 
@@ -180,6 +220,8 @@ mod tests {
         assert_eq!(FragmentNumber::parse("0"), FragmentNumber::parse("000"));
         assert!(FragmentNumber::parse("12a").is_none());
         assert!(FragmentNumber::parse("").is_none());
+        assert!(FragmentNumber::parse(&"9".repeat(128)).is_some());
+        assert!(FragmentNumber::parse(&"9".repeat(129)).is_none(), "AWS documents 1..128 digits");
     }
 
     #[test]
@@ -210,5 +252,17 @@ mod tests {
         let mut m = FragmentMeta::default();
         assert!(!m.apply(&tag(TAG_SERVER_TIMESTAMP, "soon")));
         assert_eq!(m.other_tags.len(), 1, "an unparsable service tag is kept, not lost");
+        assert_eq!(m.error.as_ref().map(KvsStreamError::label), None);
+        let mut m = FragmentMeta::default();
+        m.apply(&tag(TAG_ERROR_ID, "4000"));
+        assert_eq!(m.error.as_ref().map(KvsStreamError::label), Some("4000"));
+        m.apply(&tag(TAG_ERROR_ID, "123456"));
+        m.apply(&tag(TAG_ERROR_CODE, &"X".repeat(100_000)));
+        let e = m.error.expect("error");
+        assert_eq!(e.label(), "other", "undocumented ids share one label");
+        assert!(e.code.len() < 300, "the description is cut: {} bytes", e.code.len());
+        let mut m = FragmentMeta::default();
+        assert!(!m.apply(&tag(TAG_CONTINUATION_TOKEN, &"1".repeat(5000))), "not a fragment number");
+        assert_eq!(m.continuation_token, None);
     }
 }

@@ -17,6 +17,7 @@ pub mod image;
 pub mod inspect;
 pub mod kvs;
 pub mod progress;
+pub mod sps;
 pub mod stream;
 
 use serde::Serialize;
@@ -62,6 +63,9 @@ pub enum MediaError {
     Convert { reason: String },
     #[error("track {track} uses codec {codec}, which this service does not decode")]
     UnsupportedCodec { track: u64, codec: String },
+    /// A configured limit (`media.<key>`) was reached before the allocation it guards.
+    #[error("{what} is over media.{key} ({max}); {action}")]
+    OverLimit { what: String, key: &'static str, max: u64, action: &'static str },
 }
 
 impl MediaError {

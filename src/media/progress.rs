@@ -76,6 +76,8 @@ pub struct FragmentProgress {
     waiting: Arc<Mutex<VecDeque<Processed>>>,
     /// The camera asks its source to jump to the newest key frame.
     skip: tokio::sync::Notify,
+    /// Documents (fragments) read completely, numbered or not: the source's sign of progress.
+    read: std::sync::atomic::AtomicU64,
 }
 
 impl Default for FragmentProgress {
@@ -86,6 +88,7 @@ impl Default for FragmentProgress {
             ledger: Mutex::default(),
             waiting: Arc::default(),
             skip: tokio::sync::Notify::new(),
+            read: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -149,6 +152,7 @@ impl FragmentProgress {
 
     /// Decode thread: every frame of this fragment has been read, decoded and handed on.
     pub fn fragment_demuxed(&self, meta: Arc<FragmentMeta>) {
+        self.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if meta.fragment_number.is_none() {
             return;
         }
@@ -183,6 +187,11 @@ impl FragmentProgress {
         waiting.push_back(done.clone());
         drop(waiting);
         self.processed.send_replace(Some(done));
+    }
+
+    /// Fragments read completely so far (a GetMedia session that adds none makes no progress).
+    pub fn fragments_read(&self) -> u64 {
+        self.read.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sampled frames finished with so far (analysed or dropped).

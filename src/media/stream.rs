@@ -18,7 +18,7 @@ use kvs_infer_common::BoxError;
 use super::decode::{DecodedFrame, DecoderSettings, VideoDecoder};
 use super::demux::{DemuxConfig, Demuxer};
 use super::progress::FragmentProgress;
-use super::{Event, FragmentMeta, FragmentNumber};
+use super::{Event, FragmentMeta, FragmentNumber, MediaError};
 use crate::config::CameraId;
 use crate::health::Health;
 use crate::metrics::{self, FrameStage};
@@ -142,8 +142,8 @@ pub struct StreamContext {
     pub camera: CameraId,
     /// Fragment completion, for a KVS source's reconnects and checkpoints.
     pub progress: Option<Arc<FragmentProgress>>,
-    /// The demuxer's memory bounds (`media:`).
-    pub limits: DemuxConfig,
+    /// What bounds the stream's memory (`media:`): the demuxer's and the decoder's limits.
+    pub media: crate::config::MediaConfig,
     /// Where the camera's latest media error shows (its `/healthz` entry).
     pub health: Health,
     /// The camera's decoder: backend and threads.
@@ -172,14 +172,15 @@ pub struct FrameStream {
 
 impl FrameStream {
     pub fn new(ctx: StreamContext, input: Box<dyn ByteSource>) -> Self {
-        let StreamContext { camera, progress, limits, health, decoder } = ctx;
+        let StreamContext { camera, progress, media, health, decoder } = ctx;
+        let limits = DemuxConfig::from(&media);
         Self {
             camera,
             health,
             input,
             demuxer: Demuxer::new(limits),
             limits,
-            decoder: VideoDecoder::new(decoder),
+            decoder: VideoDecoder::new(decoder).with_limits((&media).into()),
             fragment: None,
             repeats: RepeatFilter::default(),
             progress,
@@ -273,7 +274,7 @@ impl FrameStream {
             Event::Tracks(t) => self.decoder.push_tracks(&t),
             Event::FragmentStart { meta, .. } => {
                 if let Some(err) = &meta.error {
-                    metrics::count_kvs_error_fragment(camera, &err.code);
+                    metrics::count_kvs_error_fragment(camera, err.label());
                 }
                 self.fragment = Some(Arc::new(meta));
                 Ok(())
@@ -296,7 +297,10 @@ impl FrameStream {
                 flushed
             }
             Event::Error(e) => {
-                self.decoder.gap();
+                // A limit that dropped metadata left the video whole.
+                if !matches!(e, MediaError::OverLimit { .. }) {
+                    self.decoder.gap();
+                }
                 Err(e)
             }
             _ => Ok(()),

@@ -18,6 +18,7 @@ pub const HEALTH_DEGRADED_REASONS: &str = "health_degraded_reasons";
 pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "http_connections_refused_total";
+pub const HTTP_CONNECTIONS_RESERVED_TOTAL: &str = "http_connections_reserved_total";
 pub const MODEL_LOAD_SECONDS: &str = "model_load_seconds";
 pub const MODEL_WARMUP_SECONDS: &str = "model_warmup_seconds";
 pub const INFER_QUEUE_DEPTH: &str = "infer_queue_depth";
@@ -95,7 +96,12 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (
         HTTP_CONNECTIONS_REFUSED_TOTAL,
         "counter",
-        "Connections closed on accept because server.max_connections were open.",
+        "Connections closed on accept because server.max_connections and the probe reserve were open.",
+    ),
+    (
+        HTTP_CONNECTIONS_RESERVED_TOTAL,
+        "counter",
+        "Connections over server.max_connections taken by the reserve that answers only the health probes.",
     ),
     (MODEL_LOAD_SECONDS, "gauge", "Time to create each ONNX Runtime session; labels: model, part."),
     (MODEL_WARMUP_SECONDS, "gauge", "Time spent in warm-up runs; labels: model, part."),
@@ -450,6 +456,27 @@ pub fn set_outbox(records: u64, bytes: u64, max_bytes: u64) {
     gauge!(OUTBOX_MAX_BYTES).set(max_bytes as f64);
 }
 
+/// Events a camera has sent that the dispatcher has not yet committed to the outbox (not a
+/// Prometheus metric: the drain's account of what a timeout leaves behind).
+static EVENTS_UNCOMMITTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn event_sent() {
+    EVENTS_UNCOMMITTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The dispatcher is done with an event (committed, or given up with the process).
+pub fn event_committed() {
+    let _ = EVENTS_UNCOMMITTED.fetch_update(
+        std::sync::atomic::Ordering::Relaxed,
+        std::sync::atomic::Ordering::Relaxed,
+        |n| Some(n.saturating_sub(1)),
+    );
+}
+
+pub fn events_uncommitted() -> u64 {
+    EVENTS_UNCOMMITTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub fn count_outbox_io_error() {
     metrics::counter!(OUTBOX_IO_ERRORS_TOTAL).increment(1);
 }
@@ -525,6 +552,10 @@ pub fn set_gpu_ecc_total(uuid: &str, index: u32, kind: &'static str, total: u64)
 pub fn count_gpu_xid(uuid: &str, index: u32, xid: u64) {
     metrics::counter!(GPU_XID_ERRORS_TOTAL, "gpu" => uuid.to_owned(), "index" => index.to_string(), "xid" => xid.to_string())
         .increment(1);
+}
+
+pub fn count_http_connection_reserved() {
+    metrics::counter!(HTTP_CONNECTIONS_RESERVED_TOTAL).increment(1);
 }
 
 pub fn count_http_connection_refused() {

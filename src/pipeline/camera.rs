@@ -143,7 +143,7 @@ pub async fn run(ctx: CameraContext, source: RunningSource) -> Result<RunStats, 
     let stream_ctx = StreamContext {
         camera: camera.clone(),
         progress: progress.clone(),
-        limits: (&ctx.camera.media).into(),
+        media: ctx.camera.media.clone(),
         health: ctx.health.clone(),
         decoder: ctx.decoder,
     };
@@ -334,10 +334,11 @@ impl<'a> AnalysisLoop<'a> {
             } else {
                 self.analyse(&frame).await?;
             }
+            // The next frame waits until this one's events are in the outbox: a camera never has
+            // more than a frame's events (and pictures) queued, however slow the outbox is. A
+            // frame counts as done (its fragment may be checkpointed) only then.
+            self.events_stored().await;
             if let Some(progress) = self.progress.clone() {
-                // The frame counts as done (and its fragment may be checkpointed) only once its
-                // events cannot be lost.
-                self.events_stored().await;
                 progress.frame_done(Some(self.checkpoint().into()), self.receipt);
             }
             last = Some(frame);
@@ -493,7 +494,9 @@ impl<'a> AnalysisLoop<'a> {
             .events
             .send(EventWithFrame { event, frame, stored: Some(stored) })
             .await
-            .map_err(|_| PipelineError::EventsClosed { camera: self.ctx.camera.id.clone() })
+            .map_err(|_| PipelineError::EventsClosed { camera: self.ctx.camera.id.clone() })?;
+        metrics::event_sent();
+        Ok(())
     }
 
     /// Waits until every event emitted so far is stored (see [`EventWithFrame::stored`]) and

@@ -84,8 +84,7 @@ pub struct FeedReport {
 
 /// Per-run state of the decode thread.
 struct FeedState {
-    started: Instant,
-    first_ts: Option<i64>,
+    pacer: Pacer,
     current: Option<Arc<FragmentMeta>>,
     /// Skipping ahead: frames with this `skip_epoch` or an older one are discarded.
     skipping_through: Option<u64>,
@@ -99,14 +98,8 @@ struct FeedState {
 pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
     let mut report = FeedReport::default();
     let mut converter = RgbConverter::new();
-    let mut state = FeedState {
-        started: Instant::now(),
-        first_ts: None,
-        current: None,
-        skipping_through: None,
-        catching_up: false,
-        gating: None,
-    };
+    let mut state =
+        FeedState { pacer: Pacer::default(), current: None, skipping_through: None, catching_up: false, gating: None };
     while !feed.shutdown.is_cancelled() {
         let frame = match stream.next_frame() {
             None => break,
@@ -120,10 +113,8 @@ pub fn run(mut stream: FrameStream, mut feed: Feed) -> FeedReport {
             // Every decoded frame waits for its time, as a live camera delivers it: the frames
             // sampling or motion gating pass over too, so the stream never runs ahead of the
             // clock while nothing is analysed.
-            let t0 = *state.first_ts.get_or_insert(frame.frame.timestamp_ns);
-            let due = Duration::from_nanos(u64::try_from(frame.frame.timestamp_ns - t0).unwrap_or(0));
-            if let Some(wait) = due.checked_sub(state.started.elapsed()) {
-                std::thread::sleep(wait);
+            if let Some(jump) = state.pacer.wait(frame.frame.timestamp_ns, &feed.shutdown) {
+                tracing::warn!(camera = %feed.camera, jump_seconds = jump, "timestamp jump: the pacer starts over at this frame instead of waiting it out");
             }
         }
         feed.newest.store(frame.frame.timestamp_ns, Ordering::Relaxed);
@@ -290,5 +281,76 @@ fn hand_off(feed: &Feed, frame: SampledFrame, pace: Pace, report: &mut FeedRepor
             true
         }
         Handoff::Offline(tx) => tx.blocking_send(frame).is_ok(),
+    }
+}
+
+/// Between two frames, a step in stream time larger than this (either way) is a discontinuity:
+/// a real-time file re-anchors its clock there instead of waiting it out (or racing through it).
+const MAX_PACE_STEP: Duration = Duration::from_secs(5);
+/// The pacer sleeps in slices this long, so shutdown never waits for a frame's time.
+const PACE_SLICE: Duration = Duration::from_millis(100);
+
+/// Holds a real-time file's frames to their timestamps, from an anchor (a frame and the instant
+/// it was due) that moves at every discontinuity.
+#[derive(Debug, Default)]
+struct Pacer {
+    anchor: Option<(i64, Instant)>,
+    last_ts: Option<i64>,
+}
+
+impl Pacer {
+    /// Waits until the frame at `ts` is due (or shutdown). Returns the jump, in seconds, when
+    /// the frame was a discontinuity and the clock re-anchored at it.
+    fn wait(&mut self, ts: i64, shutdown: &tokio_util::sync::CancellationToken) -> Option<f64> {
+        let step = self.last_ts.replace(ts).map(|last| ts.saturating_sub(last));
+        let jumped = step.filter(|s| s.unsigned_abs() > MAX_PACE_STEP.as_nanos() as u64);
+        let (t0, started) = match self.anchor {
+            Some(anchor) if jumped.is_none() => anchor,
+            _ => {
+                self.anchor = Some((ts, Instant::now()));
+                return jumped.map(|s| s as f64 / 1e9);
+            }
+        };
+        let due = Duration::from_nanos(u64::try_from(ts.saturating_sub(t0)).unwrap_or(0));
+        while let Some(wait) = due.checked_sub(started.elapsed()) {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            std::thread::sleep(wait.min(PACE_SLICE));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod pacer_tests {
+    use super::*;
+
+    #[test]
+    fn a_timestamp_jump_re_anchors_instead_of_waiting() {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let mut p = Pacer::default();
+        let started = Instant::now();
+        assert_eq!(p.wait(0, &shutdown), None);
+        assert_eq!(p.wait(40_000_000, &shutdown), None);
+        assert!(started.elapsed() >= Duration::from_millis(40), "held to the frame's time");
+        // 10^12 ms ahead: 31 years, not waited.
+        let jump = p.wait(40_000_000 + 1_000_000_000_000_000_000, &shutdown).expect("a discontinuity");
+        assert!(jump > 1e8, "{jump}");
+        assert_eq!(p.wait(1_000_000_000_040_000_000 + 40_000_000, &shutdown), None, "paced again from the new anchor");
+        // Backwards too.
+        assert!(p.wait(0, &shutdown).is_some());
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn shutdown_does_not_wait_for_a_frame_s_time() {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let mut p = Pacer::default();
+        p.wait(0, &shutdown);
+        shutdown.cancel();
+        let started = Instant::now();
+        p.wait(4_000_000_000, &shutdown);
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

@@ -115,7 +115,30 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(readyz))
         .route("/metrics", get(prometheus))
         .layer(middleware::from_fn(track_requests))
+        .layer(middleware::from_fn(no_sniff))
         .with_state(state)
+}
+
+/// What answers on a connection taken over `server.max_connections` (the listener's reserve):
+/// the health probes, so ECS and the load balancer never mistake a busy task for a dead one;
+/// anything else is 503.
+pub fn probes(state: AppState) -> Router {
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/healthz", get(readyz))
+        .fallback(|| async {
+            (StatusCode::SERVICE_UNAVAILABLE, "connection limit reached: only /livez, /readyz and /healthz answer\n")
+        })
+        .layer(middleware::from_fn(no_sniff))
+        .with_state(state)
+}
+
+/// Every answer says what it is: browsers never guess a type (`X-Content-Type-Options`).
+async fn no_sniff(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Status codes for health, decided here and nowhere else.

@@ -107,6 +107,7 @@ pub async fn run(
             "event"
         );
         let seq = append(&outbox, Arc::new(record), &health).await;
+        crate::metrics::event_committed();
         if let (Some(stored), Some(seq)) = (stored, seq) {
             let _ = stored.send(seq);
         }

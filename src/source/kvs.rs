@@ -34,8 +34,13 @@ use kvs_infer_common::backoff::Backoff;
 
 /// How long a data endpoint is used before GetDataEndpoint is asked again.
 pub const ENDPOINT_TTL: Duration = Duration::from_secs(30 * 60);
-/// A body that delivers nothing for this long is treated as dead and replaced.
+/// A body that completes no fragment for this long of waiting on the network (bytes trickling
+/// in or none at all; time the decoder holds the read back does not count) is treated as
+/// stalled and replaced, and the camera shows as degraded until a fragment completes.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// GetMedia answers its status at once (the body streams after): no response headers within
+/// this long is a failed call.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// GetMedia is limited to 5 calls per second per stream: never call more often than this.
 pub const MIN_CALL_INTERVAL: Duration = Duration::from_millis(250);
 /// Backoff after ordinary failures.
@@ -88,6 +93,7 @@ pub async fn open(
         progress: progress.clone(),
         shutdown: ctx.shutdown.clone(),
         health: ctx.health.clone(),
+        timeouts: SessionTimeouts::default(),
     };
     let reader = tokio::spawn(source.run(tx));
     Ok(RunningSource {
@@ -112,6 +118,23 @@ pub struct KvsSource {
     /// A camera that cannot connect shows as `degraded: camera.{id}` (not a liveness failure:
     /// a new task would meet the same stream).
     pub health: crate::health::Health,
+    /// How long a call or a body may make no progress.
+    pub timeouts: SessionTimeouts,
+}
+
+/// How long a GetMedia session may make no progress before it is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimeouts {
+    /// Until the response headers.
+    pub response: Duration,
+    /// Waiting on the network with no fragment completed.
+    pub idle: Duration,
+}
+
+impl Default for SessionTimeouts {
+    fn default() -> Self {
+        Self { response: RESPONSE_TIMEOUT, idle: IDLE_TIMEOUT }
+    }
 }
 
 /// Why a session ended, for `kvs_reconnects_total{reason}`.
@@ -120,6 +143,8 @@ enum SessionEnd {
     BodyEnded,
     BodyError,
     Idle,
+    /// Bytes arrived, but no fragment completed within [`IDLE_TIMEOUT`].
+    Stalled,
     Shutdown,
     ReceiverGone,
     /// The camera is too far behind live: start again at the newest key frame.
@@ -132,10 +157,25 @@ impl SessionEnd {
             Self::BodyEnded => "body_ended",
             Self::BodyError => "body_error",
             Self::Idle => "idle",
+            Self::Stalled => "stalled",
             Self::Shutdown => "shutdown",
             Self::ReceiverGone => "receiver_gone",
             Self::SkipAhead => "skip_ahead",
         }
+    }
+}
+
+/// One GetMedia body: why it ended, the bytes it carried, and the fragments read before it.
+struct Session {
+    ended: SessionEnd,
+    bytes: u64,
+    fragments_before: u64,
+}
+
+impl Session {
+    fn ended(mut self, why: SessionEnd) -> Self {
+        self.ended = why;
+        self
     }
 }
 
@@ -222,7 +262,12 @@ impl KvsSource {
             }
         };
         r.last_call = Some(Instant::now());
-        let body = match self.get_media(&url, selector).await {
+        let call = tokio::select! {
+            call = self.get_media(&url, selector) => call,
+            // A call that never answers must not hold a drain.
+            () = self.shutdown.cancelled() => return Next::Stop,
+        };
+        let body = match call {
             Ok(body) => body,
             Err(e) => {
                 let limited = is_limit(&e);
@@ -236,12 +281,11 @@ impl KvsSource {
         };
         tracing::info!(camera = %self.camera, after = after.as_ref().map(ToString::to_string), "GetMedia connected");
         crate::metrics::set_kvs_connected(&self.camera, true);
-        self.health.clear_degraded(&self.component());
         let detail = after.as_ref().map(|n| format!("after fragment {n}"));
         self.health.set_camera(&self.camera, CameraState::Streaming, detail);
-        let (ended, bytes) = self.stream_body(body, tx).await;
+        let session = self.stream_body(body, tx).await;
         crate::metrics::set_kvs_connected(&self.camera, false);
-        self.end_session(r, tx, ended, bytes).await
+        self.end_session(r, tx, session).await
     }
 
     /// The cached data endpoint, or a fresh one from GetDataEndpoint.
@@ -268,7 +312,15 @@ impl KvsSource {
             StreamRef::Name(n) => request.stream_name(n),
             StreamRef::Arn(a) => request.stream_arn(a),
         };
-        match request.send().await {
+        let answered = tokio::time::timeout(self.timeouts.response, request.send()).await;
+        let Ok(answered) = answered else {
+            let silent = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no response headers within {:?}", self.timeouts.response),
+            );
+            return Err(self.kvs_error("GetMedia", "timeout", silent));
+        };
+        match answered {
             Ok(output) => Ok(output.payload),
             Err(e) => {
                 let service = e.as_service_error();
@@ -287,7 +339,8 @@ impl KvsSource {
     }
 
     /// Lets the decode thread close the session before choosing where the next one starts.
-    async fn end_session(&self, r: &mut Reconnect, tx: &mpsc::Sender<Chunk>, ended: SessionEnd, bytes: u64) -> Next {
+    async fn end_session(&self, r: &mut Reconnect, tx: &mpsc::Sender<Chunk>, session: Session) -> Next {
+        let Session { ended, bytes, fragments_before } = session;
         if matches!(ended, SessionEnd::Shutdown | SessionEnd::ReceiverGone) {
             return Next::Stop;
         }
@@ -300,7 +353,9 @@ impl KvsSource {
             r = closed => if r.is_err() { return Next::Stop },
             () = self.shutdown.cancelled() => return Next::Stop,
         }
-        if bytes > 0 {
+        // Progress is a fragment read completely, not bytes: garbage or a trickle resets nothing.
+        let progressed = self.progress.fragments_read() > fragments_before;
+        if progressed {
             r.attempt = 0;
             // Once this session read a fragment, that (not the checkpoint) is where to resume.
             if self.progress.last_demuxed().is_some() {
@@ -308,8 +363,12 @@ impl KvsSource {
             }
         }
         crate::metrics::count_kvs_reconnect(&self.camera, ended.reason());
-        tracing::info!(camera = %self.camera, reason = ended.reason(), bytes, "GetMedia session ended; reconnecting");
+        tracing::info!(camera = %self.camera, reason = ended.reason(), bytes, progressed, "GetMedia session ended; reconnecting");
         self.health.set_camera(&self.camera, CameraState::Reconnecting, Some(ended.reason().to_owned()));
+        if ended == SessionEnd::Stalled {
+            let why = format!("GetMedia stalled: {bytes} bytes, no fragment completed in {:?}", self.timeouts.idle);
+            self.health.set_degraded(&self.component(), why);
+        }
         if ended == SessionEnd::SkipAhead {
             r.skip_from = Some(self.progress.last_demuxed().and_then(|m| m.fragment_number.clone()));
             r.resume_from_checkpoint = None;
@@ -318,7 +377,7 @@ impl KvsSource {
         if ended != SessionEnd::BodyEnded {
             r.endpoint = None;
         }
-        if bytes == 0 {
+        if !progressed {
             return self.back_off(r, false).await;
         }
         Next::Again
@@ -334,37 +393,55 @@ impl KvsSource {
         Next::Again
     }
 
-    /// Forwards the body's chunks; returns why it stopped and how many bytes it carried.
+    /// Forwards the body's chunks; returns why it stopped and what it carried. Only the time
+    /// spent waiting on the network counts towards [`IDLE_TIMEOUT`]; it starts over at every
+    /// fragment read completely.
     async fn stream_body(
         &self,
         mut body: aws_sdk_kinesisvideomedia::primitives::ByteStream,
         tx: &mpsc::Sender<Chunk>,
-    ) -> (SessionEnd, u64) {
-        let mut bytes = 0u64;
+    ) -> Session {
+        let fragments_before = self.progress.fragments_read();
+        let mut session = Session { ended: SessionEnd::BodyEnded, bytes: 0, fragments_before };
+        let (mut fragments, mut waited) = (fragments_before, Duration::ZERO);
         loop {
-            let next = tokio::select! {
-                next = tokio::time::timeout(IDLE_TIMEOUT, body.next()) => next,
-                () = self.shutdown.cancelled() => return (SessionEnd::Shutdown, bytes),
-                () = self.progress.skip_requested() => return (SessionEnd::SkipAhead, bytes),
+            let now = self.progress.fragments_read();
+            if now != fragments {
+                if fragments == fragments_before {
+                    // The session delivers: a stall or a failed call before it is over.
+                    self.health.clear_degraded(&self.component());
+                }
+                (fragments, waited) = (now, Duration::ZERO);
+            }
+            let Some(left) = self.timeouts.idle.checked_sub(waited).filter(|d| !d.is_zero()) else {
+                session.ended = if session.bytes > 0 { SessionEnd::Stalled } else { SessionEnd::Idle };
+                return session;
             };
+            let asked = Instant::now();
+            let next = tokio::select! {
+                next = tokio::time::timeout(left, body.next()) => next,
+                () = self.shutdown.cancelled() => return session.ended(SessionEnd::Shutdown),
+                () = self.progress.skip_requested() => return session.ended(SessionEnd::SkipAhead),
+            };
+            waited += asked.elapsed();
             match next {
-                Err(_) => return (SessionEnd::Idle, bytes),
-                Ok(None) => return (SessionEnd::BodyEnded, bytes),
+                Err(_) => continue,
+                Ok(None) => return session.ended(SessionEnd::BodyEnded),
                 Ok(Some(Err(e))) => {
                     tracing::warn!(camera = %self.camera, error = %kvs_infer_common::error_chain(&e), "GetMedia body broke");
-                    return (SessionEnd::BodyError, bytes);
+                    return session.ended(SessionEnd::BodyError);
                 }
                 Ok(Some(Ok(data))) => {
-                    bytes += data.len() as u64;
+                    session.bytes += data.len() as u64;
                     crate::metrics::count_kvs_bytes(&self.camera, data.len());
                     // Back-pressure: a slow decoder slows the read instead of growing a buffer.
                     let sent = tokio::select! {
                         sent = tx.send(Chunk::Data(data)) => sent.is_ok(),
-                        () = self.shutdown.cancelled() => return (SessionEnd::Shutdown, bytes),
-                        () = self.progress.skip_requested() => return (SessionEnd::SkipAhead, bytes),
+                        () = self.shutdown.cancelled() => return session.ended(SessionEnd::Shutdown),
+                        () = self.progress.skip_requested() => return session.ended(SessionEnd::SkipAhead),
                     };
                     if !sent {
-                        return (SessionEnd::ReceiverGone, bytes);
+                        return session.ended(SessionEnd::ReceiverGone);
                     }
                 }
             }
@@ -440,9 +517,11 @@ impl KvsSource {
 
     fn failed(&self, e: &SourceError, reason: &'static str) {
         crate::metrics::count_kvs_reconnect(&self.camera, reason);
-        self.health.set_degraded(&self.component(), e.to_string());
-        self.health.set_camera(&self.camera, CameraState::Reconnecting, Some(e.to_string()));
-        tracing::warn!(camera = %self.camera, error = %kvs_infer_common::error_chain(e), "KVS call failed; retrying");
+        // With its cause: "no response headers within 10s", "connection refused", ...
+        let why = kvs_infer_common::error_chain(e);
+        self.health.set_degraded(&self.component(), why.clone());
+        self.health.set_camera(&self.camera, CameraState::Reconnecting, Some(why.clone()));
+        tracing::warn!(camera = %self.camera, error = %why, "KVS call failed; retrying");
     }
 
     /// Sleeps for `d`; `false` when shutdown came first.

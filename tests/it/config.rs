@@ -8,7 +8,7 @@ use kvs_infer::config::{
 };
 
 /// A minimal valid file; each case appends or replaces YAML to break exactly one thing.
-const BASE: &str = r#"
+pub(super) const BASE: &str = r#"
 models:
   text:
     kind: ocr
@@ -537,6 +537,7 @@ fn missing_files_are_reported_by_load_file() {
     let err =
         config::load_file(&dir.path().join("absent.yaml"), &EnvOverrides::default()).map(|_| ()).expect_err("absent");
     assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    assert!(err.problems()[0].contains("No such file or directory"), "the OS's reason: {:?}", err.problems());
 }
 
 /// The shipped configs are valid: the local one against the provisioned models (`make setup` ran

@@ -11,7 +11,7 @@ fn motion_and_read_once_rules_report_their_paths() {
         (
             "settle frames within max_age",
             cam(&format!("{file}    ocr: {{ model: text }}\n    motion: {{ settle_frames: 2 }}")),
-            "cameras[0].motion.settle_frames: must be in 4..=1000",
+            "cameras[0].motion.settle_frames: must be in 4..=1002",
         ),
         (
             "read_once readings zero",

@@ -1,5 +1,5 @@
 //! The fuzz targets' bodies (`fuzz/fuzz_targets/`), run for a bounded time on stable: every file
-//! of each corpus (`fuzz/corpus/<target>/`), then seeded random mutations of them (byte flips,
+//! of each corpus (`fuzz/corpus/<target>/`: demux, decode, config, image), then seeded random mutations of them (byte flips,
 //! inserted and deleted runs, truncations, splices). No input may panic; each must be answered.
 
 use std::path::Path;
@@ -101,11 +101,44 @@ fn image_decoding_survives_mutated_images() {
     eprintln!("image: {runs} inputs");
 }
 
+/// `fuzz/fuzz_targets/decode.rs`: the decoder's input path (access units, both codecs).
+#[test]
+fn decoder_survives_mutated_access_units_within_its_limits() {
+    use kvs_infer::media::decode::{DecodeLimits, DecoderSettings, VideoDecoder};
+    use kvs_infer::media::{Frame, Track, TrackKind};
+    let limits = DecodeLimits { max_frame_pixels: 1920 * 1088, max_access_unit_bytes: 1 << 20, max_nal_units: 256 };
+    let runs = run("decode", 0xDEC0DE, vec![[0u8, 0, 1, 6].repeat(1000)], |input| {
+        for codec_id in [Track::H264, Track::H265] {
+            let track = Track {
+                number: 1,
+                kind: TrackKind::Video,
+                codec_id: codec_id.into(),
+                codec_private: None,
+                width: None,
+                height: None,
+            };
+            let mut decoder = VideoDecoder::new(DecoderSettings::default()).with_limits(limits);
+            decoder.push_tracks(&[track]).expect("a codec this build decodes");
+            for keyframe in [true, false] {
+                let frame =
+                    Frame { track: 1, timestamp_ns: 0, keyframe, data: input.to_vec(), fragment_index: 0, offset: 0 };
+                let _ = decoder.push_frame(&frame);
+                while let Some(f) = decoder.next_frame() {
+                    let pixels = u64::from(f.picture.width()) * u64::from(f.picture.height());
+                    assert!(pixels <= limits.max_frame_pixels, "a {pixels}-pixel picture");
+                }
+            }
+            let _ = decoder.finish();
+        }
+    });
+    eprintln!("decode: {runs} inputs");
+}
+
 #[test]
 fn demuxer_survives_mutated_streams_in_any_chunking() {
     let runs = run("demux", 0xDE3, vec![], |input| {
         let Some((&split, data)) = input.split_first() else { return };
-        let mut d = Demuxer::new(DemuxConfig { max_element_size: 1 << 20, max_depth: 16 });
+        let mut d = Demuxer::new(DemuxConfig { max_element_size: 1 << 20, max_depth: 16, ..DemuxConfig::default() });
         for part in data.chunks(usize::from(split).max(1)) {
             d.push(part);
             while let Some(e) = d.next_event() {

@@ -34,7 +34,8 @@ async fn start(limits: ConnectionLimits, engine: Option<(Engine, config::CameraS
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let stop = CancellationToken::new();
-    tokio::spawn(listen::serve(listener, app(state), limits, stop.clone()));
+    let probes = kvs_infer::server::probes(state.clone());
+    tokio::spawn(listen::serve(listener, app(state), probes, limits, stop.clone()));
     // The health stays alive in the state's watch channel.
     std::mem::forget(health);
     (addr, stop)
@@ -87,7 +88,7 @@ async fn hostile_requests_get_a_clear_status_and_the_server_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_over_the_cap_are_closed_at_once() {
+async fn over_the_cap_only_the_probes_answer_and_past_the_reserve_connections_close_at_once() {
     let limits = ConnectionLimits { max_connections: 2, header_timeout: Duration::from_secs(30) };
     let (addr, stop) = start(limits, None).await;
     let mut held = Vec::new();
@@ -100,10 +101,46 @@ async fn connections_over_the_cap_are_closed_at_once() {
         assert_eq!(&buf, b"HTTP/1.1 200");
         held.push(s);
     }
-    let mut third = TcpStream::connect(&addr).await.expect("the kernel accepts");
+    // The cap is reached: the reserve answers the probes, once per connection, and nothing else.
+    let probe = exchange(&addr, b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n", Duration::from_secs(10)).await;
+    assert!(probe.starts_with("HTTP/1.1 200"), "{probe}");
+    let other = exchange(&addr, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n", Duration::from_secs(10)).await;
+    assert!(other.starts_with("HTTP/1.1 503"), "{other}");
+    assert!(other.to_ascii_lowercase().contains("x-content-type-options: nosniff"), "{other}");
+    // Silent connections fill the reserve (each held until its 2 s header deadline): then a
+    // connection is closed at once, without an answer.
+    let mut silent = Vec::new();
+    for _ in 0..listen::PROBE_RESERVE {
+        silent.push(TcpStream::connect(&addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut over = TcpStream::connect(&addr).await.expect("the kernel accepts");
     let mut buf = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), third.read_to_end(&mut buf)).await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the third connection is closed without an answer: {read:?}");
-    drop(held);
+    let read = tokio::time::timeout(Duration::from_secs(1), over.read_to_end(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed at once without an answer: {read:?}");
+    drop((held, silent));
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_never_lock_the_health_probes_out() {
+    let limits = ConnectionLimits { max_connections: 16, header_timeout: Duration::from_secs(30) };
+    let (addr, stop) = start(limits, None).await;
+    // Many more clients than the cap, each keeping its connection open after one answer.
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        let Ok(mut s) = TcpStream::connect(&addr).await else { continue };
+        let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        let mut buf = [0u8; 12];
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut buf)).await;
+        idle.push(s);
+    }
+    for attempt in 0..14 {
+        let answer =
+            exchange(&addr, b"GET /livez HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", Duration::from_secs(10))
+                .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "probe {attempt}: {answer:?}");
+    }
+    drop(idle);
     stop.cancel();
 }

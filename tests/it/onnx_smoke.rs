@@ -92,3 +92,17 @@ fn cuda_is_refused_clearly_without_a_gpu_and_auto_falls_back() {
     let (_, provider) = runtime::session_builder(rt, &auto).expect("auto never fails");
     assert_eq!(provider, ActiveProvider::Cpu);
 }
+
+#[tokio::test]
+async fn a_rec_height_the_model_does_not_take_fails_startup_naming_both() {
+    let yaml = std::fs::read_to_string("config/local.yaml").expect("config").replace(
+        "      path: models/PP-OCRv6_rec_small.onnx\n",
+        "      path: models/PP-OCRv6_rec_small.onnx\n      height: 32\n",
+    );
+    assert!(yaml.contains("height: 32"), "{yaml}");
+    let cfg = kvs_infer::config::load_str(&yaml, "local.yaml", &kvs_infer::config::EnvOverrides::default())
+        .expect("check-config cannot know the model's input");
+    let err = kvs_infer::infer::engine::Engine::load(&cfg.runtime, &cfg.models).await.map(drop).expect_err("refused");
+    let message = kvs_infer_common::error_chain(&err);
+    assert!(message.contains("fixed at 48") && message.contains("rec.height is 32"), "{message}");
+}

@@ -215,7 +215,26 @@ async fn the_live_page_is_404_unless_server_ui_is_on() {
     // Nothing loaded from elsewhere (the SVG namespace is a name, not a request).
     let page = page.replace("\"http://www.w3.org/2000/svg\"", "");
     assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<link"), "external resources");
-    assert!(!page.contains("<script src"), "one inline script");
+    // No inline script: the page's one script is its own file.
+    assert_eq!(page.matches("<script").count(), 1, "one script");
+    assert!(page.contains("<script src=\"/ui/page.js\"></script>"), "its own file");
+    let response =
+        app(with_ui(&health)).oneshot(Request::get("/ui").body(Body::empty()).expect("request")).await.expect("ok");
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let csp = header("content-security-policy");
+    let script_src = csp.split(';').find(|d| d.trim().starts_with("script-src")).expect("script-src");
+    assert!(!script_src.contains("unsafe-inline") && script_src.contains("'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    let (status, kind, script) =
+        send(with_ui(&health), Request::get("/ui/page.js").body(Body::empty()).expect("request")).await;
+    assert_eq!((status, kind.as_deref()), (StatusCode::OK, Some("text/javascript; charset=utf-8")));
+    assert!(String::from_utf8(script).expect("utf-8").contains("pollState()"));
+    // Every route says what it serves.
+    let response =
+        app(state(&health)).oneshot(Request::get("/metrics").body(Body::empty()).expect("r")).await.expect("ok");
+    assert_eq!(response.headers().get("x-content-type-options").map(|v| v.as_bytes()), Some(&b"nosniff"[..]));
 }
 
 #[tokio::test]

@@ -80,4 +80,15 @@ refs resolution_change "$work/small.mkv" "$work/large.mkv"
 ffmpeg -v error -y -i tests/fixtures/sample/plates.mkv -c:v libx265 -profile:v main \
   -x265-params "keyint=25:min-keyint=25:bframes=0:log-level=error" -pix_fmt yuv420p -crf 28 \
   tests/fixtures/sample/plates_h265.mkv
-ls -l "$out"/cabac_high_poc2.mkv "$out"/hevc_main.mkv "$out"/resolution_change.mkv tests/fixtures/sample/plates_h265.mkv
+# Pictures over media.max_frame_pixels (5120 x 5120 = 26.2 MP; the default allows 8.9 MP): the
+# decoder's limit refuses them before libavcodec allocates one (tests/it/media_limits.rs).
+for codec in h264 h265; do
+  case $codec in
+    h264) enc=(-c:v libx264 -preset medium -crf 40 -g 1) ;;
+    h265) enc=(-c:v libx265 -preset medium -x265-params "keyint=1:log-level=error" -crf 40) ;;
+  esac
+  ffmpeg -v error -y -f lavfi -i color=black:s=5120x5120:d=0.4:r=5 "${enc[@]}" -pix_fmt yuv420p \
+    "$out/huge_5120_$codec.mkv"
+done
+
+ls -l "$out"/huge_5120_h264.mkv "$out"/huge_5120_h265.mkv "$out"/cabac_high_poc2.mkv "$out"/hevc_main.mkv "$out"/resolution_change.mkv tests/fixtures/sample/plates_h265.mkv

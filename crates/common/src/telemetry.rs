@@ -23,9 +23,29 @@ pub fn init(level: &str, format: LogFormat) {
     };
 }
 
-/// Checks that `level` is a filter `tracing` accepts (config validation).
-pub fn check_filter(level: &str) -> Result<(), tracing_subscriber::filter::ParseError> {
-    EnvFilter::try_new(level).map(|_| ())
+/// Why a log filter is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error(transparent)]
+    Parse(#[from] tracing_subscriber::filter::ParseError),
+    /// A bare word that is no level is a target with no level: it would log that target only
+    /// (at every level) and silence everything else; almost always a misspelt level.
+    #[error("{directive:?} is not a level (trace, debug, info, warn, error, off) nor `target=level`")]
+    NoLevel { directive: String },
+}
+
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks that `level` is a filter `tracing` accepts and that every directive in it names a
+/// level (config validation).
+pub fn check_filter(level: &str) -> Result<(), FilterError> {
+    EnvFilter::try_new(level)?;
+    for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains('=') && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(directive)) {
+            return Err(FilterError::NoLevel { directive: directive.to_owned() });
+        }
+    }
+    Ok(())
 }
 
 /// ONNX Runtime logs every graph rewrite at `info`; unless the filter names `ort`, keep it at `warn`.
@@ -36,7 +56,18 @@ fn with_quiet_ort(level: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::with_quiet_ort;
+    use super::{check_filter, with_quiet_ort};
+
+    #[test]
+    fn a_filter_must_name_levels() {
+        for ok in ["info", "WARN", "debug,ort=warn", "kvs_infer=debug", "kvs_infer[camera]=trace,info"] {
+            assert!(check_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in ["garbage", "warnning", "info,verbose"] {
+            let e = check_filter(bad).expect_err(bad).to_string();
+            assert!(e.contains("not a level"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn ort_is_quiet_unless_asked_for() {

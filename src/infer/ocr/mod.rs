@@ -14,7 +14,7 @@ use ort::session::Session;
 
 use super::model::{
     KnownLine, Model, ModelType, Part, PartSpec, Prepared, ReadHints, Runner, StepClock, TextLine, TextReader,
-    metadata, session_of,
+    fixed_input_dim, metadata, session_of,
 };
 use super::preprocess::{Normalization, write_chw};
 use super::{InferError, Tensor};
@@ -71,6 +71,20 @@ impl ModelType for OcrSpec {
 
     fn prepare(&self, id: &ModelId, sessions: &[(Part, &Session)]) -> Result<Prepared, InferError> {
         let rec = session_of(id, sessions, REC)?;
+        // Lines are packed at `rec.height`: a model that fixes another height would refuse every
+        // one of them. Startup fails here instead, naming both.
+        if let Some(height) = fixed_input_dim(rec, 2)
+            && height != self.rec.height as usize
+        {
+            return Err(InferError::BadModel {
+                model: id.0.clone(),
+                part: REC.as_str(),
+                reason: format!(
+                    "the model's input height is fixed at {height}, the configuration's rec.height is {}: set rec.height: {height}",
+                    self.rec.height
+                ),
+            });
+        }
         let character = metadata(rec, "character").ok_or_else(|| InferError::BadModel {
             model: id.0.clone(),
             part: REC.as_str(),

@@ -61,8 +61,9 @@ pub struct LibavDecoder {
 
 impl LibavDecoder {
     /// Opens `codec` on `settings.backend`; an NVDEC that cannot start (no GPU, no driver) is an
-    /// error here, never a silent fallback.
-    pub fn open(codec: VideoCodec, settings: &DecoderSettings) -> Result<Self, MediaError> {
+    /// error here, never a silent fallback. libavcodec refuses pictures over `max_pixels` before
+    /// allocating them (its `max_pixels` option: a bound behind the SPS check in `VideoDecoder`).
+    pub fn open(codec: VideoCodec, settings: &DecoderSettings, max_pixels: u64) -> Result<Self, MediaError> {
         init();
         let name = match settings.backend {
             Backend::Cpu => codec.software_decoder(),
@@ -76,7 +77,13 @@ impl LibavDecoder {
             let kind = if settings.frame_threads { threading::Type::Frame } else { threading::Type::Slice };
             context.set_threading(threading::Config { kind, count: settings.threads.max(1), ..Default::default() });
         }
-        let decoder = context.decoder().video().map_err(|e| unavailable(e.to_string()))?;
+        let mut options = ffmpeg::Dictionary::new();
+        options.set("max_pixels", &max_pixels.to_string());
+        let decoder = context
+            .decoder()
+            .open_as_with(found, options)
+            .and_then(|opened| opened.video())
+            .map_err(|e| unavailable(e.to_string()))?;
         Ok(Self { decoder, codec, packet_seq: 0 })
     }
 
@@ -148,5 +155,5 @@ impl LibavDecoder {
 /// the NVIDIA driver's libnvcuvid and libcuda and creates a CUDA context).
 pub fn probe_nvdec() -> Result<(), MediaError> {
     let settings = DecoderSettings { backend: Backend::Nvdec, ..DecoderSettings::default() };
-    LibavDecoder::open(VideoCodec::H264, &settings).map(drop)
+    LibavDecoder::open(VideoCodec::H264, &settings, super::DecodeLimits::default().max_frame_pixels).map(drop)
 }

@@ -95,6 +95,65 @@ impl Default for DecoderSettings {
     }
 }
 
+/// What one access unit and one picture may take (`media.*`), checked before libavcodec sees
+/// the access unit: a frame over a limit is reported (naming the limit and the value) and
+/// skipped, and decoding waits for the next key frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    pub max_frame_pixels: u64,
+    pub max_access_unit_bytes: usize,
+    pub max_nal_units: usize,
+}
+
+impl From<&crate::config::MediaConfig> for DecodeLimits {
+    fn from(m: &crate::config::MediaConfig) -> Self {
+        Self {
+            max_frame_pixels: m.max_frame_pixels,
+            max_access_unit_bytes: m.max_access_unit_bytes,
+            max_nal_units: m.max_nal_units,
+        }
+    }
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        (&crate::config::MediaConfig::default()).into()
+    }
+}
+
+impl DecodeLimits {
+    /// The access unit's size, NAL units and any SPS's picture size against the limits.
+    fn check(&self, codec: VideoCodec, annex_b: &[u8]) -> Result<(), MediaError> {
+        let over = |what: String, key, max: u64| MediaError::OverLimit {
+            what,
+            key,
+            max,
+            action: "the frame is skipped and decoding waits for a key frame",
+        };
+        if annex_b.len() > self.max_access_unit_bytes {
+            let what = format!("an access unit of {} bytes", annex_b.len());
+            return Err(over(what, "max_access_unit_bytes", self.max_access_unit_bytes as u64));
+        }
+        let units = super::sps::count_nal_units(annex_b);
+        if units > self.max_nal_units {
+            return Err(over(
+                format!("an access unit of {units} NAL units"),
+                "max_nal_units",
+                self.max_nal_units as u64,
+            ));
+        }
+        for nal in super::sps::nal_units(annex_b) {
+            if let Some((w, h)) = super::sps::coded_size(codec, nal)
+                && w.saturating_mul(h) > self.max_frame_pixels
+            {
+                let what = format!("a {w}x{h} picture ({} pixels)", w.saturating_mul(h));
+                return Err(over(what, "max_frame_pixels", self.max_frame_pixels));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A decoded frame with the timing of the encoded one.
 #[derive(Debug)]
 pub struct DecodedFrame {
@@ -174,6 +233,7 @@ const MAX_PENDING: usize = 64;
 /// docs.
 pub struct VideoDecoder {
     settings: DecoderSettings,
+    limits: DecodeLimits,
     backend: Option<LibavDecoder>,
     track: Option<VideoTrack>,
     /// The unsupported codec last reported, so a stream of them is one error.
@@ -191,6 +251,7 @@ impl VideoDecoder {
     pub fn new(settings: DecoderSettings) -> Self {
         Self {
             settings,
+            limits: DecodeLimits::default(),
             backend: None,
             track: None,
             unsupported: None,
@@ -202,6 +263,12 @@ impl VideoDecoder {
             seq: 0,
             ready: VecDeque::new(),
         }
+    }
+
+    /// Decodes within `limits` (the defaults otherwise).
+    pub fn with_limits(mut self, limits: DecodeLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn stats(&self) -> DecodeStats {
@@ -249,7 +316,7 @@ impl VideoDecoder {
             if self.backend.is_some() {
                 self.stats.resets += 1;
             }
-            self.backend = Some(LibavDecoder::open(next.codec, &self.settings)?);
+            self.backend = Some(LibavDecoder::open(next.codec, &self.settings, self.limits.max_frame_pixels)?);
             self.need_keyframe = true;
         } else if self.track.as_ref().is_some_and(|t| t.framing != next.framing) {
             self.finish()?;
@@ -277,6 +344,21 @@ impl VideoDecoder {
             self.stats.skipped += 1;
             return Ok(());
         }
+        let fail = |stats: &mut DecodeStats, need_keyframe: &mut bool, e: MediaError| {
+            stats.failed += 1;
+            *need_keyframe = true;
+            Err(e)
+        };
+        // Before any copy: a frame too large for an access unit is not converted at all.
+        if frame.data.len() > self.limits.max_access_unit_bytes {
+            let e = MediaError::OverLimit {
+                what: format!("a frame of {} bytes", frame.data.len()),
+                key: "max_access_unit_bytes",
+                max: self.limits.max_access_unit_bytes as u64,
+                action: "the frame is skipped and decoding waits for a key frame",
+            };
+            return fail(&mut self.stats, &mut self.need_keyframe, e);
+        }
         self.annex_b.clear();
         let converted = match &track.framing {
             Framing::LengthPrefixed { nal_length_size, parameter_sets } => {
@@ -290,9 +372,12 @@ impl VideoDecoder {
                 Ok(())
             }
         };
+        if let Err(e) = converted.and_then(|()| self.limits.check(track.codec, &self.annex_b)) {
+            return fail(&mut self.stats, &mut self.need_keyframe, e);
+        }
         self.seq += 1;
         let seq = self.seq;
-        let result = converted.and_then(|()| backend.decode(&self.annex_b, seq));
+        let result = backend.decode(&self.annex_b, seq);
         match result {
             Ok(pictures) => {
                 self.need_keyframe = false;

@@ -27,6 +27,8 @@ pub(super) struct TagBuilder {
     pub(super) name: String,
     pub(super) value: String,
     pub(super) trailing_nuls: usize,
+    /// A name or value over `max_tag_bytes`: its size (the tag is dropped).
+    pub(super) oversized: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -61,6 +63,9 @@ pub(super) struct Document {
     pub(super) damaged: bool,
     /// More than [`MAX_TRACKS`] tracks were declared (reported once).
     pub(super) too_many_tracks: bool,
+    /// Tags kept so far, and whether more than `max_tags` came (reported once).
+    pub(super) tag_count: usize,
+    pub(super) too_many_tags: bool,
 }
 
 impl Document {
@@ -83,6 +88,8 @@ impl Document {
             video_keyframes: 0,
             damaged: false,
             too_many_tracks: false,
+            tag_count: 0,
+            too_many_tags: false,
         }
     }
 
@@ -280,17 +287,45 @@ impl Demuxer {
                 }
             }
             ebml::SIMPLE_TAG => {
+                let max_tags = self.cfg.max_tags;
+                let mut over = None;
                 if let Some(doc) = &mut self.doc
                     && let Some(t) = doc.tags.pop()
                 {
-                    let tag = Tag {
-                        name: t.name,
-                        value: t.value,
-                        trailing_nuls: t.trailing_nuls,
-                        after_cluster: doc.clusters > 0,
-                    };
-                    doc.meta.apply(&tag);
-                    self.events.push_back(Event::Tag(tag));
+                    if let Some(size) = t.oversized {
+                        over = Some(MediaError::OverLimit {
+                            what: format!("a tag of {size} bytes"),
+                            key: "max_tag_bytes",
+                            max: self.cfg.max_tag_bytes as u64,
+                            action: "the tag is dropped",
+                        });
+                    } else {
+                        let tag = Tag {
+                            name: t.name,
+                            value: t.value,
+                            trailing_nuls: t.trailing_nuls,
+                            after_cluster: doc.clusters > 0,
+                        };
+                        // KVS's own tags replace their value: they take no room. The rest count.
+                        if doc.meta.apply_service(&tag) == Some(true) {
+                            self.events.push_back(Event::Tag(tag));
+                        } else if doc.tag_count < max_tags {
+                            doc.tag_count += 1;
+                            doc.meta.other_tags.push(tag.clone());
+                            self.events.push_back(Event::Tag(tag));
+                        } else if !std::mem::replace(&mut doc.too_many_tags, true) {
+                            over = Some(MediaError::OverLimit {
+                                what: format!("tag {} of a fragment", max_tags + 1),
+                                key: "max_tags_per_fragment",
+                                max: max_tags as u64,
+                                action: "the fragment's further tags are dropped",
+                            });
+                        }
+                    }
+                }
+                if let Some(e) = over {
+                    // Not damage: the media is whole, only metadata was left out.
+                    self.events.push_back(Event::Error(e));
                 }
             }
             ebml::BLOCK_GROUP => {
@@ -329,14 +364,16 @@ impl Demuxer {
             ebml::CODEC_PRIVATE => set(&mut doc.track, |t| t.codec_private = Some(payload.to_vec())),
             ebml::PIXEL_WIDTH => set(&mut doc.track, |t| t.width = uint().and_then(|v| u32::try_from(v).ok())),
             ebml::PIXEL_HEIGHT => set(&mut doc.track, |t| t.height = uint().and_then(|v| u32::try_from(v).ok())),
-            ebml::TAG_NAME => {
+            ebml::TAG_NAME | ebml::TAG_STRING => {
+                let max = self.cfg.max_tag_bytes;
                 if let Some(t) = doc.tags.last_mut() {
-                    t.name = ebml::read_string(payload).0;
-                }
-            }
-            ebml::TAG_STRING => {
-                if let Some(t) = doc.tags.last_mut() {
-                    (t.value, t.trailing_nuls) = ebml::read_string(payload);
+                    if payload.len() > max {
+                        t.oversized = Some(payload.len());
+                    } else if id == ebml::TAG_NAME {
+                        t.name = ebml::read_string(payload).0;
+                    } else {
+                        (t.value, t.trailing_nuls) = ebml::read_string(payload);
+                    }
                 }
             }
             ebml::TIMECODE => {

@@ -47,17 +47,32 @@ pub struct DemuxConfig {
     pub max_element_size: usize,
     /// Most containers open at once; a deeper one is an error and the demuxer resyncs.
     pub max_depth: usize,
+    /// Most tags one document keeps; the rest are reported (once) and dropped.
+    pub max_tags: usize,
+    /// Longest tag name or value; a longer tag is reported and dropped.
+    pub max_tag_bytes: usize,
 }
 
 impl From<&crate::config::MediaConfig> for DemuxConfig {
     fn from(m: &crate::config::MediaConfig) -> Self {
-        Self { max_element_size: m.max_element_bytes, max_depth: m.max_nesting }
+        Self {
+            max_element_size: m.max_element_bytes,
+            max_depth: m.max_nesting,
+            max_tags: m.max_tags_per_fragment,
+            max_tag_bytes: m.max_tag_bytes,
+        }
     }
 }
 
 impl Default for DemuxConfig {
     fn default() -> Self {
-        Self { max_element_size: DEFAULT_MAX_ELEMENT_SIZE, max_depth: DEFAULT_MAX_DEPTH }
+        let media = crate::config::MediaConfig::default();
+        Self {
+            max_element_size: DEFAULT_MAX_ELEMENT_SIZE,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_tags: media.max_tags_per_fragment,
+            max_tag_bytes: media.max_tag_bytes,
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use kvs_infer::pipeline::camera::{self, CameraContext, PipelineError, RunStats};
 use kvs_infer::pipeline::events::Event;
 use kvs_infer::source::checkpoint::Checkpoints;
 use kvs_infer::source::checkpointing::{CheckpointWriter, read_checkpoint, write_checkpoints};
-use kvs_infer::source::kvs::KvsSource;
+use kvs_infer::source::kvs::{KvsSource, SessionTimeouts};
 use kvs_infer::source::{RunningSource, SourceOptions, SourceTasks};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -80,6 +80,8 @@ impl Delivery {
 pub struct CameraRun {
     pub progress: Arc<FragmentProgress>,
     pub delivery: Delivery,
+    /// The camera's health (its source's degraded reasons and state).
+    pub health: kvs_infer::health::Health,
     shutdown: CancellationToken,
     events: Arc<Mutex<Vec<Event>>>,
     pipeline: JoinHandle<Result<RunStats, PipelineError>>,
@@ -97,6 +99,18 @@ impl CameraRun {
         start: StartSelector,
         checkpoints: Option<Arc<Checkpoints>>,
     ) -> Self {
+        Self::start_with(server, engine, camera, start, checkpoints, SessionTimeouts::default()).await
+    }
+
+    /// [`CameraRun::start`] with the GetMedia sessions' timeouts.
+    pub async fn start_with(
+        server: &KvsServer,
+        engine: &Engine,
+        camera: &CameraSpec,
+        start: StartSelector,
+        checkpoints: Option<Arc<Checkpoints>>,
+        timeouts: SessionTimeouts,
+    ) -> Self {
         let sdk = moto::sdk_for(&server.url).await;
         let shutdown = CancellationToken::new();
         let id = CameraId(CAMERA.into());
@@ -109,6 +123,7 @@ impl CameraRun {
             None => FragmentProgress::default(),
         });
         let delivery = Delivery::new();
+        let health = kvs_infer::health::Health::new();
         let (resume_after, resume) = stored.map_or((None, None), |c| (Some(c.fragment), c.analysis));
         let writer = checkpoints.as_ref().map(|c| {
             tokio::spawn(write_checkpoints(CheckpointWriter {
@@ -129,7 +144,8 @@ impl CameraRun {
             resume_after,
             progress: progress.clone(),
             shutdown: shutdown.clone(),
-            health: kvs_infer::health::Health::new(),
+            health: health.clone(),
+            timeouts,
         };
         let reader = tokio::spawn(source.run(tx));
         let (events_tx, mut events_rx) = mpsc::channel(64);
@@ -149,7 +165,7 @@ impl CameraRun {
             engine: engine.clone(),
             events: events_tx,
             shutdown: shutdown.clone(),
-            health: kvs_infer::health::Health::new(),
+            health: health.clone(),
             decoder: Default::default(),
             pass: 0,
             view: None,
@@ -162,7 +178,7 @@ impl CameraRun {
             tasks: SourceTasks::default(),
         };
         let pipeline = tokio::spawn(camera::run(ctx, source));
-        Self { progress, delivery, shutdown, events, pipeline, reader, writer }
+        Self { progress, delivery, health, shutdown, events, pipeline, reader, writer }
     }
 
     /// The events emitted so far.

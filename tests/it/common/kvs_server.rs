@@ -29,6 +29,12 @@ pub enum Fault {
     EndAfter(usize),
     /// Send this many bytes, then abort the connection.
     AbortAfter(usize),
+    /// Accept the call and never answer (no response headers).
+    NoHeaders,
+    /// Answer, then send the body one byte every 100 ms.
+    Trickle,
+    /// Answer with this many bytes of garbage, then end the body.
+    Garbage(usize),
 }
 
 /// One fragment of the served stream.
@@ -162,6 +168,32 @@ async fn get_media(State(s): State<Shared>, body: Bytes) -> Response {
     let Some(first) = first else {
         return error("InvalidArgumentException");
     };
+    match fault {
+        Some(Fault::NoHeaders) => {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            return error("InvalidArgumentException");
+        }
+        Some(Fault::Garbage(n)) => {
+            return Response::builder()
+                .header("content-type", "video/webm")
+                .body(Body::from(vec![0xAB_u8; n]))
+                .expect("response");
+        }
+        Some(Fault::Trickle) => {
+            let bytes: Vec<u8> =
+                s.fragments[first.min(s.fragments.len())..].iter().flat_map(|f| f.bytes.to_vec()).collect();
+            let stream = futures_util::stream::unfold(bytes.into_iter(), |mut it| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let byte = it.next()?;
+                Some((Ok::<_, std::io::Error>(Bytes::copy_from_slice(&[byte])), it))
+            });
+            return Response::builder()
+                .header("content-type", "video/webm")
+                .body(Body::from_stream(stream))
+                .expect("response");
+        }
+        _ => {}
+    }
     let mut data: Vec<u8> =
         s.fragments[first.min(s.fragments.len())..].iter().flat_map(|f| f.bytes.iter().copied()).collect();
     let abort = match fault {
