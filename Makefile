@@ -46,10 +46,11 @@ $(MOTO_VENV)/.installed: tests/emulator/requirements.txt
 	$(MOTO_VENV)/bin/pip install --disable-pip-version-check --quiet -r tests/emulator/requirements.txt
 	touch $@
 
-## deploy-check: ecs/'s plan against botocore's AWS API models, IAM through parliament, shellcheck; every CloudFormation template through cfn-lint and checkov; ecs/deploy.sh end to end against moto; the image's rootfs (ldd, chrooted start); the recovery function's Lambda zip
+## deploy-check: ecs/'s plan against botocore's AWS API models, IAM through parliament, the CloudFormation role against every resource schema's handler permissions, shellcheck; every CloudFormation template through cfn-lint and checkov; ecs/deploy.sh end to end against moto; the image's rootfs (ldd, chrooted start); the recovery function's Lambda zip
 CFN_TEMPLATES := ecs/cfn/*.yaml crates/kvs-infer-recovery/template.yaml
 deploy-check: $(TOOLS_VENV)/.installed $(CHECKOV_VENV)/.installed emulator
 	$(TOOLS_VENV)/bin/python tests/deploy/check_deploy.py
+	$(TOOLS_VENV)/bin/python tests/deploy/check_permissions.py
 	$(TOOLS_VENV)/bin/cfn-lint $(CFN_TEMPLATES)
 	# Offline (--skip-download); every skipped check carries its reason in the template's Metadata.
 	for t in $(CFN_TEMPLATES); do $(CHECKOV_VENV)/bin/checkov -f $$t --framework cloudformation --quiet --compact --skip-download || exit 1; done

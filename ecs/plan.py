@@ -42,7 +42,7 @@ PARAMETERS = {
         "ListenerRulePriority": "LISTENER_RULE_PRIORITY", "LivePage": "LIVE_PAGE", "InstanceType": "INSTANCE_TYPE",
         "MaxInstances": "MAX_INSTANCES", "KvsStreamPrefix": "KVS_STREAM_PREFIX",
         "MetricsNamespace": "METRICS_NAMESPACE", "ConfigParameterName": "CONFIG_PARAMETER",
-        "AlarmEmail": "ALARM_EMAIL", "GpuAmiId": "GPU_AMI_PARAMETER",
+        "AlarmEmail": "ALARM_EMAIL", "GpuAmiId": "GPU_AMI_PARAMETER", "RoleBoundaryArn": "ROLE_BOUNDARY_ARN",
     },
     "scaling": {
         "ClusterName": "NAME", "ServiceName": "NAME", "MetricsNamespace": "METRICS_NAMESPACE",
@@ -51,7 +51,7 @@ PARAMETERS = {
 }
 # Settings that may be empty (the template's default or condition handles it).
 OPTIONAL = {"CERTIFICATE_ARN", "EXISTING_LISTENER_ARN", "EXISTING_ALB_SECURITY_GROUP_ID", "ALARM_EMAIL",
-            "CFN_ROLE_ARN", "ALB_SUBNET_IDS", "GPU_AMI_PARAMETER"}
+            "CFN_ROLE_ARN", "ALB_SUBNET_IDS", "GPU_AMI_PARAMETER", "ROLE_BOUNDARY_ARN"}
 # infra stack output → the variable templates and the config use.
 OUTPUTS = {
     "ClusterName": "CLUSTER", "CapacityProviderName": "CAPACITY_PROVIDER", "TargetGroupArn": "TARGET_GROUP_ARN",
@@ -194,6 +194,9 @@ def render_template(name, values):
 def check(env_file):
     """The dry run: every stack's parameters, the config and both documents, without AWS."""
     values = settings(env_file)
+    if values.get("CFN_ROLE_ARN") and not values.get("ROLE_BOUNDARY_ARN"):
+        raise PlanError("CFN_ROLE_ARN is set but ROLE_BOUNDARY_ARN is not: the CloudFormation role creates roles only "
+                        "with the boundary (deploy-role.yaml's RoleBoundaryArn output)")
     for stack in STACKS:
         stack_parameters(stack, values)
         print(f"ok   stack {stack}: parameters valid for {STACKS[stack]}")
