@@ -9,9 +9,14 @@
 #      exits 1 saying so when the circuit breaker rolled it back (or it timed out).
 # Every stack goes through a change set, printed before it is executed.
 #
-# Usage: ecs/deploy.sh [--dry-run] [--image URI] ENV [repository]
+# Usage: ecs/deploy.sh [--dry-run] [--image URI] ENV [repository | rollback REVISION]
 #   ENV          ecs/env/ENV.env (or a path to an env file); NAME = <PREFIX>-<ENVIRONMENT>
 #   repository   only step 1 (a pipeline runs it before pushing the image)
+#   rollback N   only the service: back to task definition revision N (its image digest and the
+#                config version it names), then step 6
+# A stack whose first create failed (ROLLBACK_COMPLETE, or ROLLBACK_FAILED where the load
+# balancer's deletion protection stopped the rollback) is deleted, saying so, and created again:
+# its stateful resources are RetainExceptOnCreate, so nothing of it is left to collide with.
 #   --image URI  the image to run (REPO@sha256:… or REPO:tag); required for a full deploy
 #   --dry-run    render and validate everything (parameters, config, task definition, service,
 #                cfn-lint when installed) without calling AWS
@@ -28,9 +33,10 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry_run=true ;;
     --image) image="${2:?--image needs a URI}"; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     -*) die "unknown option $1" ;;
     repository) only=repository ;;
+    rollback) only=rollback; revision="${2:?rollback needs a task definition revision}"; shift ;;
     *) [ -z "${env_name:-}" ] || die "unexpected $1 (one ENV only)"; env_name="$1" ;;
   esac
   shift
@@ -69,6 +75,31 @@ stack_status() { # name → status, or NONE
   aws cloudformation describe-stacks --stack-name "$1" --query 'Stacks[0].StackStatus' --output text 2>/dev/null || echo NONE
 }
 
+# remove_failed_create NAME STATUS: a stack whose first create failed is deleted (after its
+# failure is shown), so the create can run again.
+remove_failed_create() {
+  local stack="$1" status="$2" lb
+  say "stack $stack failed to create earlier ($status); why:"
+  # shellcheck disable=SC2016 # a JMESPath literal, not a shell expansion
+  aws cloudformation describe-stack-events --stack-name "$stack" --max-items 30 \
+    --query 'StackEvents[?contains(ResourceStatus, `FAILED`)].[LogicalResourceId,ResourceStatus,ResourceStatusReason]' \
+    --output table >&2 || true
+  if [ "$status" = ROLLBACK_FAILED ]; then
+    # The load balancer's deletion protection is what stops a rollback: lift it first.
+    for lb in $(aws cloudformation describe-stack-resources --stack-name "$stack" \
+        --query "StackResources[?ResourceType=='AWS::ElasticLoadBalancingV2::LoadBalancer'].PhysicalResourceId" --output text); do
+      [ "$lb" = None ] || aws elbv2 modify-load-balancer-attributes --load-balancer-arn "$lb" \
+        --attributes Key=deletion_protection.enabled,Value=false >/dev/null
+    done
+  fi
+  local args=(--stack-name "$stack")
+  [ -n "$cfn_role" ] && args+=(--role-arn "$cfn_role")
+  aws cloudformation delete-stack "${args[@]}"
+  aws cloudformation wait stack-delete-complete --stack-name "$stack" \
+    || die "stack $stack: the failed create could not be deleted ($(stack_status "$stack")); delete it by hand, then deploy again"
+  say "stack $stack: the failed create is deleted (nothing of it is kept: its stateful resources are RetainExceptOnCreate); creating it again"
+}
+
 # deploy_stack NAME STACK_KIND: a change set for the template, shown, then executed and waited on.
 deploy_stack() {
   local stack="$1" kind="$2" status type change_set params reason
@@ -77,7 +108,9 @@ deploy_stack() {
   status="$(stack_status "$stack")"
   case "$status" in
     NONE|REVIEW_IN_PROGRESS) type=CREATE ;;
-    ROLLBACK_COMPLETE) die "stack $stack failed to create earlier (ROLLBACK_COMPLETE): delete it (aws cloudformation delete-stack --stack-name $stack), read its events, then deploy again" ;;
+    ROLLBACK_COMPLETE|ROLLBACK_FAILED)
+      remove_failed_create "$stack" "$status"
+      type=CREATE ;;
     *_IN_PROGRESS) die "stack $stack is busy ($status); wait for it to finish" ;;
     *) type=UPDATE ;;
   esac
@@ -127,7 +160,15 @@ if [ "$only" = repository ]; then
     --query "Stacks[0].Outputs[?OutputKey=='RepositoryUri'].OutputValue" --output text
   exit 0
 fi
-[ -n "$image" ] || die "--image URI is required (the image to run)"
+if [ "$only" = rollback ]; then
+  CLUSTER="$NAME"
+  TASK_DEFINITION="$(aws ecs describe-task-definition --task-definition "$NAME:$revision" \
+    --query 'taskDefinition.taskDefinitionArn' --output text)" || die "no task definition $NAME:$revision"
+  aws ecs update-service --cluster "$CLUSTER" --service "$NAME" --task-definition "$TASK_DEFINITION" >/dev/null
+  say "rolling $NAME back to $TASK_DEFINITION (its image digest, and the config version it names)"
+fi
+[ "$only" = rollback ] || [ -n "$image" ] || die "--image URI is required (the image to run)"
+if [ "$only" != rollback ]; then
 
 # --- 2. infrastructure --------------------------------------------------------------------------
 deploy_stack "$NAME-infra" infra
@@ -143,9 +184,12 @@ parameter="$(setting CONFIG_PARAMETER)"
 plan config "$env_file" >"$work/config.yaml"
 CONFIG_SHA256="$(sha256sum "$work/config.yaml" | cut -d' ' -f1)"
 export CONFIG_SHA256
-aws ssm put-parameter --name "$parameter" --type String --tier Intelligent-Tiering --overwrite \
-  --value "file://$work/config.yaml" >/dev/null
-say "config: $parameter (sha256 ${CONFIG_SHA256:0:12}; a change rolls the service)"
+# The task definition names this version (ssm:NAME:VERSION) and its digest: a rollback to an
+# earlier revision runs with the config it was rendered with, and the service refuses another.
+CONFIG_VERSION="$(aws ssm put-parameter --name "$parameter" --type String --tier Intelligent-Tiering --overwrite \
+  --value "file://$work/config.yaml" --query Version --output text)"
+export CONFIG_VERSION
+say "config: $parameter version $CONFIG_VERSION (sha256 ${CONFIG_SHA256:0:12}; a change rolls the service)"
 
 # --- 4. task definition and service -----------------------------------------------------------------
 plan render "$env_file" templates/task-definition.json >"$work/task-definition.json"
@@ -157,9 +201,11 @@ say "registered $TASK_DEFINITION ($image)"
 status="$(aws ecs describe-services --cluster "$CLUSTER" --services "$NAME" \
   --query 'services[0].status' --output text 2>/dev/null || true)"
 if [ "$status" = ACTIVE ]; then
+  # A deployment rolls back when its tasks fail (the circuit breaker) or when the 5xx or lag
+  # alarm fires during it (DEPLOYMENT_ALARMS, the infra stack's DeploymentAlarmNames).
   aws ecs update-service --cluster "$CLUSTER" --service "$NAME" --task-definition "$TASK_DEFINITION" \
     --capacity-provider-strategy "capacityProvider=$CAPACITY_PROVIDER,weight=1,base=0" \
-    --deployment-configuration 'deploymentCircuitBreaker={enable=true,rollback=true},maximumPercent=200,minimumHealthyPercent=100' \
+    --deployment-configuration "deploymentCircuitBreaker={enable=true,rollback=true},alarms={alarmNames=[$DEPLOYMENT_ALARMS],enable=true,rollback=true},maximumPercent=200,minimumHealthyPercent=100" \
     --health-check-grace-period-seconds 60 --disable-execute-command >/dev/null
   say "updated service $NAME"
 else
@@ -170,6 +216,8 @@ fi
 
 # --- 5. scaling -------------------------------------------------------------------------------------
 deploy_stack "$NAME-scaling" scaling
+
+fi
 
 # --- 6. rollout ---------------------------------------------------------------------------------------
 say "waiting for the rollout of $TASK_DEFINITION (the circuit breaker rolls back a deployment that fails)"

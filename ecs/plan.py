@@ -59,6 +59,7 @@ OUTPUTS = {
     "ExecutionRoleArn": "EXECUTION_ROLE_ARN", "LogGroupName": "LOG_GROUP", "EventsStreamName": "EVENTS_STREAM",
     "SnapshotBucketName": "SNAPSHOT_BUCKET", "StateTableName": "STATE_TABLE", "EventsTableName": "EVENTS_TABLE",
     "CheckpointTableName": "CHECKPOINT_TABLE", "LeaseTableName": "LEASE_TABLE", "AlarmTopicArn": "ALARM_TOPIC_ARN",
+    "DeploymentAlarmNames": "DEPLOYMENT_ALARMS",
 }
 
 
@@ -85,7 +86,8 @@ def settings(env_file, environ=None):
     values = read_env(env_file)
     environ = os.environ if environ is None else environ
     values.update({k: v for k, v in environ.items() if k in values or k in OUTPUTS.values()
-                   or k in ("IMAGE_URI", "TASK_DEFINITION", "CONFIG_SHA256", "GPU_AMI_PARAMETER")})
+                   or k in ("IMAGE_URI", "TASK_DEFINITION", "CONFIG_SHA256", "CONFIG_VERSION", "GPU_AMI_PARAMETER",
+                            "DEPLOYMENT_ALARMS")})
     for key in ("PREFIX", "ENVIRONMENT"):
         if not values.get(key):
             raise PlanError(f"{env_file}: {key} is not set")
@@ -176,14 +178,16 @@ def placeholder_outputs(values):
         "ALARM_TOPIC_ARN": f"arn:aws:sns:{region}:{account}:{name}-alarms",
         "IMAGE_URI": f"{account}.dkr.ecr.{region}.amazonaws.com/{values.get('REPOSITORY_NAME', 'kvs-infer')}:dry-run",
         "TASK_DEFINITION": f"arn:aws:ecs:{region}:{account}:task-definition/{name}:1",
-        "CONFIG_SHA256": "0" * 64,
+        "CONFIG_SHA256": "0" * 64, "CONFIG_VERSION": "1",
+        "DEPLOYMENT_ALARMS": f"{name}-target-5xx,{name}-camera-lag",
     }
 
 
 def with_subnets(values):
     """PRIVATE_SUBNET_IDS as the JSON list the service template embeds."""
     subnets = [s for s in values.get("PRIVATE_SUBNET_IDS", "").split(",") if s]
-    return dict(values, PRIVATE_SUBNETS_JSON=json.dumps(subnets))
+    alarms = [a for a in values.get("DEPLOYMENT_ALARMS", "").split(",") if a]
+    return dict(values, PRIVATE_SUBNETS_JSON=json.dumps(subnets), DEPLOYMENT_ALARMS_JSON=json.dumps(alarms))
 
 
 def render_template(name, values):

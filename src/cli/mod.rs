@@ -151,12 +151,27 @@ pub fn load_config(location: &ConfigLocation) -> Result<Config, InvalidConfig> {
         ConfigLocation::File(path) => config::load_file(path, &env),
         remote => {
             let bytes = remote_config::fetch(remote).map_err(|e| invalid(vec![e.to_string()]))?;
+            check_digest(&bytes, std::env::var("CONFIG_SHA256").ok().as_deref()).map_err(|e| invalid(vec![e]))?;
             config::load_bytes(&bytes, &remote.to_string(), &env)
         }
     };
     let mut config = loaded.map_err(|e| invalid(e.problems()))?;
     read_watchlists(&mut config).map_err(invalid)?;
     Ok(config)
+}
+
+/// The config fetched must be the one the task definition was rendered with (`CONFIG_SHA256`,
+/// which `ecs/deploy.sh` sets): a mismatch (the parameter rewritten under a running revision)
+/// fails startup naming both digests instead of running new code with another config.
+fn check_digest(bytes: &[u8], expected: Option<&str>) -> Result<(), String> {
+    use sha2::{Digest, Sha256};
+    let Some(expected) = expected.map(str::trim).filter(|e| !e.is_empty()) else { return Ok(()) };
+    let actual: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    if actual.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(format!("the config fetched has sha256 {actual}, but CONFIG_SHA256 (the task definition's) is {expected}"))
+    }
 }
 
 /// Reads every watchlist's entries (a file, or fetched from SSM or S3 like the config) into the
@@ -233,5 +248,16 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_config_must_be_the_one_the_task_definition_names() {
+        // sha256("abc")
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert!(check_digest(b"abc", Some(abc)).is_ok());
+        assert!(check_digest(b"abc", Some(&abc.to_uppercase())).is_ok());
+        assert!(check_digest(b"abc", None).is_ok() && check_digest(b"abc", Some("")).is_ok(), "not set: not checked");
+        let e = check_digest(b"abd", Some(abc)).expect_err("another config");
+        assert!(e.contains(abc) && e.contains("CONFIG_SHA256"), "{e}");
     }
 }

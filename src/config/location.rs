@@ -11,7 +11,8 @@ use std::str::FromStr;
 pub enum ConfigLocation {
     /// A local file.
     File(PathBuf),
-    /// An SSM parameter (String or SecureString), by name: `ssm:/kvs-infer/prod/config`.
+    /// An SSM parameter (String or SecureString), by name: `ssm:/kvs-infer/prod/config`, or one
+    /// version of it: `ssm:/kvs-infer/prod/config:12`.
     SsmParameter(String),
     /// An S3 object: `s3://bucket/key`.
     S3Object { bucket: String, key: String },
@@ -42,12 +43,18 @@ impl FromStr for ConfigLocation {
     type Err = LocationError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(name) = s.strip_prefix(SSM_SCHEME) {
+        if let Some(selected) = s.strip_prefix(SSM_SCHEME) {
+            // `name:version` selects one version (a task definition pins the config it was
+            // rendered with, so a rollback runs with its own config).
+            let name = match selected.rsplit_once(':') {
+                Some((name, version)) if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) => name,
+                _ => selected,
+            };
             let valid = |c: char| c.is_ascii_alphanumeric() || "_.-/".contains(c);
             if name.is_empty() || name.len() > MAX_SSM_NAME || !name.chars().all(valid) || name.ends_with('/') {
                 return Err(LocationError::SsmName(s.to_owned()));
             }
-            return Ok(Self::SsmParameter(name.to_owned()));
+            return Ok(Self::SsmParameter(selected.to_owned()));
         }
         if let Some(rest) = s.strip_prefix(S3_SCHEME) {
             return match rest.split_once('/') {
@@ -82,6 +89,7 @@ mod tests {
             ("/etc/kvs-infer/config.yaml", ConfigLocation::File("/etc/kvs-infer/config.yaml".into())),
             ("ssm:/kvs-infer/prod/config", ConfigLocation::SsmParameter("/kvs-infer/prod/config".into())),
             ("ssm:flat-name", ConfigLocation::SsmParameter("flat-name".into())),
+            ("ssm:/kvs-infer/prod/config:12", ConfigLocation::SsmParameter("/kvs-infer/prod/config:12".into())),
             (
                 "s3://bucket/kvs-infer/config.yaml",
                 ConfigLocation::S3Object { bucket: "bucket".into(), key: "kvs-infer/config.yaml".into() },
@@ -96,8 +104,18 @@ mod tests {
 
     #[test]
     fn rejects_locations_that_name_nothing() {
-        for bad in ["ssm:", "ssm:/a b", "ssm:/dir/", "s3://", "s3://bucket", "s3://bucket/", "s3:///key", "s3://b/dir/"]
-        {
+        for bad in [
+            "ssm:",
+            "ssm:/a b",
+            "ssm:/dir/",
+            "ssm:/a:b",
+            "ssm:/a:",
+            "s3://",
+            "s3://bucket",
+            "s3://bucket/",
+            "s3:///key",
+            "s3://b/dir/",
+        ] {
             let err = bad.parse::<ConfigLocation>().expect_err(bad);
             assert!(err.to_string().contains(bad), "{err}");
         }

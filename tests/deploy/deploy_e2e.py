@@ -7,7 +7,9 @@ account), with the image build stubbed (an image URI; moto pulls nothing):
 2. `deploy.sh --image URI ENV`: the infra stack (change set shown), the config in SSM, the task
    definition, the service attached to the infra stack's target group, the scaling stack, the
    rollout check (COMPLETED);
-3. the same again with a new image: stacks unchanged, the service updated to the new revision;
+3. the same again with a new image: stacks unchanged, the service updated to the new revision,
+   which pins its image digest and config version (ssm:NAME:2); then `deploy.sh ENV rollback 1`:
+   the service runs revision 1 again, with its digest and config version 1;
 4. a third deploy through a proxy that answers DescribeServices as ECS does after the circuit
    breaker rolled a deployment back (rolloutState FAILED, the previous task definition running):
    deploy.sh exits 1 and says so;
@@ -166,7 +168,8 @@ def first_deploy(endpoint, env_file, subnets):
     container = task["containerDefinitions"][0]
     check(container["image"] == IMAGE, "the task definition runs the given image")
     environment = {e["name"]: e["value"] for e in container["environment"]}
-    check(environment["CONFIG_FILE"] == "ssm:/kvs-infer/e2e/config", "the task reads its config from SSM")
+    check(environment["CONFIG_FILE"] == "ssm:/kvs-infer/e2e/config:1", "the task reads its config's version 1 from SSM")
+    check(re.fullmatch(r"[0-9a-f]{64}", environment.get("CONFIG_SHA256", "")) is not None, "… and names its digest")
     check(task["taskRoleArn"] == outputs["TaskRoleArn"] and task["executionRoleArn"] == outputs["ExecutionRoleArn"],
           "the task uses the infra stack's roles")
     check(task["volumes"][0].get("dockerVolumeConfiguration", {}).get("scope") == "shared", "the outbox volume is a shared Docker volume")
@@ -199,6 +202,17 @@ def main():
             ecs = client("ecs", endpoint)
             second = ecs.describe_services(cluster="kvs-infer-e2e", services=["kvs-infer-e2e"])["services"][0]["taskDefinition"]
             check(second != first and second.endswith(":2"), f"the service runs the new revision {second}")
+            def runs(revision):
+                task = ecs.describe_task_definition(taskDefinition=revision)["taskDefinition"]["containerDefinitions"][0]
+                return task["image"], {e["name"]: e["value"] for e in task["environment"]}["CONFIG_FILE"]
+            check(runs(second) == (IMAGE2, "ssm:/kvs-infer/e2e/config:2"), f"revision 2 pins its image and config: {runs(second)}")
+
+            # Rollback: the earlier digest with the config version it ran with, no rebuild.
+            code, out = deploy(endpoint, env_file, "rollback", "1")
+            check(code == 0 and "rollout COMPLETED" in out, f"deploy.sh rollback 1: exit {code}\n{out[-2000:]}")
+            now = ecs.describe_services(cluster="kvs-infer-e2e", services=["kvs-infer-e2e"])["services"][0]["taskDefinition"]
+            check(now == first and runs(now) == (IMAGE, "ssm:/kvs-infer/e2e/config:1"),
+                  f"rolled back to revision 1, its digest and config version 1: {now} {runs(now)}")
 
             RolledBack.upstream, RolledBack.previous = endpoint, second
             proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RolledBack)
