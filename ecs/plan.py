@@ -43,6 +43,7 @@ PARAMETERS = {
         "MaxInstances": "MAX_INSTANCES", "KvsStreamPrefix": "KVS_STREAM_PREFIX",
         "MetricsNamespace": "METRICS_NAMESPACE", "ConfigParameterName": "CONFIG_PARAMETER",
         "AlarmEmail": "ALARM_EMAIL", "GpuAmiId": "GPU_AMI_PARAMETER", "RoleBoundaryArn": "ROLE_BOUNDARY_ARN",
+        "ApiTokenParameterName": "API_TOKEN_PARAMETER",
     },
     "scaling": {
         "ClusterName": "NAME", "ServiceName": "NAME", "MetricsNamespace": "METRICS_NAMESPACE",
@@ -51,7 +52,7 @@ PARAMETERS = {
 }
 # Settings that may be empty (the template's default or condition handles it).
 OPTIONAL = {"CERTIFICATE_ARN", "EXISTING_LISTENER_ARN", "EXISTING_ALB_SECURITY_GROUP_ID", "ALARM_EMAIL",
-            "CFN_ROLE_ARN", "ALB_SUBNET_IDS", "GPU_AMI_PARAMETER", "ROLE_BOUNDARY_ARN"}
+            "CFN_ROLE_ARN", "ALB_SUBNET_IDS", "GPU_AMI_PARAMETER", "ROLE_BOUNDARY_ARN", "API_TOKEN_PARAMETER"}
 # infra stack output → the variable templates and the config use.
 OUTPUTS = {
     "ClusterName": "CLUSTER", "CapacityProviderName": "CAPACITY_PROVIDER", "TargetGroupArn": "TARGET_GROUP_ARN",

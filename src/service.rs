@@ -228,6 +228,7 @@ impl Http {
         let bound = listener.local_addr()?;
         info!(addr = %bound, "HTTP server listening");
         let mut state = AppState::with_limits(health.subscribe(), metrics, ApiLimits::from_config(&config.server));
+        state.token = config.server.token.clone().map(Arc::new);
         if config.server.ui {
             info!("live page: {}", server::ui::page_url(bound));
             state.ui = Some(Arc::new(Ui::new(LiveViews::on(), Arc::default())));

@@ -88,7 +88,16 @@ impl StartupSteps for ServiceStartup {
                 health.set_info("nvidia_driver_version", info.driver_version.clone());
                 health.set_info("cuda_driver_version", info.cuda_driver_version.clone());
                 health.set_info("gpu_memory_total_bytes", info.memory_total_bytes.to_string());
-                Ok(format!("{} ({}), index {}", info.name, info.uuid, info.index))
+                let gpu = format!("{} ({}), index {}", info.name, info.uuid, info.index);
+                match (info.driver_new_enough(), self.config.runtime.execution_provider) {
+                    (Ok(()), _) => Ok(gpu),
+                    // The CUDA provider would fail every session: never ready, saying why.
+                    (Err(why), ExecutionProviderKind::Cuda) => bail!("{gpu}: {why}"),
+                    (Err(why), _) => {
+                        warn!("{why}; CUDA will not be used");
+                        Ok(format!("{gpu}; {why}"))
+                    }
+                }
             }
             (GpuProbe::Unavailable { reason }, ExecutionProviderKind::Cuda) => {
                 bail!("execution_provider is cuda but no GPU is usable: {reason}")

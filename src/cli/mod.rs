@@ -157,6 +157,7 @@ pub fn load_config(location: &ConfigLocation) -> Result<Config, InvalidConfig> {
     };
     let mut config = loaded.map_err(|e| invalid(e.problems()))?;
     read_watchlists(&mut config).map_err(invalid)?;
+    read_token(&mut config).map_err(|e| invalid(vec![e]))?;
     Ok(config)
 }
 
@@ -172,6 +173,24 @@ fn check_digest(bytes: &[u8], expected: Option<&str>) -> Result<(), String> {
     } else {
         Err(format!("the config fetched has sha256 {actual}, but CONFIG_SHA256 (the task definition's) is {expected}"))
     }
+}
+
+/// Reads `server.auth.token_from` (a file, or fetched from SSM or S3 like the config).
+fn read_token(config: &mut Config) -> Result<(), String> {
+    let Some(auth) = &config.server.auth else { return Ok(()) };
+    let at = |e: String| format!("server.auth.token_from: {e}");
+    let location: ConfigLocation =
+        auth.token_from.parse().map_err(|e: config::location::LocationError| at(e.to_string()))?;
+    let text = match &location {
+        ConfigLocation::File(path) => {
+            std::fs::read_to_string(path).map_err(|e| at(format!("cannot read {}: {e}", path.display())))?
+        }
+        remote => String::from_utf8(remote_config::fetch(remote).map_err(|e| at(e.to_string()))?)
+            .map_err(|_| at(format!("{remote} is not UTF-8 text")))?,
+    };
+    config.server.token = Some(config::auth::ApiToken::parse(&text).map_err(at)?);
+    tracing::info!(from = %location, "API token read: /v1/infer and /ui require it");
+    Ok(())
 }
 
 /// Reads every watchlist's entries (a file, or fetched from SSM or S3 like the config) into the

@@ -8,6 +8,7 @@
 //! Every problem found is reported as `path: message`, e.g.
 //! `cameras[2].roi[0]: polygon needs >= 3 points, got 2`.
 
+pub mod auth;
 pub mod fleet;
 pub mod location;
 pub mod media;

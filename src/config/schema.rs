@@ -58,6 +58,11 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Serve the live page (`/ui`): every camera's picture, tracks, events and a zone editor.
     pub ui: bool,
+    /// A bearer token `/v1/infer` and `/ui` require (`config::auth`).
+    pub auth: Option<super::auth::AuthConfig>,
+    /// The token itself, read from `auth.token_from` by `cli::load_config`.
+    #[serde(skip)]
+    pub token: Option<super::auth::ApiToken>,
 }
 
 /// Default `server.max_image_pixels`: a 4096 x 4096 image, so any 4K frame in any orientation.
@@ -74,6 +79,8 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             ui: false,
+            auth: None,
+            token: None,
         }
     }
 }

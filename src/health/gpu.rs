@@ -52,6 +52,25 @@ pub struct GpuInfo {
     pub memory_total_bytes: u64,
 }
 
+/// The oldest NVIDIA driver branch the bundled CUDA 13 runtime runs on (CUDA 13.0 needs 580+).
+pub const MIN_DRIVER_MAJOR: u32 = 580;
+
+impl GpuInfo {
+    /// `Err` with the reason when the driver is older than the bundled CUDA needs (or its version
+    /// cannot be read).
+    pub fn driver_new_enough(&self) -> Result<(), String> {
+        let major = self.driver_version.split('.').next().and_then(|m| m.trim().parse::<u32>().ok());
+        match major {
+            Some(m) if m >= MIN_DRIVER_MAJOR => Ok(()),
+            Some(_) => Err(format!(
+                "NVIDIA driver {} is older than {MIN_DRIVER_MAJOR}, which the bundled CUDA 13 needs: use a newer GPU AMI",
+                self.driver_version
+            )),
+            None => Err(format!("cannot read the NVIDIA driver version ({:?})", self.driver_version)),
+        }
+    }
+}
+
 /// One telemetry sample. `None` where the device does not report a value.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
@@ -331,5 +350,15 @@ mod tests {
         assert_eq!(fault(&GpuSample { xids: vec![13, 31, 43], ..GpuSample::default() }), None, "application faults");
         assert!(fault(&GpuSample { xids: vec![13, 79], ..GpuSample::default() }).is_some_and(|r| r.contains("XID 79")));
         assert!(fault(&GpuSample { lost: Some("gone".into()), ..GpuSample::default() }).is_some());
+    }
+
+    #[test]
+    fn the_driver_must_be_580_or_newer_for_cuda_13() {
+        let info = |v: &str| GpuInfo { driver_version: v.into(), ..GpuInfo::default() };
+        assert!(info("580.65.06").driver_new_enough().is_ok());
+        assert!(info("590.1").driver_new_enough().is_ok());
+        let e = info("570.172.08").driver_new_enough().expect_err("too old");
+        assert!(e.contains("570.172.08") && e.contains("580"), "{e}");
+        assert!(info("").driver_new_enough().is_err());
     }
 }

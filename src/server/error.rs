@@ -36,6 +36,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("the picture could not be encoded")]
     Picture(#[source] image::ImageError),
+    #[error(
+        "this route needs the API token (server.auth): Authorization: Bearer <token>, or Basic with it as the password"
+    )]
+    Unauthorized,
 }
 
 #[derive(Serialize)]
@@ -51,6 +55,7 @@ impl ApiError {
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::MalformedBody(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Undecodable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Inference(_) | ApiError::Task(_) | ApiError::Picture(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -65,6 +70,12 @@ impl IntoResponse for ApiError {
             let detail = std::error::Error::source(&self).map(ToString::to_string).unwrap_or_default();
             tracing::warn!(error = %self, detail, "request failed");
         }
-        (status, Json(ErrorBody { error: self.to_string() })).into_response()
+        let mut response = (status, Json(ErrorBody { error: self.to_string() })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // A browser asks for it (any user name, the token as the password); scripts send Bearer.
+            let challenge = axum::http::HeaderValue::from_static("Basic realm=\"kvs-infer\", charset=\"UTF-8\"");
+            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, challenge);
+        }
+        response
     }
 }

@@ -51,6 +51,8 @@ pub struct AppState {
     images: Arc<tokio::sync::Semaphore>,
     /// The live page's data (`server.ui`); `None`: `/ui` is not served.
     pub ui: Option<Arc<ui::Ui>>,
+    /// The token `/v1/infer` and `/ui` require (`server.auth`); `None`: open.
+    pub token: Option<Arc<crate::config::auth::ApiToken>>,
 }
 
 /// What `/v1/infer` accepts.
@@ -99,6 +101,7 @@ impl AppState {
             limits,
             images: Arc::new(tokio::sync::Semaphore::new(images)),
             ui: None,
+            token: None,
         }
     }
 }
@@ -106,9 +109,13 @@ impl AppState {
 /// The service's router. Tests drive it with `oneshot`; `serve` binds it to a socket.
 pub fn app(state: AppState) -> Router {
     let pages = if state.ui.is_some() { ui::routes() } else { Router::new() };
-    Router::new()
+    // The models and the live page need the token when `server.auth` sets one.
+    let guarded = Router::new()
         .merge(pages)
         .route("/v1/infer", post(infer))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(guarded)
         .route("/", get(index))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
@@ -132,6 +139,50 @@ pub fn probes(state: AppState) -> Router {
         })
         .layer(middleware::from_fn(no_sniff))
         .with_state(state)
+}
+
+/// With `server.auth`, a request must present the token: `Authorization: Bearer <token>`, or
+/// `Basic` with the token as the password (a browser's login prompt for the live page).
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.token else { return next.run(request).await };
+    let presented = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(credential);
+    if presented.is_some_and(|c| token.matches(&c)) {
+        return next.run(request).await;
+    }
+    ApiError::Unauthorized.into_response()
+}
+
+/// The secret an `Authorization` header carries: a bearer token, or a Basic password.
+fn credential(value: &str) -> Option<String> {
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.trim().to_owned());
+    }
+    let decoded = base64_decode(value.strip_prefix("Basic ")?.trim())?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':').map(|(_, password)| password.to_owned())
+}
+
+/// Standard base64 (RFC 4648, padded or not); `None` for anything else.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let (mut out, mut bits, mut acc) = (Vec::with_capacity(text.len() * 3 / 4), 0u32, 0u32);
+    for c in text.trim_end_matches('=').bytes() {
+        acc = (acc << 6) | u32::from(value(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 /// Every answer says what it is: browsers never guess a type (`X-Content-Type-Options`).

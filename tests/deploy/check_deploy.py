@@ -254,14 +254,16 @@ def check_iam():
     deploy = Template(os.path.join(ROOT, "ecs/cfn/deploy-role.yaml"))
     trust = deploy.resolve(deploy["Resources"]["DeployRole"]["Properties"]["AssumeRolePolicyDocument"])["Statement"][0]
     subjects = trust["Condition"]["StringLike"]["token.actions.githubusercontent.com:sub"]
-    if sorted(subjects) != ["repo:example/kvs-infer:ref:refs/heads/main", "repo:example/kvs-infer:ref:refs/tags/v*"]:
-        fail(f"the deploy role must trust only main and v* tags of the repository, not {subjects}")
+    trusted = ["repo:example/kvs-infer:environment:production", "repo:example/kvs-infer:environment:staging",
+               "repo:example/kvs-infer:ref:refs/heads/main", "repo:example/kvs-infer:ref:refs/tags/v*"]
+    if sorted(subjects) != trusted:
+        fail(f"the deploy role must trust only main, v* tags and the two environments of the repository, not {subjects}")
     passes = [st for _, p in deploy.policies() for st in statements(p) if "iam:PassRole" in as_list(st["Action"])]
     passed = sorted(r for st in passes if st.get("Condition", {}).get("StringEquals", {}).get("iam:PassedToService")
                     == "ecs-tasks.amazonaws.com" for r in as_list(st["Resource"]))
     if passed != ["arn:aws:iam::123456789012:role/kvs-infer-*-execution", "arn:aws:iam::123456789012:role/kvs-infer-*-task"]:
         fail(f"the deploy role may pass to ECS only the task and execution roles, not {passed}")
-    print("ok   trust: task roles trust ECS tasks; the deploy role trusts main and v* tags of one repository")
+    print("ok   trust: task roles trust ECS tasks; the deploy role trusts main, v* tags and the staging and production environments of one repository")
 
 
 def measured_time_to_ready():
@@ -366,8 +368,18 @@ def check_workflows():
     deploy = flows.get("deploy.yml", {})
     if deploy.get("jobs", {}).get("release", {}).get("permissions", {}).get("id-token") != "write":
         fail("deploy.yml's release job needs `permissions: id-token: write` for OIDC")
-    if any("environment" in job for job in deploy.get("jobs", {}).values()):
-        fail("deploy.yml's jobs must not name a GitHub environment: the roles trust refs (docs/deploy.md)")
+    jobs = deploy.get("jobs", {})
+    if "environment" in jobs.get("release", {}):
+        fail("deploy.yml's release (build) job names no environment: its role trust is by ref")
+    if jobs.get("production", {}).get("environment") != "production":
+        fail("deploy.yml's production job must run in the `production` environment (its reviewers approve)")
+    if "workflow_run" not in deploy.get(True, deploy.get("on", {})):
+        fail("deploy.yml must start builds only after ci.yml passed (on: workflow_run)")
+    for f in files:
+        for line_no, line in enumerate(open(f), 1):
+            used = re.search(r"uses:\s*([^\s#]+)", line)
+            if used and not re.fullmatch(r"[^@]+@[0-9a-f]{40}", used.group(1)):
+                fail(f"{os.path.basename(f)}:{line_no}: {used.group(1)} is not pinned by commit SHA")
     dependabot = os.path.join(ROOT, ".github/dependabot.yml")
     ecosystems = {u["package-ecosystem"] for u in yaml.safe_load(open(dependabot))["updates"]} if os.path.exists(dependabot) else set()
     if not {"cargo", "pip", "docker", "github-actions"} <= ecosystems:
@@ -385,7 +397,8 @@ def check_workflows():
         ("latest", "the latest tag (from main)"),
         ("develop-", "develop-<sha> tags"),
         ("options: [staging, production]", "the environment chosen on manual runs"),
-        ("paths:", "path filters"),
+        ("put-image", "promotion by retagging the manifest main built"),
+        ("Already built?", "idempotent re-runs (an image already pushed is reused)"),
     ]:
         if needle not in text:
             fail(f"deploy.yml lacks {why} ({needle})")

@@ -288,3 +288,41 @@ async fn the_live_page_routes_answer_with_the_api_error_rules() {
     assert_eq!(post(b"not json".to_vec()).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(post(vec![b' '; 65 * 1024]).await.0, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+#[tokio::test]
+async fn with_server_auth_the_models_and_the_live_page_need_the_token_and_the_probes_do_not() {
+    use base64::Engine as _;
+    let health = Health::new();
+    let token = "0123456789abcdef-token";
+    let mut state = with_ui(&health);
+    state.token = Some(std::sync::Arc::new(kvs_infer::config::auth::ApiToken::parse(token).expect("token")));
+    let request = |path: &str, auth: Option<String>| {
+        let mut r = Request::get(path);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.body(Body::empty()).expect("request")
+    };
+    for path in ["/ui", "/ui/state", "/ui/cameras/cam-1/frame.jpg"] {
+        let response = app(state.clone()).oneshot(request(path, None)).await.expect("ok");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let challenge = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(challenge.starts_with("Basic realm=\"kvs-infer\""), "a browser is asked: {challenge}");
+        let (status, _, _) = send(state.clone(), request(path, Some(format!("Bearer {token}")))).await;
+        assert_eq!(status, StatusCode::OK, "{path} with the bearer token");
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("anyone:{token}"));
+        let (status, _, _) = send(state.clone(), request(path, Some(format!("Basic {basic}")))).await;
+        assert_eq!(status, StatusCode::OK, "{path} with the token as a Basic password");
+        let (status, _, _) = send(state.clone(), request(path, Some("Bearer 0123456789abcdef-wrong".into()))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} with another token");
+    }
+    let post =
+        Request::post("/v1/infer").header("content-type", "image/png").body(Body::from(vec![0u8; 8])).expect("r");
+    let (status, _, body) = send(state.clone(), post).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("server.auth"));
+    for open in ["/livez", "/metrics", "/"] {
+        let (status, _, _) = send(state.clone(), request(open, None)).await;
+        assert_ne!(status, StatusCode::UNAUTHORIZED, "{open} stays open (the load balancer keeps it in the VPC)");
+    }
+}

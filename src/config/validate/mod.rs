@@ -234,6 +234,11 @@ fn check_fleet(c: &mut Checker, f: &FleetConfig) {
 }
 
 fn check_server(c: &mut Checker, s: &ServerConfig) {
+    if let Some(auth) = &s.auth
+        && let Err(e) = auth.token_from.parse::<super::ConfigLocation>()
+    {
+        c.err("server.auth.token_from", e.to_string());
+    }
     if s.host.parse::<std::net::IpAddr>().is_err() && s.host != "localhost" {
         c.err("server.host", format!("must be an IP address or localhost, got {:?}", s.host));
     }
