@@ -3,7 +3,9 @@
 
 From an empty emulated account (a VPC and two subnets are the only inputs, as in a real
 account), with the image build stubbed (an image URI; moto pulls nothing):
-1. `deploy.sh ENV repository`: the repository stack, before any image exists;
+1. `deploy.sh ENV repository`: the repository stack, before any image exists, through a proxy
+   that shows it as a failed first create (ROLLBACK_COMPLETE): deploy.sh names the failure,
+   deletes the stack and creates it again;
 2. `deploy.sh --image URI ENV`: the infra stack (change set shown), the config in SSM, the task
    definition, the service attached to the infra stack's target group, the scaling stack, the
    rollout check (COMPLETED);
@@ -27,6 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -110,6 +113,69 @@ class RolledBack(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class FailedCreate(http.server.BaseHTTPRequestHandler):
+    """Forwards to moto, except that the repository stack looks as a failed first create leaves
+    it (ROLLBACK_COMPLETE, one CREATE_FAILED event) until deploy.sh deletes it (moto itself never
+    reaches that state)."""
+    upstream = ""
+    stack = "kvs-infer-repository"
+    deleted = False
+    calls = []
+    NS = "http://cloudformation.amazonaws.com/doc/2010-05-15/"
+
+    def reply(self, status, data, kind="text/xml"):
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        form = urllib.parse.parse_qs(body.decode(errors="replace"))
+        action, stack = form.get("Action", [""])[0], form.get("StackName", [""])[0]
+        FailedCreate.calls.append((action, stack))
+        if stack == self.stack and not FailedCreate.deleted:
+            stack_id = f"arn:aws:cloudformation:{REGION}:123456789012:stack/{self.stack}/1"
+            if action == "DescribeStacks":
+                xml = (f'<DescribeStacksResponse xmlns="{self.NS}"><DescribeStacksResult><Stacks><member>'
+                       f"<StackName>{self.stack}</StackName><StackId>{stack_id}</StackId>"
+                       "<StackStatus>ROLLBACK_COMPLETE</StackStatus><CreationTime>2026-01-01T00:00:00Z</CreationTime>"
+                       "</member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>1</RequestId>"
+                       "</ResponseMetadata></DescribeStacksResponse>")
+                return self.reply(200, xml.encode())
+            if action == "DescribeStackEvents":
+                xml = (f'<DescribeStackEventsResponse xmlns="{self.NS}"><DescribeStackEventsResult><StackEvents><member>'
+                       f"<StackId>{stack_id}</StackId><EventId>1</EventId><StackName>{self.stack}</StackName>"
+                       "<LogicalResourceId>Repository</LogicalResourceId><ResourceType>AWS::ECR::Repository</ResourceType>"
+                       "<Timestamp>2026-01-01T00:00:00Z</Timestamp><ResourceStatus>CREATE_FAILED</ResourceStatus>"
+                       "<ResourceStatusReason>simulated: the first create failed</ResourceStatusReason></member>"
+                       "</StackEvents></DescribeStackEventsResult><ResponseMetadata><RequestId>2</RequestId>"
+                       "</ResponseMetadata></DescribeStackEventsResponse>")
+                return self.reply(200, xml.encode())
+            if action == "DeleteStack":
+                FailedCreate.deleted = True
+                xml = f'<DeleteStackResponse xmlns="{self.NS}"><ResponseMetadata><RequestId>3</RequestId></ResponseMetadata></DeleteStackResponse>'
+                return self.reply(200, xml.encode())
+        req = urllib.request.Request(self.upstream + self.path, data=body, method="POST",
+                                     headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as answer:
+                data, status, headers = answer.read(), answer.status, answer.headers
+        except urllib.error.HTTPError as error:
+            data, status, headers = error.read(), error.code, error.headers
+        self.send_response(status)
+        for k, v in headers.items():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
 def deploy(endpoint, env_file, *args):
     env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
                AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true",
@@ -141,8 +207,17 @@ def env_file_for(folder, endpoint):
 
 
 def first_deploy(endpoint, env_file, subnets):
-    code, out = deploy(endpoint, env_file, "repository")
+    # The repository stack's first create failed earlier: shown, deleted, created again.
+    FailedCreate.upstream = endpoint
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FailedCreate)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    code, out = deploy(f"http://127.0.0.1:{proxy.server_address[1]}", env_file, "repository")
+    proxy.shutdown()
     check(code == 0, f"deploy.sh repository: exit {code}\n{out}")
+    check("failed to create earlier (ROLLBACK_COMPLETE)" in out and "simulated: the first create failed" in out,
+          "a failed first create is named with its reason")
+    check(("DeleteStack", "kvs-infer-repository") in FailedCreate.calls and "creating it again" in out,
+          "… deleted, and the stack created again")
     repo = client("ecr", endpoint).describe_repositories()["repositories"]
     check([r["repositoryName"] for r in repo] == ["kvs-infer"], "the repository exists before any image")
 
