@@ -9,7 +9,7 @@
 #      exits 1 saying so when the circuit breaker rolled it back (or it timed out).
 # Every stack goes through a change set, printed before it is executed.
 #
-# Usage: ecs/deploy.sh [--dry-run] [--image URI] ENV [repository | rollback REVISION]
+# Usage: ecs/deploy.sh [--dry-run] [--refresh-ami] [--image URI] ENV [repository | rollback REVISION]
 #   ENV          ecs/env/ENV.env (or a path to an env file); NAME = <PREFIX>-<ENVIRONMENT>
 #   repository   only step 1 (a pipeline runs it before pushing the image)
 #   rollback N   only the service: back to task definition revision N (its image digest and the
@@ -20,6 +20,9 @@
 #   --image URI  the image to run (REPO@sha256:… or REPO:tag); required for a full deploy
 #   --dry-run    render and validate everything (parameters, config, task definition, service,
 #                cfn-lint when installed) without calling AWS
+#   --refresh-ami  move the GPU instances to the AMI the public SSM parameter recommends now
+#                (GPU_AMI_PARAMETER); otherwise the AMI stays the one the stack runs (or
+#                GPU_AMI_ID when the env file pins one). A changed AMI starts an instance refresh.
 # Environment: ROLLOUT_TIMEOUT (seconds, default 2400), POLL_SECONDS (default 15), and the AWS
 # CLI's own (AWS_PROFILE, AWS_ENDPOINT_URL, …). Credentials never come from the env file.
 set -euo pipefail
@@ -28,12 +31,13 @@ here="$(cd "$(dirname "$0")" && pwd)"
 die() { echo "deploy: $*" >&2; exit 1; }
 say() { echo "deploy: $*"; }
 
-dry_run=false image="" only=""
+dry_run=false image="" only="" refresh_ami=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry_run=true ;;
+    --refresh-ami) refresh_ami=true ;;
     --image) image="${2:?--image needs a URI}"; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     -*) die "unknown option $1" ;;
     repository) only=repository ;;
     rollback) only=rollback; revision="${2:?rollback needs a task definition revision}"; shift ;;
@@ -171,7 +175,31 @@ fi
 if [ "$only" != rollback ]; then
 
 # --- 2. infrastructure --------------------------------------------------------------------------
+# The GPU AMI is pinned: the stack keeps the one it runs unless the env file names one
+# (GPU_AMI_ID) or --refresh-ami asks for the one recommended now.
+current_ami="$(aws cloudformation describe-stacks --stack-name "$NAME-infra" \
+  --query "Stacks[0].Parameters[?ParameterKey=='GpuAmiId'].ParameterValue" --output text 2>/dev/null || true)"
+[ "$current_ami" = None ] && current_ami=""
+GPU_AMI_ID="$(setting GPU_AMI_ID 2>/dev/null || true)"
+if [ -z "$GPU_AMI_ID" ] && [ -n "$current_ami" ] && ! $refresh_ami; then
+  GPU_AMI_ID="$current_ami"
+elif [ -z "$GPU_AMI_ID" ]; then
+  ami_parameter="$(setting GPU_AMI_PARAMETER 2>/dev/null || true)"
+  ami_parameter="${ami_parameter:-/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id}"
+  GPU_AMI_ID="$(aws ssm get-parameter --name "$ami_parameter" --query Parameter.Value --output text)" \
+    || die "cannot resolve the GPU AMI from $ami_parameter"
+fi
+export GPU_AMI_ID
+say "GPU AMI: $GPU_AMI_ID${current_ami:+ (the stack runs $current_ami)}"
 deploy_stack "$NAME-infra" infra
+if [ -n "$current_ami" ] && [ "$current_ami" != "$GPU_AMI_ID" ]; then
+  # New instances come from the new launch template version; the refresh replaces the old ones
+  # one spare at a time, protected (busy) instances included once ECS has drained them.
+  aws autoscaling start-instance-refresh --auto-scaling-group-name "$NAME-gpu" --preferences \
+    '{"MinHealthyPercentage":100,"MaxHealthyPercentage":200,"InstanceWarmup":300,"SkipMatching":true,"ScaleInProtectedInstances":"Refresh","StandbyInstances":"Terminate"}' \
+    >/dev/null || die "the GPU AMI changed ($current_ami -> $GPU_AMI_ID) but the instance refresh did not start"
+  say "GPU AMI changed ($current_ami -> $GPU_AMI_ID): instance refresh of $NAME-gpu started"
+fi
 aws cloudformation describe-stacks --stack-name "$NAME-infra" --query 'Stacks[0].Outputs' --output json \
   | plan outputs "$env_file" >"$work/outputs.sh"
 # shellcheck disable=SC1091

@@ -42,7 +42,7 @@ PARAMETERS = {
         "ListenerRulePriority": "LISTENER_RULE_PRIORITY", "LivePage": "LIVE_PAGE", "InstanceType": "INSTANCE_TYPE",
         "MaxInstances": "MAX_INSTANCES", "KvsStreamPrefix": "KVS_STREAM_PREFIX",
         "MetricsNamespace": "METRICS_NAMESPACE", "ConfigParameterName": "CONFIG_PARAMETER",
-        "AlarmEmail": "ALARM_EMAIL", "GpuAmiId": "GPU_AMI_PARAMETER", "RoleBoundaryArn": "ROLE_BOUNDARY_ARN",
+        "AlarmEmail": "ALARM_EMAIL", "GpuAmiId": "GPU_AMI_ID", "RoleBoundaryArn": "ROLE_BOUNDARY_ARN",
         "ApiTokenParameterName": "API_TOKEN_PARAMETER",
     },
     "scaling": {
@@ -52,7 +52,8 @@ PARAMETERS = {
 }
 # Settings that may be empty (the template's default or condition handles it).
 OPTIONAL = {"CERTIFICATE_ARN", "EXISTING_LISTENER_ARN", "EXISTING_ALB_SECURITY_GROUP_ID", "ALARM_EMAIL",
-            "CFN_ROLE_ARN", "ALB_SUBNET_IDS", "GPU_AMI_PARAMETER", "ROLE_BOUNDARY_ARN", "API_TOKEN_PARAMETER"}
+            "CFN_ROLE_ARN", "ALB_SUBNET_IDS", "GPU_AMI_PARAMETER", "GPU_AMI_ID", "ROLE_BOUNDARY_ARN",
+            "API_TOKEN_PARAMETER"}
 # infra stack output → the variable templates and the config use.
 OUTPUTS = {
     "ClusterName": "CLUSTER", "CapacityProviderName": "CAPACITY_PROVIDER", "TargetGroupArn": "TARGET_GROUP_ARN",
@@ -88,7 +89,7 @@ def settings(env_file, environ=None):
     environ = os.environ if environ is None else environ
     values.update({k: v for k, v in environ.items() if k in values or k in OUTPUTS.values()
                    or k in ("IMAGE_URI", "TASK_DEFINITION", "CONFIG_SHA256", "CONFIG_VERSION", "GPU_AMI_PARAMETER",
-                            "DEPLOYMENT_ALARMS")})
+                            "GPU_AMI_ID", "DEPLOYMENT_ALARMS")})
     for key in ("PREFIX", "ENVIRONMENT"):
         if not values.get(key):
             raise PlanError(f"{env_file}: {key} is not set")

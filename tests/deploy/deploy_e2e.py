@@ -274,6 +274,13 @@ def main():
             code, out = deploy(endpoint, env_file, "--image", IMAGE2)
             check(code == 0 and out.count(": no changes") == 3, f"a second deploy changes no stack: exit {code}\n{out[-3000:]}")
             check("updated service" in out and "rollout COMPLETED" in out, "… and updates the service")
+            cfn = client("cloudformation", endpoint)
+            params = {p["ParameterKey"]: p["ParameterValue"]
+                      for p in cfn.describe_stacks(StackName="kvs-infer-e2e-infra")["Stacks"][0]["Parameters"]}
+            check(re.fullmatch(r"ami-[0-9a-f]+", params.get("GpuAmiId", "")) is not None,
+                  f"the stack pins a GPU AMI id: {params.get('GpuAmiId')}")
+            check(f"GPU AMI: {params.get('GpuAmiId')} (the stack runs {params.get('GpuAmiId')})" in out
+                  and "instance refresh" not in out, "… which a redeploy keeps: no instance refresh")
             ecs = client("ecs", endpoint)
             second = ecs.describe_services(cluster="kvs-infer-e2e", services=["kvs-infer-e2e"])["services"][0]["taskDefinition"]
             check(second != first and second.endswith(":2"), f"the service runs the new revision {second}")
