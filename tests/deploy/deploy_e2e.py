@@ -11,7 +11,8 @@ account), with the image build stubbed (an image URI; moto pulls nothing):
    rollout check (COMPLETED);
 3. the same again with a new image: stacks unchanged, the service updated to the new revision,
    which pins its image digest and config version (ssm:NAME:2); then `deploy.sh ENV rollback 1`:
-   the service runs revision 1 again, with its digest and config version 1;
+   the service runs revision 1 again, with its digest and config version 1; then that digest is
+   promoted to a second environment as it is (the workflow's promotion: no rebuild);
 4. a third deploy through a proxy that answers DescribeServices as ECS does after the circuit
    breaker rolled a deployment back (rolloutState FAILED, the previous task definition running):
    deploy.sh exits 1 and says so;
@@ -190,7 +191,7 @@ def client(service, endpoint):
                         aws_access_key_id="test", aws_secret_access_key="test")
 
 
-def env_file_for(folder, endpoint):
+def env_file_for(folder, endpoint, environment="e2e"):
     ec2 = client("ec2", endpoint)
     vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
     subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"]["SubnetId"]
@@ -198,9 +199,9 @@ def env_file_for(folder, endpoint):
     with open(os.path.join(ROOT, "ecs/env/example.env")) as f:
         text = f.read()
     for key, value in {"VPC_ID": vpc, "PRIVATE_SUBNET_IDS": ",".join(subnets), "ALB_SUBNET_IDS": ",".join(subnets),
-                       "ENVIRONMENT": "e2e", "ALARM_EMAIL": "ops@example.com"}.items():
+                       "ENVIRONMENT": environment, "ALARM_EMAIL": "ops@example.com"}.items():
         text = re.sub(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
-    path = os.path.join(folder, "e2e.env")
+    path = os.path.join(folder, f"{environment}.env")
     with open(path, "w") as f:
         f.write(text)
     return path, subnets
@@ -295,6 +296,13 @@ def main():
             now = ecs.describe_services(cluster="kvs-infer-e2e", services=["kvs-infer-e2e"])["services"][0]["taskDefinition"]
             check(now == first and runs(now) == (IMAGE, "ssm:/kvs-infer/e2e/config:1"),
                   f"rolled back to revision 1, its digest and config version 1: {now} {runs(now)}")
+
+            # Promotion: the digest staging ran goes to another environment as it is (no rebuild).
+            prod_env, _ = env_file_for(folder, endpoint, "e2eprod")
+            code, out = deploy(endpoint, prod_env, "--image", IMAGE2)
+            check(code == 0 and "rollout COMPLETED" in out, f"promoting the digest to e2eprod: exit {code}\n{out[-2000:]}")
+            promoted = ecs.describe_services(cluster="kvs-infer-e2eprod", services=["kvs-infer-e2eprod"])["services"][0]
+            check(runs(promoted["taskDefinition"])[0] == IMAGE2, "e2eprod runs the digest staging ran")
 
             RolledBack.upstream, RolledBack.previous = endpoint, second
             proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RolledBack)
