@@ -75,6 +75,27 @@ def start_moto():
     raise SystemExit("moto did not start")
 
 
+def forward(handler, body):
+    """The request `handler` received, sent on to its upstream (moto): (data, status, headers)."""
+    req = urllib.request.Request(handler.upstream + handler.path, data=body, method="POST",
+                                 headers={k: v for k, v in handler.headers.items() if k.lower() != "host"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as reply:
+            return reply.read(), reply.status, reply.headers
+    except urllib.error.HTTPError as error:  # an AWS error reply: passed on as it is
+        return error.read(), error.code, error.headers
+
+
+def answer(handler, status, headers, data):
+    handler.send_response(status)
+    for k, v in headers.items():
+        if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+            handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class RolledBack(http.server.BaseHTTPRequestHandler):
     """Forwards to moto; DescribeServices answers as after a circuit-breaker rollback."""
     upstream = ""
@@ -82,13 +103,7 @@ class RolledBack(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        req = urllib.request.Request(self.upstream + self.path, data=body, method="POST",
-                                     headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as reply:
-                data, status, headers = reply.read(), reply.status, reply.headers
-        except urllib.error.HTTPError as error:  # an AWS error reply: passed on as it is
-            data, status, headers = error.read(), error.code, error.headers
+        data, status, headers = forward(self, body)
         if self.headers.get("X-Amz-Target", "").endswith(".DescribeServices"):
             doc = json.loads(data)
             for service in doc.get("services", []):
@@ -102,13 +117,7 @@ class RolledBack(http.server.BaseHTTPRequestHandler):
                 service["deployments"] = [rollback] + failed
                 service["taskDefinition"] = self.previous
             data = json.dumps(doc).encode()
-        self.send_response(status)
-        for k, v in headers.items():
-            if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        answer(self, status, headers, data)
 
     def log_message(self, *args):
         pass
@@ -158,20 +167,8 @@ class FailedCreate(http.server.BaseHTTPRequestHandler):
                 FailedCreate.deleted = True
                 xml = f'<DeleteStackResponse xmlns="{self.NS}"><ResponseMetadata><RequestId>3</RequestId></ResponseMetadata></DeleteStackResponse>'
                 return self.reply(200, xml.encode())
-        req = urllib.request.Request(self.upstream + self.path, data=body, method="POST",
-                                     headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as answer:
-                data, status, headers = answer.read(), answer.status, answer.headers
-        except urllib.error.HTTPError as error:
-            data, status, headers = error.read(), error.code, error.headers
-        self.send_response(status)
-        for k, v in headers.items():
-            if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
-                self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        data, status, headers = forward(self, body)
+        answer(self, status, headers, data)
 
     def log_message(self, *args):
         pass

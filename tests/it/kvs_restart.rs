@@ -52,6 +52,37 @@ async fn checkpoint(moto: &Moto, table: &str) -> Option<String> {
     item.get("fragment_number").and_then(|v| v.as_s().ok()).cloned()
 }
 
+/// The plate video as a two-minute-old KVS backlog behind the GetMedia test server, and moto with
+/// a Kinesis stream and a checkpoint table for each of `names`.
+struct Backlog {
+    fragments: Vec<Fragment>,
+    last: String,
+    server: KvsServer,
+    moto: Moto,
+    sdk: aws_config::SdkConfig,
+}
+
+impl Backlog {
+    async fn start(names: &[&str]) -> Self {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let fragments: Vec<Fragment> = capture(
+            "tests/fixtures/sample/plates.mkv",
+            &Stamps { producer_start_ms: now - 120_000, behind_ms: |_| 800 },
+        );
+        let last = fragments.last().expect("fragments").number.clone();
+        let server = KvsServer::start(fragments.clone(), vec![]).await;
+        let moto = Moto::start();
+        let sdk = moto.sdk().await;
+        let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+        for name in names {
+            let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+            kinesis.create_stream().stream_name(*name).shard_count(1).send().await.expect("stream");
+            moto::create_table(&ddb, name, "stream").await;
+        }
+        Self { fragments, last, server, moto, sdk }
+    }
+}
+
 /// Starts the service and waits until the camera has checkpointed `last` and Kinesis holds
 /// every event (as many `end` events as `new` ones, the outbox empty), then stops it; returns
 /// its log lines.
@@ -92,24 +123,7 @@ async fn run_to_the_end(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_sigkill_mid_backlog_kinesis_holds_the_uninterrupted_runs_events_once_deduplicated() {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let fragments: Vec<Fragment> =
-        capture("tests/fixtures/sample/plates.mkv", &Stamps { producer_start_ms: now - 120_000, behind_ms: |_| 800 });
-    let last = fragments.last().expect("fragments").number.clone();
-    let server = KvsServer::start(fragments.clone(), vec![]).await;
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    for name in ["whole", "killed"] {
-        aws_sdk_kinesis::Client::new(&sdk)
-            .create_stream()
-            .stream_name(name)
-            .shard_count(1)
-            .send()
-            .await
-            .expect("stream");
-        moto::create_table(&ddb, name, "stream").await;
-    }
+    let Backlog { fragments, last, server, moto, sdk } = Backlog::start(&["whole", "killed"]).await;
 
     let whole = tempfile::tempdir().expect("tempdir");
     let whole_cfg = config(whole.path(), "whole", "whole");
@@ -170,24 +184,7 @@ fn refused_url() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_kinesis_down_a_task_killed_with_its_disk_is_replaced_without_losing_an_event() {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let fragments: Vec<Fragment> =
-        capture("tests/fixtures/sample/plates.mkv", &Stamps { producer_start_ms: now - 120_000, behind_ms: |_| 800 });
-    let last = fragments.last().expect("fragments").number.clone();
-    let server = KvsServer::start(fragments.clone(), vec![]).await;
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    for name in ["whole", "lost"] {
-        aws_sdk_kinesis::Client::new(&sdk)
-            .create_stream()
-            .stream_name(name)
-            .shard_count(1)
-            .send()
-            .await
-            .expect("stream");
-        moto::create_table(&ddb, name, "stream").await;
-    }
+    let Backlog { last, server, moto, sdk, .. } = Backlog::start(&["whole", "lost"]).await;
     let whole = tempfile::tempdir().expect("tempdir");
     run_to_the_end(&moto, &server, &config(whole.path(), "whole", "whole"), "whole", "whole", &last).await;
     let expected = deduplicated(moto::read_stream(&sdk, "whole").await);
