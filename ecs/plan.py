@@ -43,7 +43,10 @@ PARAMETERS = {
         "MaxInstances": "MAX_INSTANCES", "KvsStreamPrefix": "KVS_STREAM_PREFIX",
         "MetricsNamespace": "METRICS_NAMESPACE", "ConfigParameterName": "CONFIG_PARAMETER",
         "AlarmEmail": "ALARM_EMAIL", "GpuAmiId": "GPU_AMI_ID", "RoleBoundaryArn": "ROLE_BOUNDARY_ARN",
-        "ApiTokenParameterName": "API_TOKEN_PARAMETER",
+        "ApiTokenParameterName": "API_TOKEN_PARAMETER", "LiveUiOidcIssuer": "LIVE_UI_OIDC_ISSUER",
+        "LiveUiOidcAuthorizationEndpoint": "LIVE_UI_OIDC_AUTHORIZATION_ENDPOINT",
+        "LiveUiOidcTokenEndpoint": "LIVE_UI_OIDC_TOKEN_ENDPOINT", "LiveUiOidcUserInfoEndpoint": "LIVE_UI_OIDC_USER_INFO_ENDPOINT",
+        "LiveUiOidcClientId": "LIVE_UI_OIDC_CLIENT_ID", "LiveUiOidcClientSecretName": "LIVE_UI_OIDC_CLIENT_SECRET_NAME",
     },
     "scaling": {
         "ClusterName": "NAME", "ServiceName": "NAME", "MetricsNamespace": "METRICS_NAMESPACE",
@@ -53,7 +56,9 @@ PARAMETERS = {
 # Settings that may be empty (the template's default or condition handles it).
 OPTIONAL = {"CERTIFICATE_ARN", "EXISTING_LISTENER_ARN", "EXISTING_ALB_SECURITY_GROUP_ID", "ALARM_EMAIL",
             "CFN_ROLE_ARN", "ALB_SUBNET_IDS", "GPU_AMI_PARAMETER", "GPU_AMI_ID", "ROLE_BOUNDARY_ARN",
-            "API_TOKEN_PARAMETER"}
+            "API_TOKEN_PARAMETER", "LIVE_UI_OIDC_ISSUER", "LIVE_UI_OIDC_AUTHORIZATION_ENDPOINT",
+            "LIVE_UI_OIDC_TOKEN_ENDPOINT", "LIVE_UI_OIDC_USER_INFO_ENDPOINT", "LIVE_UI_OIDC_CLIENT_ID",
+            "LIVE_UI_OIDC_CLIENT_SECRET_NAME"}
 # infra stack output → the variable templates and the config use.
 OUTPUTS = {
     "ClusterName": "CLUSTER", "CapacityProviderName": "CAPACITY_PROVIDER", "TargetGroupArn": "TARGET_GROUP_ARN",
