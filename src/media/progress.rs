@@ -65,6 +65,9 @@ struct Ledger {
     completed: VecDeque<(Arc<FragmentMeta>, u64)>,
     /// The newest done fragment (or the checkpoint resumed from), for revisions.
     last: Option<Processed>,
+    /// `handed` when `last` was read completely: frames handed since belong to a fragment not
+    /// yet complete (a live stream's newest), which a restart reads again.
+    last_mark: u64,
 }
 
 /// Fragment completion, shared by the decode thread, the analysis loop and the KVS source.
@@ -128,14 +131,17 @@ impl FragmentProgress {
         self.release(ledger);
     }
 
-    /// The analysis state changed with no frame (open tracks ended on an idle stream). With no
-    /// frame in flight the newest done fragment is published again, one revision on; otherwise
-    /// the change rides with the fragment the frames in flight complete.
+    /// The analysis state changed with no frame (open tracks ended on an idle stream). When every
+    /// frame handed so far belongs to the newest done fragment, that fragment is published again,
+    /// one revision on. Otherwise (frames in flight, or analysed frames of a fragment not yet read
+    /// completely, which a restart reads again from the checkpoint) the change rides with the
+    /// fragment those frames complete: a checkpoint never pairs a fragment with a state that
+    /// includes frames after it.
     pub fn state_changed(&self, state: Arc<str>, receipt: u64) {
         let mut ledger = self.ledger();
         ledger.receipt = ledger.receipt.max(receipt);
         ledger.state = Some(state.clone());
-        if ledger.handed != ledger.done || !ledger.completed.is_empty() {
+        if ledger.handed != ledger.done || ledger.handed != ledger.last_mark || !ledger.completed.is_empty() {
             return;
         }
         let Some(last) = ledger.last.as_ref() else { return };
@@ -175,6 +181,7 @@ impl FragmentProgress {
         let state = (mark == ledger.done).then(|| ledger.state.clone()).flatten();
         let done = Processed { fragment, state, receipt: ledger.receipt, revision: 0 };
         ledger.last = Some(done.clone());
+        ledger.last_mark = mark;
         drop(ledger);
         self.publish(done);
     }
@@ -380,5 +387,24 @@ mod tests {
         assert!(feed.changed().await, "the last change is still seen");
         assert!(!feed.changed().await, "then the camera is gone");
         assert_eq!(taken(&feed, 7), Some(("10".into(), 0, Some("a".into()))), "what it left waits for delivery");
+    }
+
+    #[test]
+    fn an_idle_end_after_frames_of_an_incomplete_fragment_waits_for_that_fragment() {
+        // A live stream's newest fragment is complete only when the next starts: its frames are
+        // analysed, the stream goes quiet, the tracks end. Fragment 10 must not be checkpointed
+        // with that state (a restart after 10 reads fragment 20 again).
+        let p = FragmentProgress::default();
+        let feed = p.checkpoint_feed();
+        p.frame_handed();
+        p.fragment_demuxed(meta("10"));
+        p.frame_done(Some("tracks".into()), 1);
+        assert_eq!(taken(&feed, u64::MAX), Some(("10".into(), 0, Some("tracks".into()))));
+        p.frame_handed();
+        p.frame_done(Some("seen in 20".into()), 2);
+        p.state_changed("ended".into(), 3);
+        assert_eq!(taken(&feed, u64::MAX), None, "fragment 20 is not complete");
+        p.fragment_demuxed(meta("20"));
+        assert_eq!(taken(&feed, u64::MAX), Some(("20".into(), 0, Some("ended".into()))), "it rides with 20");
     }
 }
