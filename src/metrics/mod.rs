@@ -198,8 +198,9 @@ pub const CATALOGUE: &[(&str, &str, &str)] = &[
     (
         CHECKPOINT_LAG_SECONDS,
         "gauge",
-        "Age of the oldest analysed video the KVS checkpoint does not cover yet (its events not delivered \
-         or the write not done); 0 when it covers everything; label: camera.",
+        "Video (KVS server time) the checkpoint is held back by: from the oldest analysed fragment it does \
+         not cover yet (its events not delivered by every sink, or the write not done) to the newest \
+         analysed one; 0 when it covers everything; label: camera.",
     ),
     (SINK_DELIVERED_TOTAL, "counter", "Records a sink acknowledged; label: sink."),
     (SINK_ERRORS_TOTAL, "counter", "Failed delivery attempts (each is retried); labels: sink, reason."),
