@@ -175,19 +175,25 @@ fn check_digest(bytes: &[u8], expected: Option<&str>) -> Result<(), String> {
     }
 }
 
+/// The text at `location`: a file, or fetched from SSM or S3 like the config.
+fn read_text(location: &ConfigLocation) -> Result<String, String> {
+    match location {
+        ConfigLocation::File(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        }
+        remote => remote_config::fetch(remote)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| String::from_utf8(bytes).map_err(|_| format!("{remote} is not UTF-8 text"))),
+    }
+}
+
 /// Reads `server.auth.token_from` (a file, or fetched from SSM or S3 like the config).
 fn read_token(config: &mut Config) -> Result<(), String> {
     let Some(auth) = &config.server.auth else { return Ok(()) };
     let at = |e: String| format!("server.auth.token_from: {e}");
     let location: ConfigLocation =
         auth.token_from.parse().map_err(|e: config::location::LocationError| at(e.to_string()))?;
-    let text = match &location {
-        ConfigLocation::File(path) => {
-            std::fs::read_to_string(path).map_err(|e| at(format!("cannot read {}: {e}", path.display())))?
-        }
-        remote => String::from_utf8(remote_config::fetch(remote).map_err(|e| at(e.to_string()))?)
-            .map_err(|_| at(format!("{remote} is not UTF-8 text")))?,
-    };
+    let text = read_text(&location).map_err(at)?;
     config.server.token = Some(config::auth::ApiToken::parse(&text).map_err(at)?);
     tracing::info!(from = %location, "API token read: /v1/infer and /ui require it");
     Ok(())
@@ -199,15 +205,7 @@ fn read_watchlists(config: &mut Config) -> Result<(), Vec<String>> {
     let mut lists = config::watchlist::Watchlists::new();
     let mut problems = Vec::new();
     for spec in &config.watchlists {
-        let text = match &spec.from {
-            None => Ok(None),
-            Some(ConfigLocation::File(path)) => {
-                std::fs::read_to_string(path).map(Some).map_err(|e| format!("cannot read {}: {e}", path.display()))
-            }
-            Some(remote) => remote_config::fetch(remote).map_err(|e| e.to_string()).and_then(|bytes| {
-                String::from_utf8(bytes).map(Some).map_err(|_| format!("{remote} is not UTF-8 text"))
-            }),
-        };
+        let text = spec.from.as_ref().map(read_text).transpose();
         match text.map(|t| spec.build(t.as_deref()).map_err(|e| e.to_string())) {
             Ok(Ok(list)) => {
                 tracing::info!(list = %list.name, entries = list.len(), "watchlist read");

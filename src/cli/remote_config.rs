@@ -75,9 +75,7 @@ fn reply_code<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> Option<
 type Permission = (&'static str, String, &'static str);
 
 fn ssm_permission(name: &str) -> Permission {
-    // A version selector (`name:12`) is not part of the parameter's ARN.
-    let name =
-        name.rsplit_once(':').map_or(name, |(n, v)| if v.bytes().all(|b| b.is_ascii_digit()) { n } else { name });
+    let name = crate::config::location::ssm_parameter_name(name);
     let path = if name.starts_with('/') { name.to_owned() } else { format!("/{name}") };
     (
         "ssm:GetParameter",

@@ -32,6 +32,15 @@ const S3_SCHEME: &str = "s3://";
 /// SSM's own limit on a parameter name (the full path).
 const MAX_SSM_NAME: usize = 2048;
 
+/// The parameter's name in `name` or `name:version` (a version selector is no part of the name,
+/// nor of the parameter's ARN).
+pub fn ssm_parameter_name(selected: &str) -> &str {
+    match selected.rsplit_once(':') {
+        Some((name, version)) if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => selected,
+    }
+}
+
 impl ConfigLocation {
     /// Whether reading it needs AWS.
     pub fn is_remote(&self) -> bool {
@@ -46,10 +55,7 @@ impl FromStr for ConfigLocation {
         if let Some(selected) = s.strip_prefix(SSM_SCHEME) {
             // `name:version` selects one version (a task definition pins the config it was
             // rendered with, so a rollback runs with its own config).
-            let name = match selected.rsplit_once(':') {
-                Some((name, version)) if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) => name,
-                _ => selected,
-            };
+            let name = ssm_parameter_name(selected);
             let valid = |c: char| c.is_ascii_alphanumeric() || "_.-/".contains(c);
             if name.is_empty() || name.len() > MAX_SSM_NAME || !name.chars().all(valid) || name.ends_with('/') {
                 return Err(LocationError::SsmName(s.to_owned()));

@@ -34,7 +34,9 @@ pub const DEFAULT_MAX_FRAME_PIXELS: u64 = 4096 * 2176;
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
+            // A 4K key frame fits many times over.
             max_element_bytes: 32 * 1024 * 1024,
+            // Real files nest 5 or 6 deep (Tags, Tag, nested SimpleTags).
             max_nesting: 32,
             max_frame_pixels: DEFAULT_MAX_FRAME_PIXELS,
             max_access_unit_bytes: 8 * 1024 * 1024,

@@ -141,7 +141,9 @@ impl FragmentProgress {
         let mut ledger = self.ledger();
         ledger.receipt = ledger.receipt.max(receipt);
         ledger.state = Some(state.clone());
-        if ledger.handed != ledger.done || ledger.handed != ledger.last_mark || !ledger.completed.is_empty() {
+        // `last_mark <= done <= handed` always holds (a fragment is released once done reaches its
+        // mark), so this one test covers frames in flight and fragments not yet released too.
+        if ledger.handed != ledger.last_mark {
             return;
         }
         let Some(last) = ledger.last.as_ref() else { return };

@@ -10,6 +10,7 @@
 - deploy.sh and the scripts pass shellcheck; the workflows validate against GitHub's schema.
 Exit 0 when everything passes; otherwise every failure is printed and the exit code is 1.
 """
+import functools
 import json
 import os
 import re
@@ -170,6 +171,11 @@ def as_list(v):
     return v if isinstance(v, list) else [v]
 
 
+# The only action wildcards allowed: reads (resource schemas ask for `ec2:Describe*` themselves).
+READ_PATTERN = r"[a-z0-9-]+:(Describe|Get|List)\*"
+
+
+@functools.cache
 def parliament_resource_types():
     """action (lower case) → its resource types, from parliament's IAM definitions."""
     from parliament import iam_definition
@@ -177,21 +183,27 @@ def parliament_resource_types():
             for svc in iam_definition for p in svc["privileges"]}
 
 
-def known_to_cfn_lint(action):
-    """Actions newer than parliament's list: cfn-lint's (AWS's current list) has them."""
+@functools.cache
+def iam_actions():
+    """Every IAM action there is, lower case, by service (cfn-lint's Policies.json, the list its own
+    W3037 rule checks policies against: newer than parliament's)."""
     import cfnlint
     path = os.path.join(os.path.dirname(cfnlint.__file__), "data", "AdditionalSpecs", "Policies.json")
     with open(path) as f:
-        actions = json.load(f)
+        return {svc: frozenset(v["Actions"]) for svc, v in json.load(f).items()}
+
+
+def known_to_cfn_lint(action):
+    """Actions newer than parliament's list: cfn-lint's (AWS's current list) has them."""
     svc, name = action.lower().split(":", 1)
-    return name in actions.get(svc, {}).get("Actions", {})
+    return name in iam_actions().get(svc, ())
 
 
 def star_only(action, types):
     """Whether `action` can only be granted on '*' (no resource type, or only known by name)."""
     if action in STAR_ONLY or action.startswith(STAR_ONLY_PREFIXES):
         return True
-    if re.fullmatch(r"[a-z0-9-]+:(Describe|Get|List)\*", action):
+    if re.fullmatch(READ_PATTERN, action):
         return True  # a read pattern a resource schema asks for spans every resource type
     kinds = types.get(action.lower())
     if kinds is None:
@@ -199,14 +211,14 @@ def star_only(action, types):
     return all(k in ("", "*") or k.endswith("*") for k in kinds)
 
 
-def wildcard_problems(name, policy, types=None):
-    types = types if types is not None else parliament_resource_types()
+def wildcard_problems(name, policy):
+    types = parliament_resource_types()
     problems = []
     for st in statements(policy):
         actions, resources = as_list(st["Action"]), as_list(st["Resource"])
         # Read patterns only (resource schemas ask for `ec2:Describe*` themselves).
         problems += [f"{name} {st.get('Sid')}: wildcard action {a}" for a in actions
-                     if "*" in a and not re.fullmatch(r"[a-z0-9-]+:(Describe|Get|List)\*", a)]
+                     if "*" in a and not re.fullmatch(READ_PATTERN, a)]
         if "*" in resources:
             narrowable = [a for a in actions if not star_only(a, types)]
             if narrowable:

@@ -18,7 +18,7 @@ import cfnlint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_deploy import Template, as_list, statements  # noqa: E402
+from check_deploy import READ_PATTERN, Template, as_list, iam_actions, statements  # noqa: E402
 
 # Stacks deployed through the CloudFormation role (ecs/deploy.sh, the deploy workflow).
 STACKS = ["ecs/cfn/repository.yaml", "ecs/cfn/infra.yaml", "ecs/cfn/scaling.yaml",
@@ -28,8 +28,6 @@ OPERATIONS = ("create", "update", "delete")
 DENIED = {
     "iam:DeleteRolePermissionsBoundary": "every role of the stacks keeps the permissions boundary",
 }
-# The only action wildcards allowed: reads (the schemas themselves ask for `ec2:Describe*`).
-READ_PATTERN = r"[a-z0-9-]+:(Describe|Get|List)\*"
 # In a fresh account the first resource of these types creates its service's service-linked role.
 SERVICE_LINKED = {
     "AWS::ECS::Cluster": "ecs.amazonaws.com",
@@ -52,13 +50,6 @@ def schemas(region="us-east-1"):
         with open(os.path.join(base, "resources", f"{name}.json")) as f:
             return json.load(f)
     return schema
-
-
-def iam_actions():
-    """Every IAM action there is, lower case, by service (cfn-lint's Policies.json, the list its own
-    W3037 rule checks policies against)."""
-    with open(os.path.join(os.path.dirname(cfnlint.__file__), "data", "AdditionalSpecs", "Policies.json")) as f:
-        return {svc: set(v["Actions"]) for svc, v in json.load(f).items()}
 
 
 def grantable(action, actions):

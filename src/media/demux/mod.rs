@@ -27,10 +27,6 @@ use super::ebml::ElementId;
 use super::{Event, MediaError};
 use document::Document;
 
-/// Default cap on any single element's payload: a 4K key frame fits many times over.
-pub const DEFAULT_MAX_ELEMENT_SIZE: usize = 32 * 1024 * 1024;
-/// Default cap on open containers: real files nest 5 or 6 deep (Tags, Tag, nested SimpleTags).
-pub const DEFAULT_MAX_DEPTH: usize = 32;
 /// Tracks kept per document: a camera stream has one or two; more is hostile input.
 pub const MAX_TRACKS: usize = 64;
 /// Longest element header: a 4-byte id and an 8-byte size.
@@ -64,15 +60,10 @@ impl From<&crate::config::MediaConfig> for DemuxConfig {
     }
 }
 
+/// The defaults of `media:` (`config::MediaConfig`).
 impl Default for DemuxConfig {
     fn default() -> Self {
-        let media = crate::config::MediaConfig::default();
-        Self {
-            max_element_size: DEFAULT_MAX_ELEMENT_SIZE,
-            max_depth: DEFAULT_MAX_DEPTH,
-            max_tags: media.max_tags_per_fragment,
-            max_tag_bytes: media.max_tag_bytes,
-        }
+        (&crate::config::MediaConfig::default()).into()
     }
 }
 
